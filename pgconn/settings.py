@@ -1,0 +1,87 @@
+"""The database settings both programs read from the environment."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from pgconn.dsn import DatabaseUrl, InvalidDatabaseUrl, parse_database_url
+from pgconn.pooler import PoolerSetting
+
+# PostgreSQL truncates application_name to NAMEDATALEN - 1 bytes.
+APPLICATION_NAME_MAX = 63
+
+
+class SettingsError(ValueError):
+    """A missing or malformed setting; the message names it and says how to fix it."""
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    """Where the database is and how to reach it. The repr never shows a password."""
+
+    url: DatabaseUrl
+    unpooled_url: DatabaseUrl | None
+    pooled: PoolerSetting
+    migrations_dir: Path
+    application_name: str = field(default="kata")
+
+    @classmethod
+    def from_env(
+        cls,
+        env: Mapping[str, str],
+        *,
+        program: str,
+        migrations_dir: str | None = None,
+    ) -> DatabaseSettings:
+        """Build from `DATABASE_URL`, `DATABASE_URL_UNPOOLED`, `DATABASE_POOLED`, `MIGRATIONS_DIR`."""
+        raw_url = env.get("DATABASE_URL", "")
+        if not raw_url.strip():
+            raise SettingsError(
+                "DATABASE_URL is not set: set it to postgresql://USER:PASSWORD@HOST:5432/DB "
+                "(in Kubernetes, from the Secret's DATABASE_URL key)"
+            )
+        try:
+            url = parse_database_url(raw_url, "DATABASE_URL")
+            raw_unpooled = env.get("DATABASE_URL_UNPOOLED", "").strip()
+            unpooled = parse_database_url(raw_unpooled, "DATABASE_URL_UNPOOLED") if raw_unpooled else None
+            pooled = PoolerSetting.parse(env.get("DATABASE_POOLED", "auto"))
+        except (InvalidDatabaseUrl, ValueError) as exc:
+            raise SettingsError(str(exc)) from None
+        directory = migrations_dir or env.get("MIGRATIONS_DIR") or None
+        return cls(
+            url=url,
+            unpooled_url=unpooled,
+            pooled=pooled,
+            migrations_dir=Path(directory) if directory else packaged_migrations_dir(),
+            application_name=application_name(program, env),
+        )
+
+
+def application_name(program: str, env: Mapping[str, str]) -> str:
+    """`kata-migrate@<pod>`: who holds a lock or applied a migration, as pg_stat_activity shows."""
+    who = env.get("POD_NAME") or env.get("HOSTNAME") or socket.gethostname()
+    return f"{program}@{who}"[:APPLICATION_NAME_MAX]
+
+
+def packaged_migrations_dir() -> Path:
+    """The SQL files shipped inside the installed distribution (package `kata_migrations`)."""
+    try:
+        return Path(str(resources.files("kata_migrations")))
+    except ModuleNotFoundError:
+        # Running from a checkout that was not installed: migrations/ beside the packages.
+        return Path(__file__).resolve().parent.parent / "migrations"
+
+
+def parse_seconds(name: str, text: str, *, minimum: float = 0.0) -> float:
+    """A duration setting in seconds; `SettingsError` naming the setting when it is not one."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise SettingsError(f"{name}={text!r} is not a number of seconds") from None
+    if not value >= minimum or value != value or value == float("inf"):
+        raise SettingsError(f"{name}={text!r} must be a finite number of seconds >= {minimum:g}")
+    return value

