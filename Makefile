@@ -14,7 +14,11 @@ $(VENV)/.installed-dev: pyproject.toml
 	@touch $@
 
 $(VENV)/.installed-local: pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "environment: installing the project and the embedded PostgreSQL into $(VENV) (first run: about 20 s)"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+		echo "environment: FAILED: '$(PYTHON) -m venv' did not work (Python 3.11+ with venv is needed)." >&2; \
+		echo "      how to fix: on Debian/Ubuntu: sudo apt-get install -y python3-venv; or make run PYTHON=python3.12" >&2; \
+		exit 1; }
 	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[local]'
 	@touch $@
 
@@ -27,6 +31,7 @@ run: $(VENV)/.installed-local
 ## test: the whole test suite against real PostgreSQL, PgBouncer and Prometheus
 test: $(VENV)/.installed-dev
 	@scripts/system-packages.sh
+	@VENV=$(VENV) scripts/install-deploy-tools.sh >/dev/null
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
 ## lint: ruff and mypy --strict

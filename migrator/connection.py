@@ -1,0 +1,88 @@
+"""Which URL the migrator may use, and connecting to it with retries until a deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Final
+
+import asyncpg
+
+from migrator.errors import DatabaseUnreachable, PoolerRefused
+from migrator.events import EventLog
+from pgconn.connect import connect
+from pgconn.dsn import DatabaseUrl
+from pgconn.errors import classify_error, is_authentication_failure
+from pgconn.pooler import PoolerSetting, decide_pooled, is_pooler_host
+from pgconn.settings import DatabaseSettings
+
+FIRST_BACKOFF: Final = 0.25
+MAX_BACKOFF: Final = 5.0
+ATTEMPT_TIMEOUT: Final = 10.0
+# Retrying cannot fix these: stop at once rather than hammer the server until the deadline.
+FINAL_REASONS: Final = frozenset({"authentication failed", "database does not exist"})
+
+
+def direct_url(settings: DatabaseSettings) -> DatabaseUrl:
+    """The URL for a session lock: never a pooled one. Pure, so exit 9 comes before any network call."""
+    if settings.unpooled_url is not None:
+        if is_pooler_host(settings.unpooled_url.host) and settings.pooled is not PoolerSetting.FALSE:
+            raise PoolerRefused(
+                f"DATABASE_URL_UNPOOLED points at a pooler host ({settings.unpooled_url.host}); set it to "
+                "the direct (non-pooler) endpoint, e.g. on Neon the host without '-pooler'"
+            )
+        return settings.unpooled_url
+    verdict = decide_pooled(settings.url, settings.pooled)
+    if verdict.pooled:
+        why = (
+            "DATABASE_POOLED=true"
+            if verdict.source == "setting"
+            else f"its host {settings.url.host} is a pooler"
+        )
+        raise PoolerRefused(
+            f"DATABASE_URL goes through a connection pooler ({why}), where the migration's session lock "
+            "does not hold; set DATABASE_URL_UNPOOLED to the direct URL (on Neon: the same host without "
+            "'-pooler'). Nothing was done"
+        )
+    return settings.url
+
+
+def read_url(settings: DatabaseSettings) -> DatabaseUrl:
+    """Read-only commands take no lock: the direct URL when given, else DATABASE_URL, pooled or not."""
+    return settings.unpooled_url or settings.url
+
+
+async def connect_with_retry(
+    url: DatabaseUrl, *, application_name: str, timeout: float, log: EventLog
+) -> asyncpg.Connection:
+    """Connect, retrying with exponential backoff for `timeout` seconds; DatabaseUnreachable after."""
+    started = time.monotonic()
+    deadline = started + timeout
+    delay = FIRST_BACKOFF
+    attempt = 0
+    while True:
+        attempt += 1
+        remaining = deadline - time.monotonic()
+        try:
+            return await connect(
+                url, application_name=application_name, timeout=max(0.5, min(ATTEMPT_TIMEOUT, remaining))
+            )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            reason = classify_error(exc)
+            waited = time.monotonic() - started
+            if is_authentication_failure(exc) or reason in FINAL_REASONS:
+                raise DatabaseUnreachable(url.redacted(), reason, waited) from exc
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise DatabaseUnreachable(url.redacted(), reason, waited) from exc
+            pause = min(delay, remaining)
+            log.warning(
+                "connect_retry",
+                f"database not reachable yet ({reason}); retrying",
+                attempt=attempt,
+                reason=reason,
+                retry_in_s=round(pause, 3),
+                target=url.redacted(),
+            )
+            await asyncio.sleep(pause)
+            delay = min(delay * 2, MAX_BACKOFF)

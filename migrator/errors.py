@@ -1,0 +1,149 @@
+"""One exception class per exit code; each builds the one line an operator reads."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+
+class MigratorError(Exception):
+    """A run that ends with a non-zero exit code; `str()` is what happened and what to do."""
+
+    exit_code: ClassVar[int] = 1
+    event: ClassVar[str] = "failed"
+
+
+class InternalError(MigratorError):
+    exit_code = 1
+    event = "internal_error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"unexpected internal error: {detail}; this is a bug, please report it with the log")
+
+
+class UsageError(MigratorError):
+    """Arguments, settings or migration files are unusable; raised before any connection."""
+
+    exit_code = 2
+    event = "usage_error"
+
+
+class DatabaseUnreachable(MigratorError):
+    exit_code = 3
+    event = "database_unreachable"
+
+    def __init__(self, target: str, reason: str, waited: float) -> None:
+        self.reason = reason
+        if reason == "authentication failed":
+            advice = "check the user and password in the URL (the Secret); not retried"
+        elif reason == "database does not exist":
+            advice = "create the database or fix the database name in the URL"
+        else:
+            advice = "check that the server is up and reachable, or raise --connect-timeout"
+        super().__init__(f"cannot connect to {target} after {waited:.1f} s: {reason}; {advice}")
+
+
+class ConnectionLost(MigratorError):
+    """The connection broke after it was made (server restart, network): nothing half-applied."""
+
+    exit_code = 3
+    event = "connection_lost"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"lost the database connection ({reason}); any open transaction was rolled back by the server, "
+            "run again once the database is reachable"
+        )
+
+
+class PgvectorUnavailable(MigratorError):
+    exit_code = 4
+    event = "pgvector_unavailable"
+
+
+class MigrationFailed(MigratorError):
+    exit_code = 5
+    event = "migration_failed"
+
+    def __init__(self, filename: str, line: int, column: int, message: str, *, transactional: bool) -> None:
+        self.filename = filename
+        self.line = line
+        self.column = column
+        if transactional:
+            outcome = "rolled back, nothing recorded"
+        else:
+            outcome = "no-transaction file: statements before this one stay applied, nothing recorded"
+        super().__init__(
+            f"migration {filename} failed at line {line}, column {column}: {message} ({outcome}); "
+            "fix the file (or the data) and run again"
+        )
+
+
+class DriftDetected(MigratorError):
+    exit_code = 6
+    event = "drift_detected"
+
+    def __init__(self, changed: Sequence[str], missing: Sequence[str]) -> None:
+        self.changed = tuple(changed)
+        self.missing = tuple(missing)
+        parts = []
+        if changed:
+            parts.append(f"changed since applied: {', '.join(changed)}")
+        if missing:
+            parts.append(f"applied but missing here: {', '.join(missing)}")
+        super().__init__(
+            f"drift: {'; '.join(parts)}; nothing was run. Restore the applied files as they were "
+            "(add a new migration for new changes) or run this image's matching version"
+        )
+
+
+class LockTimeout(MigratorError):
+    exit_code = 7
+    event = "lock_timeout"
+
+    def __init__(self, waited: float, holder: str) -> None:
+        self.holder = holder
+        super().__init__(
+            f"gave up after {waited:.1f} s waiting for the migration lock held by {holder}; "
+            "let that migrator finish, or end it if it is stuck, then run again (or raise --lock-timeout)"
+        )
+
+
+class MigrationsPending(MigratorError):
+    exit_code = 8
+    event = "migrations_pending"
+
+    def __init__(self, pending: Sequence[str], *, waited: float | None = None) -> None:
+        self.pending = tuple(pending)
+        when = f" after waiting {waited:.1f} s" if waited is not None else ""
+        super().__init__(
+            f"{len(pending)} migration(s) pending{when}: {', '.join(pending)}; run `kata-migrate up` "
+            "(the migration Job) against this database"
+        )
+
+
+class PoolerRefused(MigratorError):
+    exit_code = 9
+    event = "pooler_refused"
+
+
+class Interrupted(MigratorError):
+    """SIGINT exits 130 and SIGTERM 143, as a shell reports a process killed by them."""
+
+    event = "interrupted"
+
+    def __init__(self, signal_name: str, exit_code: int) -> None:
+        self.code = exit_code
+        super().__init__(
+            f"stopped by {signal_name}: the running statement was cancelled and rolled back, the lock "
+            "released; run again to continue"
+        )
+
+    @property
+    def status(self) -> int:
+        return self.code
+
+
+def exit_status(error: MigratorError) -> int:
+    """The process exit code for an error: its class's, or the signal's for an interruption."""
+    return error.status if isinstance(error, Interrupted) else error.exit_code

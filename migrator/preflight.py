@@ -1,0 +1,75 @@
+"""Before any DDL: make sure pgvector is available, installed (or installable by us) and new enough."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+import asyncpg
+
+from migrator.errors import PgvectorUnavailable
+
+EXTENSION: Final = "vector"
+# HNSW indexes (migration 0005) arrived in pgvector 0.5.0.
+MINIMUM_VERSION: Final = (0, 5, 0)
+CREATE_STATEMENT: Final = "CREATE EXTENSION IF NOT EXISTS vector;"
+
+
+@dataclass(frozen=True)
+class PgvectorStatus:
+    """What the preflight found and did."""
+
+    version: str
+    created: bool
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """`0.8.5` -> (0, 8, 5); unparsable parts count as 0 so a strange version fails the check."""
+    return tuple(int(part) if part.isdigit() else 0 for part in re.split(r"[.\-]", text)[:3])
+
+
+def _minimum() -> str:
+    return ".".join(map(str, MINIMUM_VERSION))
+
+
+async def ensure_pgvector(conn: asyncpg.Connection) -> PgvectorStatus:
+    """Install pgvector when missing and allowed; PgvectorUnavailable (exit 4) otherwise."""
+    database = await conn.fetchval("SELECT current_database()")
+    row = await conn.fetchrow(
+        "SELECT default_version, installed_version FROM pg_available_extensions WHERE name = $1", EXTENSION
+    )
+    if row is None:
+        server = await conn.fetchval("SELECT current_setting('server_version_num')::int / 10000")
+        raise PgvectorUnavailable(
+            f"pgvector is not available on this PostgreSQL server (no '{EXTENSION}' in "
+            f"pg_available_extensions); install it on the server (e.g. Debian: apt install "
+            f"postgresql-{server}-pgvector; a managed service: enable it, on Neon run `{CREATE_STATEMENT}` "
+            f"in the SQL editor for database {database}), then run again. Nothing was changed"
+        )
+    installed = row["installed_version"]
+    if installed is not None:
+        if parse_version(installed) < MINIMUM_VERSION:
+            raise PgvectorUnavailable(
+                f"pgvector {installed} is installed in database {database} but {_minimum()} or newer is "
+                f"needed (HNSW indexes); as its owner run `ALTER EXTENSION vector UPDATE;` in {database} "
+                f"(the server offers {row['default_version']}), then run again. Nothing was changed"
+            )
+        return PgvectorStatus(version=installed, created=False)
+    available = row["default_version"]
+    if parse_version(available) < MINIMUM_VERSION:
+        raise PgvectorUnavailable(
+            f"the server offers pgvector {available} but {_minimum()} or newer is needed (HNSW indexes); "
+            "upgrade the pgvector package on the server, then run again. Nothing was changed"
+        )
+    try:
+        await conn.execute(f"CREATE EXTENSION IF NOT EXISTS {EXTENSION}")
+    except asyncpg.InsufficientPrivilegeError:
+        role = await conn.fetchval("SELECT current_user")
+        raise PgvectorUnavailable(
+            f"pgvector {available} is available but not installed in database {database}, and role {role} "
+            f"may not create it; have a superuser (or the database owner where pgvector is trusted) run "
+            f"`{CREATE_STATEMENT}` in database {database}, then run again. Nothing was changed"
+        ) from None
+    version = await conn.fetchval("SELECT extversion FROM pg_extension WHERE extname = $1", EXTENSION)
+    return PgvectorStatus(version=str(version), created=True)

@@ -1,0 +1,119 @@
+"""Run the migrator in-process (fast) or as a real process (signals, concurrency, leaks)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from migrator.cli import run
+from tests.conftest import Database
+
+REPO = Path(__file__).resolve().parents[2]
+MIGRATIONS = REPO / "migrations"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one migrator run produced."""
+
+    code: int
+    stdout: str
+    stderr: str
+    seconds: float = 0.0
+
+    def events(self) -> list[dict[str, object]]:
+        return [json.loads(line) for line in self.stderr.splitlines() if line.startswith("{")]
+
+    def names(self) -> list[str]:
+        return [str(event["event"]) for event in self.events()]
+
+    @property
+    def final_message(self) -> str:
+        return str(self.events()[-1].get("msg", ""))
+
+
+def migrator_env(url: str | None, **extra: str) -> dict[str, str]:
+    """A clean environment: only what we pass, so the caller's DATABASE_URL never leaks in."""
+    env = {"MIGRATOR_CONNECT_TIMEOUT": "10", "MIGRATOR_LOG_FORMAT": "json", "POD_NAME": "test-pod"}
+    if url is not None:
+        env["DATABASE_URL"] = url
+    env.update(extra)
+    return env
+
+
+def run_inprocess(args: list[str], env: Mapping[str, str]) -> Outcome:
+    stdout, stderr = io.StringIO(), io.StringIO()
+    started = time.monotonic()
+    code = run(args, env, stdout, stderr)
+    return Outcome(code, stdout.getvalue(), stderr.getvalue(), time.monotonic() - started)
+
+
+def process_env(env: Mapping[str, str]) -> dict[str, str]:
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "PYTHONPATH")}
+    return {**keep, **env}
+
+
+def start_process(args: list[str], env: Mapping[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "migrator", *args],
+        env=process_env(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+
+
+def run_process(args: list[str], env: Mapping[str, str], timeout: float = 60) -> Outcome:
+    started = time.monotonic()
+    proc = start_process(args, env)
+    out, err = proc.communicate(timeout=timeout)
+    return Outcome(proc.returncode, out, err, time.monotonic() - started)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
+    """Poll a condition observed in the database; the only way tests wait."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def ledger(db: Database) -> list[str]:
+    """`version|kind` per ledger row; empty when the ledger table does not exist."""
+    if db.psql("SELECT to_regclass('public.kata_schema_migrations') IS NULL") == "t":
+        return []
+    out = db.psql("SELECT version || '|' || kind FROM kata_schema_migrations ORDER BY version")
+    return out.splitlines()
+
+
+def table_exists(db: Database, name: str) -> bool:
+    return db.psql(f"SELECT to_regclass('{name}') IS NOT NULL") == "t"
+
+
+@pytest.fixture
+def migrations_dir(tmp_path: Path) -> Callable[[dict[str, str | bytes]], Path]:
+    """Write a migrations directory from {file name: SQL text or raw bytes}."""
+
+    def write(files: dict[str, str | bytes]) -> Path:
+        directory = tmp_path / "migrations"
+        directory.mkdir(exist_ok=True)
+        for name, content in files.items():
+            path = directory / name
+            if isinstance(content, bytes):
+                path.write_bytes(content)
+            else:
+                path.write_text(content, newline="")
+        return directory
+
+    return write

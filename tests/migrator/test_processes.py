@@ -1,0 +1,93 @@
+"""Real processes: eight at once, SIGTERM/SIGINT mid-statement, SIGKILL mid-statement."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Database
+from tests.migrator.conftest import (
+    ledger,
+    migrator_env,
+    run_inprocess,
+    start_process,
+    table_exists,
+    wait_until,
+)
+
+Files = Callable[[dict[str, str | bytes]], Path]
+# The sleep length comes from a database setting, so the file (and its checksum) stay the same
+# while a test turns the sleep off for the rerun.
+SLOW = (
+    "CREATE TABLE half_done (id int);\n"
+    "SELECT pg_sleep(coalesce(nullif(current_setting('kata.test_sleep', true), ''), '0')::float);\n"
+    "CREATE TABLE all_done (id int);\n"
+)
+
+
+def sleeping(database: Database) -> Callable[[], bool]:
+    return lambda: (
+        database.psql(
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%' AND state = 'active' "
+            f"AND datname = '{database.name}'"
+        )
+        == "1"
+    )
+
+
+def test_eight_concurrent_migrators_all_succeed_and_apply_each_file_once(database: Database) -> None:
+    procs = [start_process(["up"], migrator_env(database.url, POD_NAME=f"pod-{i}")) for i in range(8)]
+    results = [(proc.wait(timeout=120), proc.communicate()) for proc in procs]
+    assert [code for code, _ in results] == [0] * 8, [err[-500:] for _, (_, err) in results if err]
+    applied = sum(err.count('"event": "migration_applied"') for _, (_, err) in results)
+    assert applied == 5
+    assert ledger(database) == ["1|applied", "2|applied", "3|applied", "4|applied", "5|applied"]
+    assert database.psql("SELECT count(DISTINCT applied_by) FROM kata_schema_migrations") == "1"
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_cancels_the_statement_rolls_back_and_releases_the_lock(
+    database: Database, migrations_dir: Files, signum: signal.Signals, code: int
+) -> None:
+    database.psql(f"ALTER DATABASE \"{database.name}\" SET kata.test_sleep = '60'")
+    env = migrator_env(database.url, MIGRATIONS_DIR=str(migrations_dir({"0001_slow.sql": SLOW})))
+    proc = start_process(["up"], env)
+    try:
+        wait_until(sleeping(database), what="the migration to be sleeping")
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=15)
+    finally:
+        proc.kill()
+    assert proc.returncode == code, err
+    assert '"event": "lock_released"' in err and '"event": "interrupted"' in err
+    assert not sleeping(database)()
+    assert not table_exists(database, "half_done") and ledger(database) == []
+    database.psql(f"ALTER DATABASE \"{database.name}\" SET kata.test_sleep = '0'")
+    rerun = run_inprocess(["up", "--lock-timeout", "1"], env)  # the lock is free: no waiting
+    assert rerun.code == 0 and "lock_waiting" not in rerun.names()
+    assert table_exists(database, "all_done")
+
+
+def test_sigkill_mid_migration_leaves_nothing_applied_and_a_rerun_succeeds(
+    database: Database, migrations_dir: Files
+) -> None:
+    database.psql(f"ALTER DATABASE \"{database.name}\" SET kata.test_sleep = '60'")
+    env = migrator_env(database.url, MIGRATIONS_DIR=str(migrations_dir({"0001_slow.sql": SLOW})))
+    proc = start_process(["up"], env)
+    try:
+        wait_until(sleeping(database), what="the migration to be sleeping")
+        proc.kill()
+        proc.wait(timeout=10)
+    finally:
+        proc.kill()
+    assert not table_exists(database, "half_done") and ledger(database) == []
+    database.psql(f"ALTER DATABASE \"{database.name}\" SET kata.test_sleep = '0'")
+    # The orphaned backend still holds the lock until it notices its client is gone
+    # (client_connection_check_interval); the rerun waits for it, then applies the file whole.
+    rerun = run_inprocess(["up", "--lock-timeout", "30"], env)
+    assert rerun.code == 0, rerun.stderr
+    assert table_exists(database, "half_done") and table_exists(database, "all_done")
+    assert ledger(database) == ["1|applied"]

@@ -1,0 +1,103 @@
+"""Bad input exits 2 and pooled URLs exit 9, all before any connection is attempted."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from migrator.cli import COMMANDS, run
+from tests.migrator.conftest import migrator_env, run_inprocess
+
+# Nothing listens here and .invalid never resolves: reaching the network would give exit 3.
+NOWHERE = "postgresql://app:pw@db.invalid:5432/app"
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "problem"),
+    [
+        ({}, ["up"], "DATABASE_URL is not set"),
+        ({"DATABASE_URL": "mysql://u:secretpw@h/db"}, ["up"], "must start with postgresql://"),
+        ({"DATABASE_URL": "postgresql://u:secretpw@h:99999/db"}, ["up"], "port"),
+        ({"DATABASE_URL": NOWHERE + "?sslmode=maybe"}, ["up"], "sslmode"),
+        ({"DATABASE_URL": NOWHERE, "DATABASE_POOLED": "perhaps"}, ["up"], "DATABASE_POOLED"),
+        ({"DATABASE_URL": NOWHERE}, ["up", "--lock-timeout", "soon"], "--lock-timeout"),
+        ({"DATABASE_URL": NOWHERE, "MIGRATOR_CONNECT_TIMEOUT": "-1"}, ["up"], "MIGRATOR_CONNECT_TIMEOUT"),
+        ({"DATABASE_URL": NOWHERE}, ["frobnicate"], "invalid choice"),
+        ({"DATABASE_URL": NOWHERE}, ["baseline", "x"], "positive integer"),
+        ({"DATABASE_URL": NOWHERE}, ["baseline", "99"], "no migration file has that version"),
+        ({"DATABASE_URL": NOWHERE}, ["up", "--migrations", "/nonexistent/dir"], "does not exist"),
+    ],
+)
+def test_bad_input_exits_2_before_connecting(env: dict[str, str], args: list[str], problem: str) -> None:
+    outcome = run_inprocess(args, {"MIGRATOR_CONNECT_TIMEOUT": "30", **env})
+    assert outcome.code == 2, outcome.stderr
+    assert problem in outcome.final_message
+    assert "connect_retry" not in outcome.names()
+    assert outcome.seconds < 5
+
+
+@pytest.mark.parametrize(
+    ("files", "problem"),
+    [
+        ({"0001_a.sql": "SELECT 1;", "001_b.sql": "SELECT 2;"}, "share version 1"),
+        ({"1_bad name.sql": "SELECT 1;"}, "malformed"),
+        ({"0001_a.sql": b"\xc3\x28"}, "UTF-8"),
+        ({"0001_a.sql": ""}, "empty"),
+    ],
+)
+def test_bad_migration_files_exit_2_naming_the_file(
+    migrations_dir: Callable[[dict[str, str | bytes]], Path], files: dict[str, str | bytes], problem: str
+) -> None:
+    outcome = run_inprocess(["up", "--migrations", str(migrations_dir(files))], migrator_env(NOWHERE))
+    assert outcome.code == 2
+    assert problem in outcome.final_message
+    assert any(name in outcome.final_message for name in files)
+
+
+@pytest.mark.parametrize(
+    ("env", "reason"),
+    [
+        ({"DATABASE_URL": "postgresql://app:pw@ep-x-pooler.invalid/app"}, "is a pooler"),
+        ({"DATABASE_URL": NOWHERE, "DATABASE_POOLED": "true"}, "DATABASE_POOLED=true"),
+        (
+            {"DATABASE_URL": NOWHERE, "DATABASE_URL_UNPOOLED": "postgresql://app:pw@ep-y-pooler.invalid/app"},
+            "DATABASE_URL_UNPOOLED points at a pooler",
+        ),
+    ],
+)
+@pytest.mark.parametrize("command", ["up", "baseline"])
+def test_pooled_url_without_direct_url_exits_9_before_any_network_call(
+    env: dict[str, str], reason: str, command: str
+) -> None:
+    args = [command, "1"] if command == "baseline" else [command]
+    outcome = run_inprocess(args, migrator_env(None, MIGRATOR_CONNECT_TIMEOUT="30", **env))
+    assert outcome.code == 9, outcome.stderr
+    assert reason in outcome.final_message
+    assert "DATABASE_URL_UNPOOLED" in outcome.final_message
+    assert "connect_retry" not in outcome.names()
+    assert outcome.seconds < 2
+
+
+def test_no_command_means_up() -> None:
+    outcome = run_inprocess(["--lock-timeout", "1"], migrator_env("postgresql://a:b@x-pooler.invalid/db"))
+    assert outcome.code == 9
+    assert outcome.events()[-1]["event"] == "pooler_refused"
+
+
+def test_help_shows_an_example_for_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["--help"], {}, io.StringIO(), io.StringIO()) == 0
+    text = capsys.readouterr().out
+    for command in COMMANDS:
+        assert f"kata-migrate {command}" in text
+    for code in range(10):
+        assert f"{code} " in text
+
+
+def test_every_error_is_one_line_in_text_format() -> None:
+    outcome = run_inprocess(["up"], {"MIGRATOR_LOG_FORMAT": "text"})
+    assert outcome.code == 2
+    assert outcome.stderr.count("\n") == 1
+    assert "ERROR usage_error DATABASE_URL is not set" in outcome.stderr

@@ -1,0 +1,125 @@
+"""pgconn without a database: URL parsing and redaction, pooler detection, error texts, settings."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from urllib.parse import quote
+
+import asyncpg
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pgconn.dsn import InvalidDatabaseUrl, parse_database_url
+from pgconn.errors import classify_error, is_authentication_failure
+from pgconn.pooler import PoolerSetting, decide_pooled, is_pooler_host
+from pgconn.settings import DatabaseSettings, SettingsError, application_name, parse_seconds
+
+passwords = st.text(alphabet=st.characters(codec="utf-8"), min_size=4, max_size=30)
+hosts = st.from_regex(r"[a-z][a-z0-9-]{0,15}(\.[a-z][a-z0-9-]{0,10}){0,3}", fullmatch=True)
+
+
+@given(password=passwords, host=hosts, port=st.integers(1, 65535))
+def test_url_round_trips_and_never_shows_its_password(password: str, host: str, port: int) -> None:
+    url = parse_database_url(f"postgresql://app:{quote(password, safe='')}@{host}:{port}/db?sslmode=require")
+    assert (url.host, url.port, url.user, url.database, url.password) == (host, port, "app", "db", password)
+    assert url.sslmode == "require"
+    assert url.redacted() == str(url) == f"postgresql://app:***@{host}:{port}/db?sslmode=require"
+    assert "password" not in repr(url) and "***" not in repr(url)
+    assert password not in url.scrub(f"error near {password} and {quote(password, safe='')}")
+
+
+@given(text=st.text(max_size=60))
+def test_any_text_either_parses_or_raises_invalid_url_without_echoing_it(text: str) -> None:
+    try:
+        parse_database_url(text)
+    except InvalidDatabaseUrl as exc:
+        assert str(exc).startswith("DATABASE_URL is not a usable PostgreSQL URL")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "host=x dbname=y",
+        "postgresql://:pw@/db",
+        "postgresql://u:pw@h:0/db",
+        "postgresql://u:pw@h/db?foo=1",
+        "postgresql://u:pw@h1,h2/db",
+        "postgresql://u:pw@h/db?sslmode=strict",
+    ],
+)
+def test_unusable_urls_are_refused_with_a_reason(text: str) -> None:
+    with pytest.raises(InvalidDatabaseUrl) as info:
+        parse_database_url(text)
+    assert "pw" not in str(info.value)
+
+
+def test_defaults_port_database_and_sslmode() -> None:
+    url = parse_database_url("postgres://app@db.example")
+    assert (url.port, url.database, url.sslmode, url.password) == (5432, "app", "prefer", None)
+
+
+@pytest.mark.parametrize(
+    ("host", "pooled"),
+    [
+        ("ep-cool-pooler.eu-central-1.aws.neon.tech", True),
+        ("ep-cool.eu-central-1.aws.neon.tech", False),
+        ("pooler.example", False),
+        ("db-POOLER", True),
+    ],
+)
+def test_pooler_hosts_are_recognised_by_a_pooler_label(host: str, pooled: bool) -> None:
+    assert is_pooler_host(host) is pooled
+
+
+def test_explicit_pooled_setting_wins_over_the_host() -> None:
+    pooler = parse_database_url("postgresql://u@ep-x-pooler.invalid/db")
+    direct = parse_database_url("postgresql://u@db.invalid/db")
+    assert decide_pooled(pooler, PoolerSetting.AUTO).pooled
+    assert not decide_pooled(pooler, PoolerSetting.FALSE).pooled
+    assert decide_pooled(direct, PoolerSetting.parse("yes")).pooled
+    with pytest.raises(ValueError, match="DATABASE_POOLED"):
+        PoolerSetting.parse("maybe")
+
+
+@pytest.mark.parametrize(
+    ("exc", "text"),
+    [
+        (ConnectionRefusedError(), "connection refused"),
+        (socket.gaierror(), "host not found"),
+        (TimeoutError(), "timeout"),
+        (asyncpg.InvalidPasswordError("password authentication failed for user x"), "authentication failed"),
+        (asyncpg.InvalidCatalogNameError("database secret_db does not exist"), "database does not exist"),
+        (ValueError("postgresql://u:hunter2@h"), "unexpected error"),
+    ],
+)
+def test_errors_are_classified_into_fixed_texts(exc: BaseException, text: str) -> None:
+    assert classify_error(exc) == text
+    assert is_authentication_failure(exc) is (text == "authentication failed")
+
+
+def test_settings_from_env_and_their_errors(tmp_path: Path) -> None:
+    env = {"DATABASE_URL": "postgresql://u:pw@h/db", "POD_NAME": "job-abc", "MIGRATIONS_DIR": str(tmp_path)}
+    settings = DatabaseSettings.from_env(env, program="kata-migrate")
+    assert settings.application_name == "kata-migrate@job-abc"
+    assert settings.migrations_dir == tmp_path and settings.unpooled_url is None
+    assert "pw" not in repr(settings)
+    with pytest.raises(SettingsError, match="DATABASE_URL is not set"):
+        DatabaseSettings.from_env({}, program="kata-migrate")
+    with pytest.raises(SettingsError, match="DATABASE_URL_UNPOOLED"):
+        DatabaseSettings.from_env({**env, "DATABASE_URL_UNPOOLED": "nope"}, program="kata-migrate")
+    assert len(application_name("kata-migrate", {"POD_NAME": "x" * 100})) == 63
+
+
+@pytest.mark.parametrize(
+    ("text", "ok"),
+    [("1.5", True), ("0", True), ("-1", False), ("nan", False), ("inf", False), ("soon", False)],
+)
+def test_parse_seconds(text: str, ok: bool) -> None:
+    if ok:
+        assert parse_seconds("X", text) == float(text)
+    else:
+        with pytest.raises(SettingsError, match="X="):
+            parse_seconds("X", text)
