@@ -1,0 +1,172 @@
+"""The aiohttp application: routes that read the monitor's snapshot, and the resources they need."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from importlib import metadata
+from typing import Any, Final
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from migrator.catalog import Catalog, read_catalog
+from probe.checks import CHECK_NAMES, default_checks
+from probe.health import View, check_verdict, health_body, readiness, shutdown_verdict
+from probe.metrics import ProbeMetrics, define_metrics
+from probe.monitor import Monitor
+from probe.pool import STATES, ConnectionPool
+from probe.pooled import PoolerObserver
+from probe.settings import ProbeSettings
+
+NO_STORE: Final = {"Cache-Control": "no-store"}
+
+
+@dataclass
+class ProbeState:
+    """Mutable process state, stored before startup and changed in place: the drain flag."""
+
+    draining: bool = False
+
+
+SETTINGS: Final = web.AppKey("settings", ProbeSettings)
+REGISTRY: Final = web.AppKey("registry", CollectorRegistry)
+METRICS: Final = web.AppKey("metrics", ProbeMetrics)
+POOL: Final = web.AppKey("pool", ConnectionPool)
+MONITOR: Final = web.AppKey("monitor", Monitor)
+STATE: Final = web.AppKey("state", ProbeState)
+VERSION: Final = web.AppKey("version", str)
+
+
+def pool_count(pool: ConnectionPool, state: str) -> float:
+    return float(pool.count(state))
+
+
+def probe_version() -> str:
+    try:
+        return metadata.version("kata-context-db")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def create_app(
+    settings: ProbeSettings, registry: CollectorRegistry, *, catalog: Catalog | None = None
+) -> web.Application:
+    """Build the app; nothing connects until startup. CatalogError if the migrations are unusable."""
+    catalog = catalog if catalog is not None else read_catalog(settings.database.migrations_dir)
+    version = probe_version()
+    metrics = define_metrics(registry, version=version)
+    db = settings.database
+    pool = ConnectionPool(db.url, application_name=db.application_name, timeout=settings.timeout)
+    monitor = Monitor(
+        pool=pool,
+        checks=default_checks(catalog),
+        observer=PoolerObserver(db.url, db.pooled),
+        interval=settings.interval,
+        timeout=settings.timeout,
+        metrics=metrics,
+    )
+    # Read at scrape time, so a stuck monitor shows as down instead of the last good value.
+    metrics.up.set_function(lambda: float(monitor.database_up()))
+    for state in STATES:
+        metrics.pool_connections.labels(state=state).set_function(partial(pool_count, pool, state))
+
+    app = web.Application()
+    app[SETTINGS] = settings
+    app[REGISTRY] = registry
+    app[METRICS] = metrics
+    app[POOL] = pool
+    app[MONITOR] = monitor
+    app[STATE] = ProbeState()
+    app[VERSION] = version
+    app.cleanup_ctx.append(pool_context)  # first in, last out: the monitor stops before the pool closes
+    app.cleanup_ctx.append(monitor_context)
+    app.router.add_get("/livez", liveness)
+    app.router.add_get("/healthz", liveness)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/readyz/{name}", readyz_one)
+    app.router.add_get("/metrics", metrics_handler)
+    return app
+
+
+async def pool_context(app: web.Application) -> AsyncIterator[None]:
+    yield
+    await app[POOL].close()
+
+
+async def monitor_context(app: web.Application) -> AsyncIterator[None]:
+    app[MONITOR].start()
+    yield
+    await app[MONITOR].stop()
+
+
+def current_view(app: web.Application) -> View:
+    monitor = app[MONITOR]
+    return View(
+        snapshot=monitor.latest,
+        age=monitor.age(),
+        stale=monitor.latest is not None and monitor.fresh() is None,
+        alive=monitor.alive(),
+        draining=app[STATE].draining,
+        now=datetime.now(UTC),
+    )
+
+
+def wants_json(request: web.Request) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
+
+
+def json_response(body: dict[str, Any], status: int) -> web.Response:
+    return web.Response(
+        text=json.dumps(body, separators=(",", ":")),
+        status=status,
+        content_type="application/json",
+        headers=NO_STORE,
+    )
+
+
+def text_response(text: str, status: int) -> web.Response:
+    return web.Response(text=text, status=status, content_type="text/plain", headers=NO_STORE)
+
+
+async def liveness(request: web.Request) -> web.Response:
+    """200 while the loop and the monitor run, whatever the database does; the body reports it."""
+    view = current_view(request.app)
+    return json_response(health_body(view, request.app[VERSION]), 200 if view.alive else 503)
+
+
+async def readyz(request: web.Request) -> web.Response:
+    view = current_view(request.app)
+    answer = readiness(view, request.query.getall("exclude", []))
+    status = 200 if answer.ok else 503
+    if wants_json(request) and "verbose" not in request.query:
+        names = [name for name in CHECK_NAMES if name not in answer.excluded]
+        body = health_body(view, request.app[VERSION], names)
+        if not answer.ok and body["status"] == "healthy":  # only the shutdown line failed
+            body["status"] = "unhealthy"
+        return json_response(body, status)
+    return text_response(answer.text("verbose" in request.query), status)
+
+
+async def readyz_one(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    if name not in CHECK_NAMES:
+        return text_response(f"404: no check named {name!r}; checks: {', '.join(CHECK_NAMES)}\n", 404)
+    view = current_view(request.app)
+    verdicts = (shutdown_verdict(view), check_verdict(view, name))
+    ok = all(v.ok for v in verdicts)
+    if wants_json(request):
+        body = health_body(view, request.app[VERSION], [name])
+        if not ok and body["status"] == "healthy":
+            body["status"] = "unhealthy"
+        return json_response(body, 200 if ok else 503)
+    failed = [v.line() for v in verdicts if not v.ok]
+    return text_response("ok\n" if ok else "\n".join(failed) + "\n", 200 if ok else 503)
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[REGISTRY])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST, **NO_STORE})

@@ -1,0 +1,89 @@
+"""`kata-probe`: load settings, serve until SIGTERM, drain, exit 0."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from migrator.catalog import Catalog, CatalogError, read_catalog
+from pgconn.settings import SettingsError
+from probe.app import STATE, create_app, probe_version
+from probe.logs import configure_logging
+from probe.settings import ProbeSettings
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USAGE = 2
+
+log = logging.getLogger("probe")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `kata-probe` and `python -m probe`; returns the exit code."""
+    configure_logging(lambda text: text)
+    try:
+        settings = ProbeSettings.load(sys.argv[1:] if argv is None else argv, os.environ)
+        catalog = read_catalog(settings.database.migrations_dir)
+    except (SettingsError, CatalogError) as exc:
+        log.error(str(exc), extra={"event": "config_error"})
+        return EXIT_USAGE
+    configure_logging(settings.database.url.scrub)
+    try:
+        asyncio.run(serve(settings, catalog))
+    except OSError as exc:  # most likely the port is taken
+        log.error(
+            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}",
+            extra={"event": "listen_failed"},
+        )
+        return EXIT_INTERNAL
+    return EXIT_OK
+
+
+async def serve(settings: ProbeSettings, catalog: Catalog | None = None) -> None:
+    """Run the app until SIGTERM or SIGINT, then answer 503 on /readyz for the drain delay."""
+    app = create_app(settings, CollectorRegistry(), catalog=catalog)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port)
+        await site.start()
+        log.info(
+            "probe listening",
+            extra={
+                "event": "started",
+                "version": probe_version(),
+                "listen": f"{settings.host}:{settings.port}",
+                "database": settings.database.url.redacted(),
+                "interval": settings.interval,
+                "timeout": settings.timeout,
+                "shutdown_delay": settings.shutdown_delay,
+            },
+        )
+        await stop.wait()
+        app[STATE].draining = True
+        log.info(
+            "shutting down: readyz answers 503 while draining",
+            extra={"event": "draining", "delay": settings.shutdown_delay},
+        )
+        stop.clear()
+        # A second signal ends the drain early: the operator means it.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=settings.shutdown_delay)
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+        await runner.cleanup()
+    log.info("probe stopped", extra={"event": "stopped"})

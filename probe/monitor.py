@@ -1,0 +1,189 @@
+"""The background loop: one round of checks per interval, the latest result kept for readers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from pgconn.errors import classify_error
+from pgconn.pooler import PoolerVerdict
+from probe.checks import DATABASE, Check, CheckResult, run_check, skipped
+from probe.metrics import ProbeMetrics
+from probe.pool import ConnectionPool
+from probe.pooled import PoolerObserver
+
+log = logging.getLogger("probe.monitor")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One finished round: every check's result, the pooled verdict, and when it ended."""
+
+    results: Mapping[str, CheckResult]
+    pooled: PoolerVerdict
+    finished: float  # loop clock (monotonic)
+    finished_at: datetime
+
+    @property
+    def ok(self) -> bool:
+        return all(result.ok for result in self.results.values())
+
+    def failures(self) -> list[str]:
+        return [f"{r.name}: {r.reason}" for r in self.results.values() if not r.ok]
+
+
+class Monitor:
+    """Runs rounds one at a time (single flight) and publishes the latest Snapshot.
+
+    Readers call `latest`, `fresh` and `alive`: they never touch the database, so its load
+    is one round per interval whatever the request rate.
+    """
+
+    def __init__(
+        self,
+        *,
+        pool: ConnectionPool,
+        checks: Sequence[Check],
+        observer: PoolerObserver,
+        interval: float,
+        timeout: float,
+        metrics: ProbeMetrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._pool = pool
+        self._checks = tuple(checks)
+        self._observer = observer
+        self.interval = interval
+        self.timeout = timeout
+        self._metrics = metrics
+        self._clock = clock
+        self.latest: Snapshot | None = None
+        self.rounds = 0
+        self._started = clock()
+        self._last_tick = self._started
+        self._task: asyncio.Task[None] | None = None
+        self._was_ok: bool | None = None
+
+    @property
+    def staleness(self) -> float:
+        return 3 * self.interval
+
+    def fresh(self) -> Snapshot | None:
+        """The latest snapshot if it is younger than the staleness bound, else None."""
+        snapshot = self.latest
+        if snapshot is None or self._clock() - snapshot.finished > self.staleness:
+            return None
+        return snapshot
+
+    def age(self) -> float | None:
+        return None if self.latest is None else self._clock() - self.latest.finished
+
+    def alive(self) -> bool:
+        """The loop runs and has finished a round (or started) recently: it is not stuck."""
+        if self._task is None or self._task.done():
+            return False
+        return self._clock() - self._last_tick <= self.staleness + self.timeout
+
+    def database_up(self) -> bool:
+        snapshot = self.fresh()
+        return snapshot is not None and snapshot.results[DATABASE].ok
+
+    def start(self) -> None:
+        self._started = self._last_tick = self._clock()
+        self._task = asyncio.create_task(self._run(), name="probe-monitor")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):  # the cancellation we asked for
+                await self._task
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_round = loop.time()
+        while True:
+            try:
+                self.publish(await self.run_round())
+            except Exception:  # a bug must not end the loop silently: log it, keep going
+                log.exception("monitor round crashed", extra={"event": "round_crashed"})
+            self._last_tick = self._clock()
+            next_round += self.interval
+            now = loop.time()
+            if next_round < now:  # a slow round: skip the missed slots instead of bursting
+                next_round = now + self.interval
+            await asyncio.sleep(next_round - now)
+
+    async def run_round(self) -> Snapshot:
+        """Acquire, then run each check, the whole round bounded by the timeout. Never raises."""
+        deadline = asyncio.get_running_loop().time() + self.timeout
+        results: dict[str, CheckResult] = {}
+        started = time.perf_counter()
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    conn = await stack.enter_async_context(self._pool.connection())
+            except Exception as exc:  # no connection: the database check carries why
+                results[DATABASE] = CheckResult(
+                    DATABASE, False, classify_error(exc), time.perf_counter() - started, raised=True
+                )
+            else:
+                acquired = time.perf_counter() - started
+                for check in self._checks:
+                    result = await run_check(check, conn, deadline)
+                    if check.name == DATABASE:
+                        result = replace(result, duration=result.duration + acquired)
+                        if result.ok:
+                            self._observer.observe(conn.get_server_pid(), int(result.details["backend_pid"]))
+                    results[check.name] = result
+                    if not result.ok and check.name == DATABASE:
+                        break
+                if any(result.raised for result in results.values()):
+                    self._pool.discard()
+        for check in self._checks:
+            results.setdefault(check.name, skipped(check.name))
+        return Snapshot(
+            results=results,
+            pooled=self._observer.verdict,
+            finished=self._clock(),
+            finished_at=datetime.now(UTC),
+        )
+
+    def publish(self, snapshot: Snapshot) -> None:
+        """Make `snapshot` the latest, update the metrics, and log a change of state once."""
+        self.latest = snapshot
+        self.rounds += 1
+        if self._metrics is not None:
+            record(self._metrics, snapshot)
+        if snapshot.ok != self._was_ok:
+            if snapshot.ok:
+                log.info("database checks pass", extra={"event": "ready", "pooled": snapshot.pooled.pooled})
+            else:
+                log.warning(
+                    "database checks fail",
+                    extra={"event": "not_ready", "reasons": snapshot.failures()},
+                )
+            self._was_ok = snapshot.ok
+
+
+def record(metrics: ProbeMetrics, snapshot: Snapshot) -> None:
+    """Copy one round's outcome into the metrics."""
+    for result in snapshot.results.values():
+        if result.reason != "database unavailable":
+            metrics.check_duration.labels(check=result.name).observe(result.duration)
+        metrics.checks.labels(check=result.name, result="ok" if result.ok else "failed").inc()
+    if snapshot.ok:
+        metrics.last_success.set(snapshot.finished_at.timestamp())
+    metrics.pooled.set(1 if snapshot.pooled.pooled else 0)
+    pgvector = snapshot.results.get("pgvector")
+    if pgvector is not None and "installed" in pgvector.details:
+        metrics.pgvector_installed.set(1 if pgvector.details["installed"] else 0)
+    schema = snapshot.results.get("schema")
+    if schema is not None and "version" in schema.details:
+        metrics.schema_version.set(schema.details["version"])
+        metrics.schema_expected_version.set(schema.details["expected"])
+        metrics.schema_pending.set(schema.details["pending"])

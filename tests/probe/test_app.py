@@ -1,0 +1,187 @@
+"""The HTTP contract, through `create_app` against a real PostgreSQL so the cleanup contexts run."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from prometheus_client import CollectorRegistry
+
+from probe.app import MONITOR, create_app
+from tests.conftest import Database
+from tests.probe.conftest import apply_migrations, make_settings, ready_database, until
+
+pytestmark = pytest.mark.asyncio
+Client = TestClient[web.Request, web.Application]
+ClientFactory = Callable[[web.Application], Awaitable[Client]]
+JSON = {"Accept": "application/json"}
+
+
+async def start_probe(aiohttp_client: ClientFactory, url: str, directory: Path, **extra: str) -> Client:
+    client = await aiohttp_client(create_app(make_settings(url, directory, **extra), CollectorRegistry()))
+    monitor = client.app[MONITOR]
+
+    async def one_round() -> bool:
+        return monitor.latest is not None
+
+    await until(one_round, 10, "the first check round")
+    return client
+
+
+async def status_of(client: Client, path: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    async with client.get(path, headers=headers) as response:
+        return response.status, await response.text()
+
+
+async def test_all_endpoints_answer_200_when_every_check_passes(
+    aiohttp_client: ClientFactory, database: Database, migrations_dir: Path
+) -> None:
+    ready_database(database, migrations_dir)
+    client = await start_probe(aiohttp_client, database.url, migrations_dir)
+    for path in ("/livez", "/healthz", "/readyz", "/readyz/database", "/readyz/pgvector", "/readyz/schema"):
+        status, _ = await status_of(client, path)
+        assert status == 200, path
+    assert await status_of(client, "/readyz") == (200, "ok\n")
+    status, text = await status_of(client, "/readyz?verbose")
+    assert status == 200
+    assert text.splitlines() == [
+        "[+]shutdown ok",
+        "[+]database ok",
+        "[+]pgvector ok",
+        "[+]schema ok",
+        "readyz check passed",
+    ]
+    async with client.get("/metrics") as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/plain; version=")
+        assert "kata_db_up 1.0" in await response.text()
+
+
+async def test_json_body_matches_the_original_health_endpoint_shape(
+    aiohttp_client: ClientFactory, database: Database, migrations_dir: Path
+) -> None:
+    ready_database(database, migrations_dir)
+    client = await start_probe(aiohttp_client, database.url, migrations_dir)
+    for path, headers in (("/healthz", None), ("/livez", None), ("/readyz", JSON)):
+        async with client.get(path, headers=headers) as response:
+            assert response.content_type == "application/json", path
+            body: dict[str, Any] = await response.json()
+        assert set(body) >= {"status", "timestamp", "version", "checks"}
+        assert body["status"] == "healthy"
+        datetime.fromisoformat(body["timestamp"])
+        database_check = body["checks"]["database"]
+        assert database_check["status"] == "connected"
+        assert isinstance(database_check["latencyMs"], float) and database_check["latencyMs"] > 0
+        assert database_check["pooled"] is False
+        assert "error" not in database_check
+        assert body["checks"]["pgvector"]["status"] == "installed"
+        assert body["checks"]["pgvector"]["version"].count(".") == 2
+        assert body["checks"]["schema"] == {"status": "current", "version": 2, "expected": 2, "pending": 0}
+
+
+async def test_pending_migrations_fail_readiness_but_not_liveness(
+    aiohttp_client: ClientFactory, database: Database, migrations_dir: Path
+) -> None:
+    database.psql("CREATE EXTENSION vector")
+    apply_migrations(database, migrations_dir, upto=1)
+    client = await start_probe(aiohttp_client, database.url, migrations_dir)
+    assert (await status_of(client, "/livez"))[0] == 200
+    status, text = await status_of(client, "/readyz")
+    assert status == 503
+    assert "[-]schema failed: 1 pending" in text.splitlines()
+    assert text.splitlines()[-1] == "readyz check failed"
+    assert await status_of(client, "/readyz/schema") == (503, "[-]schema failed: 1 pending\n")
+    assert (await status_of(client, "/readyz/database"))[0] == 200
+    assert (await status_of(client, "/readyz?exclude=schema"))[0] == 200
+    async with client.get("/healthz") as response:
+        body = await response.json()
+    assert body["status"] == "degraded"
+    assert body["checks"]["schema"] == {
+        "status": "pending",
+        "version": 1,
+        "expected": 2,
+        "pending": 1,
+        "error": "1 pending",
+    }
+
+
+async def test_missing_pgvector_fails_only_its_check_and_exclude_skips_it(
+    aiohttp_client: ClientFactory, database: Database, migrations_dir: Path
+) -> None:
+    apply_migrations(database, migrations_dir)
+    client = await start_probe(aiohttp_client, database.url, migrations_dir)
+    status, text = await status_of(client, "/readyz?verbose")
+    assert status == 503
+    assert "[-]pgvector failed: extension vector is not installed (run kata-migrate)" in text
+    status, text = await status_of(client, "/readyz?verbose&exclude=pgvector")
+    assert status == 200
+    assert "[+]pgvector excluded: failed" in text.splitlines()
+    status, text = await status_of(client, "/readyz?verbose&exclude=nosuch&exclude=pgvector")
+    assert status == 200
+    assert "no matches for 'nosuch'" in text
+    async with client.get("/readyz/pgvector", headers=JSON) as response:
+        assert response.status == 503
+        body = await response.json()
+    assert list(body["checks"]) == ["pgvector"]
+    assert body["checks"]["pgvector"]["status"] == "missing"
+
+
+async def test_unknown_check_path_and_method_get_short_errors(
+    aiohttp_client: ClientFactory, database: Database, migrations_dir: Path
+) -> None:
+    client = await start_probe(aiohttp_client, database.url, migrations_dir)
+    status, text = await status_of(client, "/readyz/nosuch")
+    assert status == 404 and "no check named 'nosuch'" in text and len(text) < 200
+    status, text = await status_of(client, "/nosuch")
+    assert status == 404 and len(text) < 100
+    async with client.post("/readyz") as response:
+        assert response.status == 405
+        assert "GET" in response.headers["Allow"]
+        assert len(await response.text()) < 100
+    for path in ("/livez", "/healthz", "/readyz", "/readyz/schema", "/metrics"):
+        async with client.head(path) as response:
+            assert response.status in (200, 503), path
+            assert await response.read() == b""
+
+
+async def test_requests_never_query_the_database(
+    aiohttp_client: ClientFactory, database: Database, migrations_dir: Path
+) -> None:
+    ready_database(database, migrations_dir)
+    client = await start_probe(
+        aiohttp_client, database.url, migrations_dir, PROBE_INTERVAL="30", PROBE_TIMEOUT="2"
+    )
+    monitor = client.app[MONITOR]
+    rounds = monitor.rounds
+    for _ in range(200):
+        await status_of(client, "/readyz")
+        await status_of(client, "/healthz")
+    assert monitor.rounds == rounds
+
+
+async def test_unreachable_database_reports_classified_error_and_stays_live(
+    aiohttp_client: ClientFactory, migrations_dir: Path, unused_tcp_port: int
+) -> None:
+    url = f"postgresql://kata:sentinel-pw-93@127.0.0.1:{unused_tcp_port}/kata?sslmode=disable"
+    client = await start_probe(aiohttp_client, url, migrations_dir)
+    async with client.get("/healthz") as response:
+        assert response.status == 200
+        text = await response.text()
+    body = json.loads(text)
+    assert body["status"] == "degraded"
+    assert body["checks"]["database"] == {
+        "status": "disconnected",
+        "pooled": False,
+        "pooledSource": "default",
+        "error": "connection refused",
+    }
+    assert body["checks"]["schema"]["error"] == "database unavailable"
+    assert (await status_of(client, "/readyz"))[0] == 503
+    async with client.get("/metrics") as response:
+        assert "kata_db_up 0.0" in await response.text()

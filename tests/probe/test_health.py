@@ -1,0 +1,138 @@
+"""The health contract as one table: snapshot and process state in, status, lines and JSON out."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from pgconn.dsn import parse_database_url
+from pgconn.pooler import PoolerSetting, PoolerVerdict
+from probe.checks import CheckResult
+from probe.health import View, health_body, readiness
+from probe.monitor import Snapshot
+from probe.pooled import PoolerObserver
+
+NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+DB_OK = CheckResult("database", True, details={"latency": 0.0012, "backend_pid": 7})
+DB_DOWN = CheckResult("database", False, "connection refused", raised=True)
+VECTOR_OK = CheckResult("pgvector", True, details={"installed": True, "version": "0.8.5"})
+VECTOR_MISSING = CheckResult(
+    "pgvector", False, "extension vector is not installed", details={"installed": False}
+)
+SCHEMA_OK = CheckResult("schema", True, details={"version": 2, "expected": 2, "pending": 0, "changed": []})
+SCHEMA_PENDING = CheckResult(
+    "schema", False, "1 pending", details={"version": 1, "expected": 2, "pending": 1, "changed": []}
+)
+UNAVAILABLE = {name: CheckResult(name, False, "database unavailable") for name in ("pgvector", "schema")}
+
+
+def view(*results: CheckResult, stale: bool = False, alive: bool = True, draining: bool = False) -> View:
+    snapshot = Snapshot(
+        results={r.name: r for r in results},
+        pooled=PoolerVerdict(False, "observed"),
+        finished=0.0,
+        finished_at=NOW,
+    )
+    return View(snapshot, 20.0 if stale else 0.1, stale, alive, draining, NOW)
+
+
+EMPTY = View(None, None, False, True, False, NOW)
+
+
+@pytest.mark.parametrize(
+    ("current", "exclude", "ready", "status", "failed_lines"),
+    [
+        (view(DB_OK, VECTOR_OK, SCHEMA_OK), (), True, "healthy", []),
+        (view(DB_OK, VECTOR_OK, SCHEMA_PENDING), (), False, "degraded", ["[-]schema failed: 1 pending"]),
+        (view(DB_OK, VECTOR_OK, SCHEMA_PENDING), ("schema",), True, "degraded", []),
+        (view(DB_OK, VECTOR_MISSING, SCHEMA_OK), ("pgvector,schema",), True, "degraded", []),
+        (
+            view(DB_DOWN, *UNAVAILABLE.values()),
+            (),
+            False,
+            "degraded",
+            [
+                "[-]database failed: connection refused",
+                "[-]pgvector failed: database unavailable",
+                "[-]schema failed: database unavailable",
+            ],
+        ),
+        (
+            view(DB_OK, VECTOR_OK, SCHEMA_OK, stale=True),
+            (),
+            False,
+            "degraded",
+            [f"[-]{n} failed: stale: last round ended 20.0s ago" for n in ("database", "pgvector", "schema")],
+        ),
+        (
+            view(DB_OK, VECTOR_OK, SCHEMA_OK, draining=True),
+            (),
+            False,
+            "unhealthy",
+            ["[-]shutdown failed: shutting down"],
+        ),
+        (
+            view(DB_OK, VECTOR_OK, SCHEMA_OK, draining=True),
+            ("shutdown",),
+            False,
+            "unhealthy",
+            ["[-]shutdown failed: shutting down"],
+        ),
+        (view(DB_OK, VECTOR_OK, SCHEMA_OK, alive=False), (), True, "unhealthy", []),
+        (
+            EMPTY,
+            (),
+            False,
+            "degraded",
+            [f"[-]{n} failed: no check round finished yet" for n in ("database", "pgvector", "schema")],
+        ),
+    ],
+)
+def test_readiness_and_status(
+    current: View, exclude: tuple[str, ...], ready: bool, status: str, failed_lines: list[str]
+) -> None:
+    answer = readiness(current, exclude)
+    assert answer.ok is ready
+    assert health_body(current, "1.2.3")["status"] == status
+    lines = answer.text(verbose=True).splitlines()
+    assert [line for line in lines if line.startswith("[-]")] == failed_lines
+    assert lines[-1] == f"readyz check {'passed' if ready else 'failed'}"
+    assert answer.text(verbose=False) == ("ok\n" if ready else answer.text(verbose=True))
+
+
+def test_json_body_keeps_the_original_keys_and_hides_latency_when_down() -> None:
+    body = health_body(view(DB_OK, VECTOR_OK, SCHEMA_OK), "1.2.3")
+    assert body["timestamp"] == "2025-01-02T03:04:05Z"
+    assert body["version"] == "1.2.3"
+    assert body["checks"]["database"] == {
+        "status": "connected",
+        "latencyMs": 1.2,
+        "pooled": False,
+        "pooledSource": "observed",
+    }
+    down = health_body(view(DB_DOWN, *UNAVAILABLE.values()), "1.2.3")["checks"]
+    assert down["database"]["error"] == "connection refused" and "latencyMs" not in down["database"]
+    assert down["pgvector"] == {"status": "unknown", "error": "database unavailable"}
+
+
+@pytest.mark.parametrize(
+    ("host", "setting", "observations", "expected"),
+    [
+        ("db", PoolerSetting.AUTO, [], PoolerVerdict(False, "default")),
+        ("db", PoolerSetting.AUTO, [(10, 10), (10, 10)], PoolerVerdict(False, "observed")),
+        ("db", PoolerSetting.AUTO, [(10, 99)], PoolerVerdict(True, "observed")),  # pooler's own key
+        ("db", PoolerSetting.AUTO, [(10, 10), (10, 11)], PoolerVerdict(True, "observed")),  # pid changed
+        ("db", PoolerSetting.AUTO, [(10, 11), (10, 10)], PoolerVerdict(True, "observed")),  # sticks
+        ("ep-x-pooler.neon.tech", PoolerSetting.AUTO, [(10, 10)], PoolerVerdict(True, "host")),
+        ("ep-x-pooler.neon.tech", PoolerSetting.FALSE, [(10, 11)], PoolerVerdict(False, "setting")),
+        ("db", PoolerSetting.TRUE, [(10, 10)], PoolerVerdict(True, "setting")),
+    ],
+)
+def test_pooled_verdict(
+    host: str, setting: PoolerSetting, observations: list[tuple[int, int]], expected: PoolerVerdict
+) -> None:
+    observer = PoolerObserver(parse_database_url(f"postgresql://u@{host}/d"), setting)
+    for announced, backend in observations:
+        observer.observe(announced, backend)
+    assert observer.verdict == expected

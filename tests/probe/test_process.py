@@ -1,0 +1,226 @@
+"""`python -m probe` as kubelet and Prometheus meet it: signals, secrets, load, metric format."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.conftest import Database, require_system_package
+from tests.postgres import free_port
+from tests.probe.conftest import ProbeProcess, probe_env, ready_database, until, wait_listening
+from tests.prometheus import PROMETHEUS, PROMTOOL, running_prometheus
+
+pytestmark = pytest.mark.asyncio
+StartProbe = Callable[..., ProbeProcess]
+SENTINEL = "Sentinel-pw-4242"
+PATHS = (
+    "/livez",
+    "/healthz",
+    "/readyz",
+    "/readyz?verbose",
+    "/readyz/database",
+    "/readyz/schema",
+    "/readyz/pgvector",
+    "/metrics",
+    "/nosuch",
+)
+
+
+async def status(session: aiohttp.ClientSession, url: str, **kwargs: str) -> int:
+    async with session.get(url, headers=kwargs or None) as response:
+        await response.read()
+        return response.status
+
+
+async def wait_status(session: aiohttp.ClientSession, url: str, expected: int, timeout: float = 10) -> float:
+    async def reached() -> bool:
+        return await status(session, url) == expected
+
+    return await until(reached, timeout, f"{url} answers {expected}")
+
+
+async def all_bodies(session: aiohttp.ClientSession, base_url: str) -> str:
+    texts = []
+    for path in PATHS:
+        for accept in ("*/*", "application/json"):
+            async with session.get(base_url + path, headers={"Accept": accept}) as response:
+                texts.append(await response.text())
+    return "\n".join(texts)
+
+
+async def test_sigterm_fails_readiness_at_once_keeps_serving_then_exits_zero(
+    probe_process: StartProbe, database: Database, migrations_dir: Path
+) -> None:
+    ready_database(database, migrations_dir)
+    probe = probe_process(probe_env(database.url, migrations_dir, PROBE_SHUTDOWN_DELAY="1.5"))
+    async with aiohttp.ClientSession() as session:
+        await wait_listening(probe, session)
+        await wait_status(session, probe.base_url + "/readyz", 200)
+        probe.signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        assert await wait_status(session, probe.base_url + "/readyz", 503, timeout=0.5) < 0.5
+        async with session.get(probe.base_url + "/readyz?verbose") as response:
+            assert "[-]shutdown failed: shutting down" in await response.text()
+        # Still answering while draining: liveness and metrics keep working.
+        assert await status(session, probe.base_url + "/livez") == 200
+        assert await status(session, probe.base_url + "/metrics") == 200
+        async with session.get(probe.base_url + "/healthz") as response:
+            assert (await response.json())["status"] == "unhealthy"
+    code = await asyncio.to_thread(probe.wait, 10)
+    assert code == 0
+    assert time.monotonic() - signalled >= 1.5
+    events = [json.loads(line)["event"] for line in probe.log_lines()]
+    assert events[-2:] == ["draining", "stopped"]
+
+
+async def test_password_never_appears_in_bodies_metrics_or_logs(
+    probe_process: StartProbe, database: Database, migrations_dir: Path
+) -> None:
+    ready_database(database, migrations_dir)
+    database.server.create_role("sentinel_user", SENTINEL)
+    good = database.server.url(database.name, user="sentinel_user", password=SENTINEL)
+    wrong = database.server.url(database.name, user="postgres", password=SENTINEL)
+    down = f"postgresql://sentinel_user:{SENTINEL}@127.0.0.1:{free_port()}/nodb?sslmode=disable"
+    expected_errors = {good: None, wrong: "authentication failed", down: "connection refused"}
+    probes = {url: probe_process(probe_env(url, migrations_dir)) for url in expected_errors}
+    async with aiohttp.ClientSession() as session:
+        for url, probe in probes.items():
+            await wait_listening(probe, session)
+
+            async def reported(probe: ProbeProcess = probe, url: str = url) -> bool:
+                async with session.get(probe.base_url + "/healthz") as response:
+                    database_check = (await response.json())["checks"]["database"]
+                return bool(database_check.get("error") == expected_errors[url])
+
+            await until(reported, 10, f"the database check reports {expected_errors[url]}")
+            bodies = await all_bodies(session, probe.base_url)
+            assert SENTINEL not in bodies
+            assert "sentinel_user" not in bodies
+    for probe in probes.values():
+        probe.signal(signal.SIGTERM)
+    for probe in probes.values():
+        await asyncio.to_thread(probe.wait, 15)
+        logs = probe.logs()
+        assert ":***@127.0.0.1" in logs  # the URL is logged, redacted
+        assert SENTINEL not in logs
+        for line in probe.log_lines():
+            json.loads(line)
+
+
+async def test_2000_concurrent_requests_add_no_database_transactions(
+    probe_process: StartProbe, database: Database, migrations_dir: Path
+) -> None:
+    ready_database(database, migrations_dir)
+    # A timeout with room for an event loop busy with 2,000 requests, so rounds do not time out.
+    interval = 1.0
+    env = probe_env(database.url, migrations_dir, PROBE_INTERVAL=str(interval), PROBE_TIMEOUT="1")
+
+    def transactions() -> int:
+        sql = f"SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = '{database.name}'"
+        return int(database.server.psql(sql))
+
+    def sessions() -> int:
+        sql = f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{database.name}'"
+        return int(database.server.psql(sql))
+
+    async def no_sessions() -> bool:  # a backend flushes its counters when it exits
+        return sessions() == 0
+
+    await until(no_sessions, 10, "setup sessions gone")
+    before = transactions()
+    started = time.monotonic()
+    probe = probe_process(env)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        await wait_listening(probe, session)
+        await wait_status(session, probe.base_url + "/readyz", 200)
+        paths = ("/readyz", "/healthz", "/livez", "/metrics", "/readyz/schema")
+        codes = await asyncio.gather(*(status(session, probe.base_url + paths[i % 5]) for i in range(2000)))
+    assert set(codes) == {200}, {code: codes.count(code) for code in set(codes)}
+    probe.signal(signal.SIGTERM)
+    assert await asyncio.to_thread(probe.wait, 10) == 0
+    lifetime = time.monotonic() - started
+    await until(no_sessions, 10, "the probe's session gone")
+    used = transactions() - before
+    per_round = 4  # backend pid, pgvector, ledger exists, ledger rows
+    assert used <= per_round * (lifetime / interval + 2), (used, lifetime)
+    print(f"\n{used} transactions for 2000 requests over {lifetime:.1f}s")
+
+
+async def test_metrics_pass_promtool_check_metrics(
+    probe_process: StartProbe, database: Database, migrations_dir: Path
+) -> None:
+    require_system_package(PROMTOOL, "prometheus")
+    ready_database(database, migrations_dir)
+    probe = probe_process(probe_env(database.url, migrations_dir))
+    async with aiohttp.ClientSession() as session:
+        await wait_listening(probe, session)
+        await wait_status(session, probe.base_url + "/readyz", 200)
+        async with session.get(probe.base_url + "/metrics") as response:
+            exposition = await response.read()
+    argv = [str(PROMTOOL), "check", "metrics"]
+    result = await asyncio.to_thread(subprocess.run, argv, input=exposition, capture_output=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = exposition.decode()
+    for family in (
+        "kata_db_up",
+        "kata_db_check_duration_seconds_bucket",
+        "kata_db_checks_total",
+        "kata_db_last_success_timestamp_seconds",
+        "kata_db_pooled",
+        "kata_db_pool_connections",
+        "kata_db_pgvector_installed",
+        "kata_db_schema_version",
+        "kata_db_schema_pending_migrations",
+        "kata_db_build_info",
+        "process_resident_memory_bytes",
+    ):
+        assert f"\n{family}" in text, family
+
+
+async def test_real_prometheus_scrapes_kata_db_up_1(
+    probe_process: StartProbe, database: Database, migrations_dir: Path
+) -> None:
+    require_system_package(PROMETHEUS, "prometheus")
+    ready_database(database, migrations_dir)
+    probe = probe_process(probe_env(database.url, migrations_dir))
+    async with aiohttp.ClientSession() as session:
+        await wait_listening(probe, session)
+        await wait_status(session, probe.base_url + "/readyz", 200)
+    with running_prometheus(f"127.0.0.1:{probe.port}") as prometheus:
+
+        async def scraped_up() -> bool:
+            result = await asyncio.to_thread(prometheus.query, 'kata_db_up{job="kata-probe"}')
+            return bool(result) and result[0]["value"][1] == "1"
+
+        await until(scraped_up, 20, "Prometheus has kata_db_up 1")
+        [target] = await asyncio.to_thread(prometheus.targets)
+        assert target["health"] == "up", target
+        version = await asyncio.to_thread(prometheus.query, "kata_db_build_info")
+        assert version[0]["metric"]["version"]
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ("port: 8081\ncolour: blue\n", "unknown setting 'colour'"),
+        ("interval: soon\n", "PROBE_INTERVAL='soon' is not a number of seconds"),
+        ("- a list\n", "must be a mapping"),
+    ],
+)
+async def test_bad_configuration_exits_2_with_a_clear_message(
+    probe_process: StartProbe, migrations_dir: Path, tmp_path: Path, config: str, message: str
+) -> None:
+    (tmp_path / "probe.yaml").write_text(config)
+    env = {"DATABASE_URL": f"postgresql://u:{SENTINEL}@127.0.0.1:1/db", "MIGRATIONS_DIR": str(migrations_dir)}
+    probe = probe_process(env, "--config", str(tmp_path / "probe.yaml"))
+    assert await asyncio.to_thread(probe.wait, 15) == 2
+    [line] = probe.log_lines()
+    assert message in json.loads(line)["msg"]

@@ -1,0 +1,73 @@
+"""Settings precedence and validation: flags over environment over the YAML file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pgconn.pooler import PoolerSetting
+from pgconn.settings import SettingsError
+from probe.settings import ProbeSettings
+
+URL = "postgresql://app:s3cret-pw@db.example:5432/kata"
+
+
+def test_defaults_listen_on_all_addresses_port_8081_with_5s_rounds() -> None:
+    settings = ProbeSettings.load([], {"DATABASE_URL": URL})
+    assert (settings.host, settings.port) == ("0.0.0.0", 8081)
+    assert (settings.interval, settings.timeout, settings.shutdown_delay) == (5.0, 2.0, 5.0)
+    assert settings.staleness == 15.0
+    assert settings.database.pooled is PoolerSetting.AUTO
+    assert "s3cret-pw" not in repr(settings)
+
+
+def test_flags_win_over_environment_which_wins_over_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "probe.yaml"
+    config.write_text("port: 9000\ninterval: 7\ntimeout: 3\nshutdown_delay: 1\npooled: true\n")
+    env = {"DATABASE_URL": URL, "PROBE_INTERVAL": "6"}
+    settings = ProbeSettings.load(["--config", str(config), "--port", "9100"], env)
+    assert settings.port == 9100
+    assert settings.interval == 6.0
+    assert settings.timeout == 3.0
+    assert settings.shutdown_delay == 1.0
+    assert settings.database.pooled is PoolerSetting.TRUE
+
+
+def test_database_url_may_come_from_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "probe.yaml"
+    config.write_text(f"database_url: {URL}\n")
+    assert ProbeSettings.load(["--config", str(config)], {}).database.url.host == "db.example"
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "config", "message"),
+    [
+        ([], {}, None, "DATABASE_URL is not set"),
+        ([], {"PROBE_PORT": "80a"}, None, "PROBE_PORT='80a' is not a port number"),
+        ([], {"PROBE_PORT": "70000"}, None, "between 1 and 65535"),
+        ([], {"PROBE_INTERVAL": "-1"}, None, "PROBE_INTERVAL='-1' must be"),
+        ([], {"PROBE_TIMEOUT": "nan"}, None, "PROBE_TIMEOUT='nan' must be"),
+        ([], {"PROBE_INTERVAL": "1", "PROBE_TIMEOUT": "2"}, None, "longer than PROBE_INTERVAL"),
+        ([], {"DATABASE_POOLED": "maybe"}, None, "use auto, true or false"),
+        (["--bogus"], {}, None, "unrecognized arguments: --bogus"),
+        ([], {}, "colour: blue\n", "unknown setting 'colour'"),
+        ([], {}, "port: [1, 2]\n", "port must be a single value"),
+        ([], {}, "port: 1\n  bad: indent\n", "is not valid YAML"),
+    ],
+)
+def test_bad_settings_are_a_clear_error(
+    tmp_path: Path, argv: list[str], env: dict[str, str], config: str | None, message: str
+) -> None:
+    base = {} if "DATABASE_URL is not set" in message else {"DATABASE_URL": URL}
+    if config is not None:
+        (tmp_path / "probe.yaml").write_text(config)
+        argv = [*argv, "--config", str(tmp_path / "probe.yaml")]
+    with pytest.raises(SettingsError, match=message.replace("[", r"\[").replace("?", r"\?")) as caught:
+        ProbeSettings.load(argv, {**base, **env})
+    assert "s3cret-pw" not in str(caught.value)
+
+
+def test_missing_config_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="cannot be read"):
+        ProbeSettings.load(["--config", str(tmp_path / "absent.yaml")], {"DATABASE_URL": URL})
