@@ -342,15 +342,13 @@ def test_pooled_database_url_migrates_through_the_unpooled_one(database: Databas
 def test_sentinel_password_never_appears_on_any_path(database: Database, migrations_dir: Files) -> None:
     sentinel = "Sentinel-Pw-7f3a9c"
     server = database.server
-    server.create_role("sentinel_user", sentinel, "SUPERUSER")
-    url = server.url(database.name, user="sentinel_user", password=sentinel)
+    server.create_role("migrator_sentinel_user", sentinel, "SUPERUSER")
+    url = server.url(database.name, user="migrator_sentinel_user", password=sentinel)
     bad = migrations_dir({"0001_bad.sql": f"SELECT '{sentinel[:3]}' + ;"})
     runs = [
         run_process(["up"], migrator_env(url.replace("sslmode=disable", "sslmode=bogus"))),  # 2
         run_process(["up"], migrator_env(url.replace(":" + str(server.port), ":99999"))),  # 2
-        run_process(
-            ["up"], migrator_env(server.url(database.name, user="sentinel_user", password=sentinel + "x"))
-        ),  # 3
+        run_process(["up"], migrator_env(url.replace(sentinel, sentinel + "x"))),  # 3
         run_process(
             ["up", "--connect-timeout", "0.5"], migrator_env(url.replace(str(server.port), str(free_port())))
         ),

@@ -1,0 +1,165 @@
+"""The probe as a real process for fault tests: what it answers, how fast, its memory and log."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.postgres import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+INTERVAL = 0.5
+TIMEOUT = 0.3
+# Our own polling (every 10 ms) and a busy 2-core CI box: the allowance on top of each bound.
+SLACK = 0.3
+LIVENESS_LIMIT = 0.1
+
+
+@dataclass
+class Answer:
+    status: int
+    body: bytes
+    seconds: float
+
+    def json(self) -> dict[str, object]:
+        document: dict[str, object] = json.loads(self.body)
+        return document
+
+
+@dataclass
+class LivenessWatch:
+    """Polls /livez from a thread until stopped; every status and the slowest answer."""
+
+    probe: ProbeProcess
+    statuses: list[int] = field(default_factory=list)
+    slowest: float = 0.0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> LivenessWatch:
+        def poll() -> None:
+            while not self._stop.is_set():
+                answer = self.probe.get("/livez")
+                self.statuses.append(answer.status)
+                self.slowest = max(self.slowest, answer.seconds)
+                self._stop.wait(0.01)
+
+        self._thread = threading.Thread(target=poll, name="livez-watch", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+
+@dataclass
+class ProbeProcess:
+    """`python -m probe` on a free loopback port with fast rounds; stdout+stderr in `log_path`."""
+
+    url: str
+    log_path: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ProbeProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "PROBE_"))}
+        env.update(
+            DATABASE_URL=self.url,
+            PROBE_HOST="127.0.0.1",
+            PROBE_PORT=str(self.port),
+            PROBE_INTERVAL=str(INTERVAL),
+            PROBE_TIMEOUT=str(TIMEOUT),
+            PROBE_SHUTDOWN_DELAY="0",
+            **self.extra_env,
+        )
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "probe"], env=env, stdout=log, stderr=log, cwd=REPO
+            )
+        return self
+
+    def get(self, path: str, timeout: float = 2.0) -> Answer:
+        started = time.perf_counter()
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=timeout) as response:
+                return Answer(response.status, response.read(), time.perf_counter() - started)
+        except urllib.error.HTTPError as exc:
+            return Answer(exc.code, exc.read(), time.perf_counter() - started)
+        except OSError:
+            return Answer(0, b"", time.perf_counter() - started)
+
+    def health(self) -> dict[str, object]:
+        return self.get("/healthz").json()
+
+    def database_error(self) -> str:
+        """The classified error /healthz reports for the database; "" while not listening yet."""
+        answer = self.get("/healthz")
+        if answer.status == 0:
+            return ""
+        checks = answer.json().get("checks", {})
+        assert isinstance(checks, dict)
+        return str(checks.get("database", {}).get("error", ""))
+
+    def until(self, condition: Callable[[], bool], deadline: float, what: str) -> float:
+        """Poll `condition` every 10 ms; seconds it took; AssertionError after `deadline`."""
+        started = time.monotonic()
+        while not condition():
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(
+                    f"probe exited {self.process.returncode} waiting for {what}:\n{self.logs()}"
+                )
+            if time.monotonic() - started > deadline:
+                raise AssertionError(f"not within {deadline:.2f}s: {what}\n{self.logs()[-3000:]}")
+            time.sleep(0.01)
+        return time.monotonic() - started
+
+    def until_ready(self, status: int, deadline: float) -> float:
+        return self.until(lambda: self.get("/readyz").status == status, deadline, f"/readyz {status}")
+
+    def rss(self) -> int:
+        """Resident set size in bytes, from /proc (Linux)."""
+        assert self.process is not None
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise AssertionError("no VmRSS in /proc")
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def unhandled(self) -> list[str]:
+        """Log lines that show an exception escaped: tracebacks, exception fields, asyncio errors."""
+        bad = []
+        for line in self.logs().splitlines():
+            lowered = line.lower()
+            if (
+                "traceback" in lowered
+                or '"exception"' in lowered
+                or '"level": "critical"' in lowered
+                or '"logger": "asyncio"' in lowered
+                or ('"logger": "aiohttp' in lowered and '"error"' in lowered)
+            ):
+                bad.append(line)
+        return bad
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)

@@ -1,0 +1,111 @@
+"""The password stays out of stdout and stderr on the exit paths the first sentinel test misses:
+4 (no pgvector), 6 (drift) and 7 (lock held elsewhere), in both log formats."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from migrator.lock import LOCK_CLASS, LOCK_OBJECT
+from tests.conftest import Database
+from tests.migrator.conftest import Outcome, migrator_env, run_process, wait_until
+
+SENTINEL = "S3ntinel-pw-x9"
+Files = Callable[[dict[str, str | bytes]], Path]
+FORMATS = pytest.mark.parametrize("log_format", ["json", "text"])
+
+
+def sentinel_url(database: Database) -> str:
+    """A fresh superuser role whose password is the sentinel (roles are per cluster: unique name)."""
+    role = f"sentinel_{uuid.uuid4().hex[:8]}"
+    database.server.create_role(role, SENTINEL, "SUPERUSER")
+    return database.server.url(database.name, user=role, password=SENTINEL)
+
+
+def assert_no_secret(outcome: Outcome) -> None:
+    output = outcome.stdout + outcome.stderr
+    assert SENTINEL not in output
+    assert SENTINEL.lower() not in output.lower()
+    assert "Traceback" not in outcome.stderr
+
+
+@pytest.fixture
+def lock_holder(database: Database) -> Iterator[None]:
+    """Another session holding the migrator's advisory lock until the test ends."""
+    server = database.server
+    holder = subprocess.Popen(
+        [
+            str(server.bin_dir / "psql"),
+            "-X",
+            "-q",
+            "-h",
+            str(server.socket_dir),
+            "-p",
+            str(server.port),
+            "-U",
+            "postgres",
+            "-d",
+            database.name,
+        ],
+        env={"PGAPPNAME": "sentinel-holder", "PATH": "/usr/bin:/bin"},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert holder.stdin is not None
+    try:
+        holder.stdin.write(f"SELECT pg_advisory_lock({LOCK_CLASS}, {LOCK_OBJECT});\n")
+        holder.stdin.flush()
+        wait_until(
+            lambda: (
+                database.psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted") == "1"
+            ),
+            what="the holder to take the lock",
+        )
+        yield
+    finally:
+        holder.stdin.close()  # psql ends its session at end of input, releasing the lock
+        holder.wait(10)
+
+
+@FORMATS
+def test_exit_4_without_pgvector_never_prints_the_password(
+    database_without_pgvector: Database, log_format: str
+) -> None:
+    url = sentinel_url(database_without_pgvector)
+    outcome = run_process(["up"], migrator_env(url, MIGRATOR_LOG_FORMAT=log_format))
+    assert outcome.code == 4, outcome.stderr
+    assert "pgvector" in outcome.stderr
+    assert_no_secret(outcome)
+
+
+@FORMATS
+def test_exit_6_on_drift_never_prints_the_password(
+    database: Database, migrations_dir: Files, log_format: str
+) -> None:
+    url = sentinel_url(database)
+    directory = migrations_dir({"0001_a.sql": "CREATE TABLE a (id int);"})
+    env = migrator_env(url, MIGRATIONS_DIR=str(directory), MIGRATOR_LOG_FORMAT=log_format)
+    assert run_process(["up"], env).code == 0
+    (directory / "0001_a.sql").write_text("CREATE TABLE a (id bigint);")
+    for command in (["up"], ["status", "--exit-code"]):
+        outcome = run_process(command, env)
+        assert outcome.code == 6, (command, outcome.stderr)
+        assert "0001_a.sql" in outcome.stderr
+        assert_no_secret(outcome)
+
+
+@FORMATS
+def test_exit_7_on_a_held_lock_never_prints_the_password(
+    database: Database, lock_holder: None, log_format: str
+) -> None:
+    url = sentinel_url(database)
+    outcome = run_process(["up", "--lock-timeout", "0.5"], migrator_env(url, MIGRATOR_LOG_FORMAT=log_format))
+    assert outcome.code == 7, outcome.stderr
+    assert "sentinel-holder" in outcome.stderr  # the message names the holder, not us
+    assert_no_secret(outcome)

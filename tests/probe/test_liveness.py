@@ -1,0 +1,202 @@
+"""Liveness fails when the monitor is stuck: no round has finished within the staleness bound.
+
+A round is bounded by the runner's timeout, so the only way to get stuck is a check that defeats
+that bound: one that swallows the cancellation the timeout sends (as a misbehaving driver call
+can). `Gate` makes a real check behave like that on demand, then lets it go, so each test shows
+liveness falling to 503 while the loop is wedged and coming back once it runs again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from migrator.catalog import read_catalog
+from pgconn.dsn import parse_database_url
+from pgconn.pooler import PoolerSetting
+from probe.app import (
+    MONITOR,
+    POOL,
+    STATE,
+    VERSION,
+    ProbeState,
+    liveness,
+    monitor_context,
+    pool_context,
+    readyz,
+)
+from probe.checks import DATABASE, Check, CheckFunction, database_check, default_checks
+from probe.monitor import Monitor
+from probe.pool import ConnectionPool
+from probe.pooled import PoolerObserver
+from tests.conftest import Database
+from tests.probe.conftest import ready_database, until
+
+pytestmark = pytest.mark.asyncio
+Client = TestClient[web.Request, web.Application]
+ClientFactory = Callable[[web.Application], Awaitable[Client]]
+INTERVAL = 0.1
+TIMEOUT = 0.2
+BOUND = 3 * INTERVAL + TIMEOUT  # Monitor.alive(): staleness (3 x interval) plus one round's timeout
+
+
+class Gate:
+    """Wraps a check; while closed, the check ignores cancellation and never returns."""
+
+    def __init__(self) -> None:
+        self.closed = asyncio.Event()
+        self.opened = asyncio.Event()
+        self.entered = asyncio.Event()  # set when a call is wedged behind the closed gate
+
+    def close(self) -> None:
+        self.opened.clear()
+        self.closed.set()
+
+    def open(self) -> None:
+        self.closed.clear()
+        self.opened.set()
+
+    def wrap(self, run: CheckFunction) -> CheckFunction:
+        async def gated(conn: asyncpg.Connection) -> Mapping[str, Any]:
+            if self.closed.is_set():
+                self.entered.set()
+                while not self.opened.is_set():
+                    with contextlib.suppress(asyncio.CancelledError):  # the bug: timeout is swallowed
+                        await self.opened.wait()
+            return await run(conn)
+
+        return gated
+
+
+def gated_monitor(
+    database: Database, migrations: Path, gate: Gate, clock: Callable[[], float] | None = None
+) -> tuple[ConnectionPool, Monitor]:
+    url = parse_database_url(database.url)
+    pool = ConnectionPool(url, application_name="kata-liveness-test", timeout=TIMEOUT)
+    checks = tuple(
+        Check(check.name, gate.wrap(check.run)) if check.name == DATABASE else check
+        for check in default_checks(read_catalog(migrations))
+    )
+    assert checks[0].run is not database_check  # the gate is really in the round
+    extra: dict[str, Callable[[], float]] = {"clock": clock} if clock is not None else {}
+    monitor = Monitor(
+        pool=pool,
+        checks=checks,
+        observer=PoolerObserver(url, PoolerSetting.AUTO),
+        interval=INTERVAL,
+        timeout=TIMEOUT,
+        **extra,
+    )
+    return pool, monitor
+
+
+def liveness_app(pool: ConnectionPool, monitor: Monitor) -> web.Application:
+    """The production handlers and cleanup contexts around a monitor built with a gated check."""
+    app = web.Application()
+    app[POOL] = pool
+    app[MONITOR] = monitor
+    app[STATE] = ProbeState()
+    app[VERSION] = "test"
+    app.cleanup_ctx.append(pool_context)
+    app.cleanup_ctx.append(monitor_context)
+    app.router.add_get("/livez", liveness)
+    app.router.add_get("/healthz", liveness)
+    app.router.add_get("/readyz", readyz)
+    return app
+
+
+@contextlib.asynccontextmanager
+async def opened_at_exit(gate: Gate) -> AsyncIterator[Gate]:
+    """Always release a wedged check, or stopping the monitor at teardown would hang too."""
+    try:
+        yield gate
+    finally:
+        gate.open()
+
+
+async def get(client: Client, path: str) -> tuple[int, dict[str, Any]]:
+    async with client.get(path, headers={"Accept": "application/json"}) as response:
+        body: dict[str, Any] = await response.json()
+        return response.status, body
+
+
+async def test_livez_and_healthz_answer_503_while_the_monitor_is_stuck_and_200_once_it_runs_again(
+    aiohttp_client: ClientFactory, database: Database, migrations_dir: Path
+) -> None:
+    ready_database(database, migrations_dir)
+    async with opened_at_exit(Gate()) as gate:
+        pool, monitor = gated_monitor(database, migrations_dir, gate)
+        client = await aiohttp_client(liveness_app(pool, monitor))
+
+        async def rounds_span_the_bound() -> bool:
+            # Enough rounds that a monitor judged on its start time alone would already look stuck.
+            return monitor.rounds * INTERVAL > 2 * BOUND
+
+        await until(rounds_span_the_bound, 10, "rounds covering twice the liveness bound")
+        for path in ("/livez", "/healthz", "/readyz"):
+            status, body = await get(client, path)
+            assert (status, body["status"]) == (200, "healthy"), (path, body)
+
+        gate.close()
+        await until(lambda: _is_set(gate.entered), 10, "a round to wedge on the gate")
+        wedged_rounds = monitor.rounds
+
+        async def liveness_fails() -> bool:
+            return (await get(client, "/livez"))[0] == 503
+
+        await until(liveness_fails, 10, "/livez to report the stuck monitor")
+        assert monitor.rounds == wedged_rounds  # no round finished: stuck, not merely slow
+        age = monitor.age()
+        assert age is not None and age > BOUND
+        for path in ("/livez", "/healthz"):
+            status, body = await get(client, path)
+            assert (status, body["status"]) == (503, "unhealthy"), (path, body)
+        status, body = await get(client, "/readyz")
+        assert status == 503
+        assert body["checks"]["database"]["error"].startswith("stale: last round ended")
+
+        gate.open()
+
+        async def liveness_recovers() -> bool:
+            return (await get(client, "/livez"))[0] == 200
+
+        await until(liveness_recovers, 10, "/livez to recover once rounds finish again")
+        assert monitor.rounds > wedged_rounds
+
+
+async def test_liveness_turns_false_exactly_past_staleness_plus_timeout_on_the_monitor_clock(
+    database: Database, migrations_dir: Path
+) -> None:
+    ready_database(database, migrations_dir)
+    now = [1000.0]
+    gate = Gate()
+    gate.close()  # the very first round wedges: no tick after start()
+    async with opened_at_exit(gate):
+        pool, monitor = gated_monitor(database, migrations_dir, gate, clock=lambda: now[0])
+        assert not monitor.alive()  # not started: nothing runs
+        monitor.start()
+        try:
+            await until(lambda: _is_set(gate.entered), 10, "the first round to wedge")
+            assert monitor.alive()
+            now[0] += monitor.staleness + monitor.timeout
+            assert monitor.alive()  # at the bound: still given the benefit of the doubt
+            now[0] += 0.001
+            assert not monitor.alive()
+            assert monitor.latest is None and monitor.fresh() is None
+        finally:
+            gate.open()
+            await monitor.stop()
+            await pool.close()
+    assert not monitor.alive()  # stopped: the task is done
+
+
+async def _is_set(event: asyncio.Event) -> bool:
+    return event.is_set()
