@@ -40,6 +40,9 @@ def classify_error(exc: BaseException) -> str:
         return "timeout"
     if isinstance(exc, ssl.SSLError | ssl.CertificateError):
         return "TLS error"
+    if isinstance(exc, ConnectionError) and "rejected ssl upgrade" in str(exc).lower():
+        # asyncpg's answer when sslmode requires TLS and the server has none: not a network fault.
+        return "TLS error"
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
     if isinstance(exc, socket.gaierror):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -52,32 +53,39 @@ class Gate:
     """Wraps a check; while closed, the check ignores cancellation and never returns."""
 
     def __init__(self) -> None:
-        self.closed = asyncio.Event()
+        self.closed = False
         self.opened = asyncio.Event()
-        self.entered = asyncio.Event()  # set when a call is wedged behind the closed gate
+        self.entered = asyncio.Event()  # a call is wedged behind the closed gate
+        self.left = asyncio.Event()  # that call went on after the gate opened
 
     def close(self) -> None:
+        self.closed = True
         self.opened.clear()
-        self.closed.set()
+        self.entered.clear()
+        self.left.clear()
 
-    def open(self) -> None:
-        self.closed.clear()
+    async def open(self) -> None:
+        """Let a wedged call go, and wait until it has: until then it would swallow a stop() too."""
+        self.closed = False
         self.opened.set()
+        if self.entered.is_set():
+            await asyncio.wait_for(self.left.wait(), 10)
 
     def wrap(self, run: CheckFunction) -> CheckFunction:
         async def gated(conn: asyncpg.Connection) -> Mapping[str, Any]:
-            if self.closed.is_set():
+            if self.closed:
                 self.entered.set()
                 while not self.opened.is_set():
                     with contextlib.suppress(asyncio.CancelledError):  # the bug: timeout is swallowed
                         await self.opened.wait()
+                self.left.set()
             return await run(conn)
 
         return gated
 
 
 def gated_monitor(
-    database: Database, migrations: Path, gate: Gate, clock: Callable[[], float] | None = None
+    database: Database, migrations: Path, gate: Gate, clock: Callable[[], float] = time.monotonic
 ) -> tuple[ConnectionPool, Monitor]:
     url = parse_database_url(database.url)
     pool = ConnectionPool(url, application_name="kata-liveness-test", timeout=TIMEOUT)
@@ -86,14 +94,13 @@ def gated_monitor(
         for check in default_checks(read_catalog(migrations))
     )
     assert checks[0].run is not database_check  # the gate is really in the round
-    extra: dict[str, Callable[[], float]] = {"clock": clock} if clock is not None else {}
     monitor = Monitor(
         pool=pool,
         checks=checks,
         observer=PoolerObserver(url, PoolerSetting.AUTO),
         interval=INTERVAL,
         timeout=TIMEOUT,
-        **extra,
+        clock=clock,
     )
     return pool, monitor
 
@@ -119,7 +126,7 @@ async def opened_at_exit(gate: Gate) -> AsyncIterator[Gate]:
     try:
         yield gate
     finally:
-        gate.open()
+        await gate.open()
 
 
 async def get(client: Client, path: str) -> tuple[int, dict[str, Any]]:
@@ -163,7 +170,7 @@ async def test_livez_and_healthz_answer_503_while_the_monitor_is_stuck_and_200_o
         assert status == 503
         assert body["checks"]["database"]["error"].startswith("stale: last round ended")
 
-        gate.open()
+        await gate.open()
 
         async def liveness_recovers() -> bool:
             return (await get(client, "/livez"))[0] == 200
@@ -192,7 +199,7 @@ async def test_liveness_turns_false_exactly_past_staleness_plus_timeout_on_the_m
             assert not monitor.alive()
             assert monitor.latest is None and monitor.fresh() is None
         finally:
-            gate.open()
+            await gate.open()
             await monitor.stop()
             await pool.close()
     assert not monitor.alive()  # stopped: the task is done
