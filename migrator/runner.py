@@ -138,12 +138,21 @@ async def apply_migration(
     current: Statement = statements[0] if statements else Statement(0, "")
     try:
         if migration.transactional:
-            async with conn.transaction():
-                await conn.execute("; ".join(f"SET LOCAL {limit}" for limit in limits))
+            # Three round trips plus one per statement: BEGIN with the limits, the statements,
+            # then the ledger row with COMMIT (simple protocol, literals quoted here).
+            await conn.execute(
+                "BEGIN; SET LOCAL standard_conforming_strings = on; "
+                + "; ".join(f"SET LOCAL {limit}" for limit in limits)
+            )
+            try:
                 for current in statements:
                     await conn.execute(current.text)
                 duration = _elapsed_ms(started)
-                await conn.execute(INSERT_ROW, *_row(migration, duration, applied_by))
+                await conn.execute(insert_row_sql(migration, duration, applied_by) + "; COMMIT")
+            except BaseException:
+                with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                    await conn.execute("ROLLBACK")
+                raise
         else:
             # Outside a transaction each statement commits on its own (CREATE INDEX CONCURRENTLY
             # must be alone in its query); the ledger row comes only after all of them succeeded.
@@ -164,6 +173,18 @@ async def apply_migration(
             migration.filename, line, column, classify_error(exc), transactional=migration.transactional
         ) from exc
     log.info("migration_applied", version=migration.version, file=migration.filename, duration_ms=duration)
+
+
+def quote_literal(value: object) -> str:
+    """A SQL literal for the ledger row; standard_conforming_strings (on since 9.1) is assumed."""
+    if isinstance(value, int | float):
+        return repr(value)
+    return "'" + str(value).replace("'", "''").replace("\x00", "") + "'"
+
+
+def insert_row_sql(migration: Migration, duration_ms: float, applied_by: str) -> str:
+    values = ", ".join(quote_literal(v) for v in _row(migration, duration_ms, applied_by))
+    return f"INSERT INTO {TABLE} (version, name, checksum, duration_ms, applied_by, kind) VALUES ({values})"
 
 
 def _row(

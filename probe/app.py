@@ -132,6 +132,15 @@ def text_response(text: str, status: int) -> web.Response:
     return web.Response(text=text, status=status, content_type="text/plain", headers=NO_STORE)
 
 
+READY_BODY: Final = b"ok\n"
+
+
+def ready_response() -> web.Response:
+    return web.Response(
+        body=READY_BODY, status=200, content_type="text/plain", charset="utf-8", headers=NO_STORE
+    )
+
+
 async def liveness(request: web.Request) -> web.Response:
     """200 while the loop and the monitor run, whatever the database does; the body reports it."""
     view = current_view(request.app)
@@ -139,6 +148,11 @@ async def liveness(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    # kubelet's plain GET on a healthy probe: the same answer as below, without building the view.
+    if not request.query_string and not wants_json(request):
+        snapshot = request.app[MONITOR].fresh()
+        if snapshot is not None and snapshot.ok and not request.app[STATE].draining:
+            return ready_response()
     view = current_view(request.app)
     answer = readiness(view, request.query.getall("exclude", []))
     status = 200 if answer.ok else 503
