@@ -26,7 +26,7 @@ venv: $(VENV)/.installed-dev
 
 ## run: the whole system locally on an embedded PostgreSQL with pgvector (Ctrl-C stops it)
 run: $(VENV)/.installed-local
-	@$(PY) scripts/run_local.py
+	@$(PY) -m scripts.run_local
 
 ## test: the whole test suite against real PostgreSQL, PgBouncer and Prometheus
 test: $(VENV)/.installed-dev
@@ -38,7 +38,7 @@ test: $(VENV)/.installed-dev
 lint: $(VENV)/.installed-dev
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
-	@$(VENV)/bin/mypy --strict pgconn migrator probe scripts/run_local.py
+	@$(VENV)/bin/mypy --strict pgconn migrator probe localpg scripts/run_local.py
 
 ## bench: benchmarks that print figures (not tests)
 bench: $(VENV)/.installed-dev

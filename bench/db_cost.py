@@ -11,12 +11,13 @@ import os
 import re
 import sys
 
-from bench import postgres, report, servers
+from bench import report, servers
+from localpg.throwaway import PostgresServer, running_server, wheel_bin_dir
 
 TARGET = 1.0
 
 
-def xacts(pg: postgres.BenchPostgres, database: str) -> int:
+def xacts(pg: PostgresServer, database: str) -> int:
     return int(
         pg.psql(f"SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = '{database}'")
     )
@@ -32,7 +33,7 @@ def rounds_from_metrics(text: str) -> int:
 def run() -> str:
     seconds = int(os.environ.get("BENCH_DB_COST_SECONDS", "10"))
     rows = []
-    with postgres.running() as pg:
+    with running_server(wheel_bin_dir()) as pg:
         probe_db = pg.create_database("probe_cost")
         servers.migrate(pg.url(probe_db))
         before = xacts(pg, probe_db)

@@ -6,14 +6,15 @@ from __future__ import annotations
 import os
 import sys
 
-from bench import postgres, report, servers
+from bench import report, servers
+from localpg.throwaway import running_server, wheel_bin_dir
 
 REQUESTS = 100_000
 
 
 def run() -> str:
     starts = int(os.environ.get("BENCH_REPEATS", "5"))
-    with postgres.running() as pg:
+    with running_server(wheel_bin_dir()) as pg:
         url = pg.url(pg.create_database("footprint"))
         servers.migrate(url)
         ready_times = []

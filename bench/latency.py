@@ -10,7 +10,8 @@ import time
 
 import asyncpg
 
-from bench import postgres, report, servers
+from bench import report, servers
+from localpg.throwaway import running_server, wheel_bin_dir
 
 TARGET = 1.5
 INTERVAL = 0.1
@@ -54,7 +55,7 @@ def probe_samples(probe: servers.Server, count: int) -> list[float]:
 def run() -> str:
     count = int(os.environ.get("BENCH_LATENCY_SAMPLES", "200"))
     spaced_count = count // 2
-    with postgres.running() as pg:
+    with running_server(wheel_bin_dir()) as pg:
         url = pg.url(pg.create_database("latency"))
         servers.migrate(url)
         hot = [asyncio.run(raw_round_trips(url, 2000))]

@@ -14,8 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import peers, postgres, report
+from bench import peers, report
 from bench.relay import Relay
+from localpg.throwaway import SUPERUSER, SUPERUSER_PASSWORD, PostgresServer, running_server, wheel_bin_dir
 
 APPLY_SIZES = (1, 100, 500)
 NOOP_SIZE = 100
@@ -32,7 +33,7 @@ def repeats() -> int:
 
 
 def tool_url(tool: peers.Tool, port: int, database: str) -> str:
-    return f"{tool.url_scheme}://{postgres.SUPERUSER}:{postgres.PASSWORD}@127.0.0.1:{port}/{database}?sslmode=disable"
+    return f"{tool.url_scheme}://{SUPERUSER}:{SUPERUSER_PASSWORD}@127.0.0.1:{port}/{database}?sslmode=disable"
 
 
 def run_tool(tool: peers.Tool, folder: Path, url: str) -> float:
@@ -52,7 +53,7 @@ def layout(tool: peers.Tool, count: int) -> Path:
     return folder
 
 
-def measure_apply(server: postgres.BenchPostgres, tool: peers.Tool, count: int, noop: bool = False) -> float:
+def measure_apply(server: PostgresServer, tool: peers.Tool, count: int, noop: bool = False) -> float:
     """Median seconds to apply `count` files to a fresh database (or to rerun with all applied)."""
     folder = layout(tool, count)
     times = []
@@ -66,7 +67,7 @@ def measure_apply(server: postgres.BenchPostgres, tool: peers.Tool, count: int, 
     return report.median(times)
 
 
-def xacts(server: postgres.BenchPostgres, database: str) -> int:
+def xacts(server: PostgresServer, database: str) -> int:
     # Read from another database after the tool's process exited: its backend flushed on exit.
     server.psql("SELECT pg_stat_clear_snapshot()")
     return int(
@@ -74,7 +75,7 @@ def xacts(server: postgres.BenchPostgres, database: str) -> int:
     )
 
 
-def count_costs(server: postgres.BenchPostgres, tool: peers.Tool, count: int) -> tuple[int, int, int, int]:
+def count_costs(server: PostgresServer, tool: peers.Tool, count: int) -> tuple[int, int, int, int]:
     """(round trips, transactions) for applying `count` files, then for a no-op rerun."""
     folder = layout(tool, count)
     database = server.create_database(f"c_{tool.name.replace('-', '_')}_{count}")
@@ -99,7 +100,7 @@ def run(selected: tuple[str, ...] = ()) -> str:
     peers.install_ours()
     tools = [t for t in peers.TOOLS if not selected or t.name in selected]
     out: list[str] = []
-    with postgres.running(SERVER_SETTINGS) as server:
+    with running_server(wheel_bin_dir(), settings=SERVER_SETTINGS) as server:
         timings: dict[str, dict[str, float]] = {}
         for tool in tools:
             row: dict[str, float] = {}
@@ -156,7 +157,7 @@ def _targets(timings: dict[str, dict[str, float]]) -> str:
     return report.table("Migrator targets", ["scenario", "against", "target", "ratio", "verdict"], rows)
 
 
-def _growth(server: postgres.BenchPostgres, tools: list[peers.Tool]) -> str:
+def _growth(server: PostgresServer, tools: list[peers.Tool]) -> str:
     rows = []
     for tool in tools:
         if tool.name not in (peers.OURS.name, peers.DBMATE_TOOL.name):
@@ -182,7 +183,7 @@ def _growth(server: postgres.BenchPostgres, tools: list[peers.Tool]) -> str:
     return report.table("Growth (linear when ms/file stays flat)", header, rows)
 
 
-def _costs(server: postgres.BenchPostgres, tools: list[peers.Tool]) -> str:
+def _costs(server: PostgresServer, tools: list[peers.Tool]) -> str:
     rows = []
     for tool in tools:
         try:

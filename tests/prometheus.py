@@ -7,7 +7,6 @@ import json
 import shutil
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -16,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.postgres import free_port
+from localpg.throwaway import free_port
+from tests.polling import wait_until
 
 PROMETHEUS = Path("/usr/bin/prometheus")
 PROMTOOL = Path("/usr/bin/promtool")
@@ -48,19 +48,16 @@ class Prometheus:
 
 
 def wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"prometheus exited with {process.returncode}")
+    def ready() -> bool:
         url = f"http://127.0.0.1:{port}/-/ready"
         with (
             contextlib.suppress(OSError, urllib.error.URLError),
             urllib.request.urlopen(url, timeout=1) as response,
         ):
-            if response.status == 200:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"prometheus not ready on {port} within {timeout}s")
+            return bool(response.status == 200)
+        return False
+
+    wait_until(ready, timeout, f"prometheus to be ready on {port}", process=process)
 
 
 @contextlib.contextmanager

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from localpg.throwaway import PostgresServer
 from tests.conftest import Database
-from tests.postgres import PostgresServer
 
 
 def test_wheel_server_offers_pgvector_but_does_not_install_it(database: Database) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.postgres import free_port
+from localpg.throwaway import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 # What a fresh clone does not have: environments, local data, caches, build output.

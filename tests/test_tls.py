@@ -21,12 +21,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 
+from localpg.install import service_user
+from localpg.throwaway import SUPERUSER_PASSWORD, PostgresServer, owned_tempdir
 from pgconn.connect import connect
 from pgconn.dsn import parse_database_url
 from pgconn.errors import classify_error
 from probe.app import MONITOR, create_app
-from tests.conftest import require_system_package
-from tests.postgres import SUPERUSER_PASSWORD, SYSTEM_PG15, PostgresServer, owned_tempdir, service_user
+from tests.conftest import SYSTEM_PG15, require_system_package
 from tests.probe.conftest import make_settings, until
 
 REPO = Path(__file__).resolve().parents[1]

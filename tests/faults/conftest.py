@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from localpg.throwaway import PostgresServer, running_server, wheel_bin_dir
 from tests.conftest import Database
 from tests.faults.probe_process import REPO, ProbeProcess
-from tests.postgres import PostgresServer, running_server, wheel_bin_dir
 
 
 def run_migrator(url: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

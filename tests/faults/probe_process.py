@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.postgres import free_port
+from localpg.throwaway import free_port
+from tests.polling import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 INTERVAL = 0.5
@@ -113,18 +114,12 @@ class ProbeProcess:
         return str(checks.get("database", {}).get("error", ""))
 
     def until(self, condition: Callable[[], bool], deadline: float, what: str) -> float:
-        """Poll `condition` every 10 ms; seconds it took; AssertionError after `deadline`."""
-        started = time.monotonic()
-        while not condition():
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise AssertionError(
-                    f"probe exited {self.process.returncode} waiting for {what}:\n{self.logs()}"
-                )
-            if time.monotonic() - started > deadline:
-                raise AssertionError(f"not within {deadline:.2f}s: {what}\n{self.logs()[-3000:]}")
-            time.sleep(0.01)
-        return time.monotonic() - started
+        """Poll `condition` every 10 ms; seconds it took; AssertionError with the probe's log
+        after `deadline`, or when the probe exits."""
+        try:
+            return wait_until(condition, deadline, what, process=self.process, interval=0.01)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.logs()[-3000:]}") from None
 
     def until_ready(self, status: int, deadline: float) -> float:
         return self.until(lambda: self.get("/readyz").status == status, deadline, f"/readyz {status}")

@@ -17,12 +17,13 @@ from collections.abc import Callable, Iterator
 import asyncpg
 import pytest
 
+from localpg.install import as_service_user
+from localpg.throwaway import SUPERUSER, SUPERUSER_PASSWORD, PostgresServer
 from tests.conftest import Database, require_system_package
 from tests.faults.conftest import migrate
 from tests.faults.probe_process import INTERVAL, LIVENESS_LIMIT, SLACK, TIMEOUT, LivenessWatch, ProbeProcess
 from tests.faults.tcp import SwitchableRelay
 from tests.pgbouncer import PGBOUNCER, running_pgbouncer, wait_listening
-from tests.postgres import SUPERUSER, SUPERUSER_PASSWORD, PostgresServer, as_service_user
 
 ROUND = INTERVAL + TIMEOUT + SLACK
 FIRST_READY = 20.0

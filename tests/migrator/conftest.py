@@ -80,15 +80,6 @@ def run_process(args: list[str], env: Mapping[str, str], timeout: float = 60) ->
     return Outcome(proc.returncode, out, err, time.monotonic() - started)
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
-    """Poll a condition observed in the database; the only way tests wait."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-
-
 def ledger(db: Database) -> list[str]:
     """`version|kind` per ledger row; empty when the ledger table does not exist."""
     if db.psql("SELECT to_regclass('public.kata_schema_migrations') IS NULL") == "t":

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from localpg.throwaway import PostgresServer, free_port, wheel_bin_dir
 from migrator.lock import LOCK_CLASS, LOCK_OBJECT
 from tests.conftest import Database
 from tests.migrator.conftest import (
@@ -21,9 +22,8 @@ from tests.migrator.conftest import (
     run_process,
     start_process,
     table_exists,
-    wait_until,
 )
-from tests.postgres import PostgresServer, free_port, wheel_bin_dir
+from tests.polling import wait_until
 
 Files = Callable[[dict[str, str | bytes]], Path]
 ALL = ["1|applied", "2|applied", "3|applied", "4|applied", "5|applied"]

@@ -15,8 +15,8 @@ from tests.migrator.conftest import (
     run_inprocess,
     start_process,
     table_exists,
-    wait_until,
 )
+from tests.polling import wait_until
 
 Files = Callable[[dict[str, str | bytes]], Path]
 # The sleep length comes from a database setting, so the file (and its checksum) stay the same

@@ -12,7 +12,8 @@ import pytest
 
 from migrator.lock import LOCK_CLASS, LOCK_OBJECT
 from tests.conftest import Database
-from tests.migrator.conftest import Outcome, migrator_env, run_process, wait_until
+from tests.migrator.conftest import Outcome, migrator_env, run_process
+from tests.polling import wait_until
 
 SENTINEL = "S3ntinel-pw-x9"
 Files = Callable[[dict[str, str | bytes]], Path]

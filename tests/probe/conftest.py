@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
+from localpg.throwaway import free_port
 from migrator.catalog import read_catalog
 from migrator.ledger import CREATE_TABLE, TABLE
 from probe.settings import ProbeSettings
 from tests.conftest import Database
-from tests.postgres import free_port
 
 MIGRATIONS = {
     "0001_first.sql": "CREATE TABLE probe_first (id bigint PRIMARY KEY);\n",

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -18,8 +17,9 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import negative_data_rejection
 
+from localpg.throwaway import PostgresServer, free_port
 from tests.conftest import Database
-from tests.postgres import PostgresServer, free_port
+from tests.polling import wait_until
 from tests.probe.conftest import MIGRATIONS, REPO, probe_env, ready_database
 
 SCHEMA_PATH = REPO / "probe" / "openapi.yaml"
@@ -48,17 +48,14 @@ def live_probe(pg_server: PostgresServer, tmp_path_factory: pytest.TempPathFacto
 
 
 def wait_ready(base_url: str, process: subprocess.Popen[bytes], timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the probe exited"
+    def ready() -> bool:
         try:
             with urllib.request.urlopen(base_url + "/readyz", timeout=1) as response:  # noqa: S310
-                if response.status == 200:
-                    return
+                return bool(response.status == 200)
         except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.05)
-    pytest.fail("the probe did not become ready")
+            return False
+
+    wait_until(ready, timeout, "the probe to become ready", process=process)
 
 
 @schema.parametrize()

@@ -13,8 +13,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 
+from localpg.throwaway import PostgresServer, running_server, wheel_bin_dir
 from probe.app import MONITOR, create_app
-from tests.postgres import PostgresServer, running_server, wheel_bin_dir
 from tests.probe.conftest import make_settings, until
 
 pytestmark = pytest.mark.asyncio

@@ -13,8 +13,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from localpg.throwaway import free_port
 from tests.conftest import Database, require_system_package
-from tests.postgres import free_port
 from tests.probe.conftest import ProbeProcess, probe_env, ready_database, until, wait_listening
 from tests.prometheus import PROMETHEUS, PROMTOOL, running_prometheus
 

