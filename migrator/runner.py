@@ -17,10 +17,6 @@ from migrator.events import EventLog
 from migrator.ledger import CREATE_TABLE, TABLE, SchemaState, read_state
 from pgconn.errors import classify_error
 
-INSERT_ROW: Final = (
-    f"INSERT INTO {TABLE} (version, name, checksum, duration_ms, applied_by, kind) "
-    "VALUES ($1, $2, $3, $4, $5, $6)"
-)
 # A migrator killed by SIGKILL (or on a lost node) leaves its backend running the statement and
 # holding the lock; with this the server notices the dead client within seconds (PostgreSQL 14+).
 CLIENT_CHECK_INTERVAL: Final = "2s"
@@ -140,10 +136,7 @@ async def apply_migration(
         if migration.transactional:
             # Three round trips plus one per statement: BEGIN with the limits, the statements,
             # then the ledger row with COMMIT (simple protocol, literals quoted here).
-            await conn.execute(
-                "BEGIN; SET LOCAL standard_conforming_strings = on; "
-                + "; ".join(f"SET LOCAL {limit}" for limit in limits)
-            )
+            await conn.execute("BEGIN; " + "; ".join(f"SET LOCAL {limit}" for limit in limits))
             try:
                 for current in statements:
                     await conn.execute(current.text)
@@ -164,7 +157,7 @@ async def apply_migration(
                 with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError):
                     await conn.execute("RESET lock_timeout; RESET statement_timeout")
             duration = _elapsed_ms(started)
-            await conn.execute(INSERT_ROW, *_row(migration, duration, applied_by))
+            await conn.execute(insert_row_sql(migration, duration, applied_by))
     except asyncpg.PostgresError as exc:
         raise failure(migration, current, exc) from exc
     except (asyncpg.InterfaceError, OSError) as exc:
@@ -176,21 +169,20 @@ async def apply_migration(
 
 
 def quote_literal(value: object) -> str:
-    """A SQL literal for the ledger row; standard_conforming_strings (on since 9.1) is assumed."""
+    """A SQL literal for the ledger row. An E'' string reads the same whatever
+    standard_conforming_strings is, and a migration may have changed that setting."""
     if isinstance(value, int | float):
         return repr(value)
-    return "'" + str(value).replace("'", "''").replace("\x00", "") + "'"
+    text = str(value).replace("\x00", "").replace("\\", "\\\\").replace("'", "''")
+    return f"E'{text}'"
 
 
-def insert_row_sql(migration: Migration, duration_ms: float, applied_by: str) -> str:
-    values = ", ".join(quote_literal(v) for v in _row(migration, duration_ms, applied_by))
+def insert_row_sql(migration: Migration, duration_ms: float, applied_by: str, kind: str = "applied") -> str:
+    """The ledger row as one simple-protocol statement: no Parse/Bind round trip of its own, so it
+    can ride with COMMIT in the same query."""
+    row = (migration.version, migration.name, migration.checksum, duration_ms, applied_by, kind)
+    values = ", ".join(quote_literal(v) for v in row)
     return f"INSERT INTO {TABLE} (version, name, checksum, duration_ms, applied_by, kind) VALUES ({values})"
-
-
-def _row(
-    migration: Migration, duration_ms: float, applied_by: str, kind: str = "applied"
-) -> tuple[object, ...]:
-    return (migration.version, migration.name, migration.checksum, duration_ms, applied_by, kind)
 
 
 def failure(migration: Migration, statement: Statement, exc: asyncpg.PostgresError) -> MigrationFailed:
@@ -228,7 +220,7 @@ async def baseline(
         await conn.execute(CREATE_TABLE)
         async with conn.transaction():
             for migration in marked:
-                await conn.execute(INSERT_ROW, *_row(migration, 0.0, applied_by, "baseline"))
+                await conn.execute(insert_row_sql(migration, 0.0, applied_by, "baseline"))
                 log.info("migration_baselined", version=migration.version, file=migration.filename)
     log.info("baseline_done", count=len(marked), up_to=up_to)
     return marked

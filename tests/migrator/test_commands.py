@@ -45,6 +45,30 @@ def test_up_builds_the_schema_and_a_second_up_does_nothing(database: Database) -
     assert first.stdout == second.stdout == ""
 
 
+def test_ledger_keeps_applied_by_verbatim_whatever_a_migration_does_to_string_syntax(
+    database: Database, migrations_dir: Files
+) -> None:
+    # The ledger row is written as SQL literals; a quote or backslash in the pod name, and a
+    # migration that turns standard_conforming_strings off, must not change what is recorded.
+    pod = "pod-'quoted'\\back\\'"
+    directory = migrations_dir(
+        {
+            "0001_first.sql": "CREATE TABLE first_t (id int);\n",
+            "0002_strings_off.sql": (
+                "SET standard_conforming_strings = off;\nCREATE TABLE second_t (id int);\n"
+            ),
+            "0003_outside.sql": "-- migrate: no-transaction\nCREATE TABLE third_t (id int);\n",
+        }
+    )
+    env = migrator_env(database.url, POD_NAME=pod, MIGRATIONS_DIR=str(directory))
+    assert run_inprocess(["baseline", "1"], env).code == 0
+    outcome = run_inprocess(["up"], env)
+    assert outcome.code == 0, outcome.stderr
+    assert ledger(database) == ["1|baseline", "2|applied", "3|applied"]
+    recorded = database.psql("SELECT DISTINCT applied_by FROM kata_schema_migrations")
+    assert recorded == f"kata-migrate@{pod}"
+
+
 def test_up_works_on_postgresql_18(pg18_server: PostgresServer) -> None:
     name = pg18_server.create_database()
     try:
