@@ -141,6 +141,14 @@ def ready_response() -> web.Response:
     )
 
 
+def readiness_json(view: View, version: str, names: list[str], ok: bool) -> web.Response:
+    """The health body for the checks asked about, 200 or 503 by the readiness verdict."""
+    body = health_body(view, version, names)
+    if not ok and body["status"] == "healthy":  # only the shutdown line failed
+        body["status"] = "unhealthy"
+    return json_response(body, 200 if ok else 503)
+
+
 async def liveness(request: web.Request) -> web.Response:
     """200 while the loop and the monitor run, whatever the database does; the body reports it."""
     view = current_view(request.app)
@@ -158,10 +166,7 @@ async def readyz(request: web.Request) -> web.Response:
     status = 200 if answer.ok else 503
     if wants_json(request) and "verbose" not in request.query:
         names = [name for name in CHECK_NAMES if name not in answer.excluded]
-        body = health_body(view, request.app[VERSION], names)
-        if not answer.ok and body["status"] == "healthy":  # only the shutdown line failed
-            body["status"] = "unhealthy"
-        return json_response(body, status)
+        return readiness_json(view, request.app[VERSION], names, answer.ok)
     return text_response(answer.text("verbose" in request.query), status)
 
 
@@ -173,10 +178,7 @@ async def readyz_one(request: web.Request) -> web.Response:
     verdicts = (shutdown_verdict(view), check_verdict(view, name))
     ok = all(v.ok for v in verdicts)
     if wants_json(request):
-        body = health_body(view, request.app[VERSION], [name])
-        if not ok and body["status"] == "healthy":
-            body["status"] = "unhealthy"
-        return json_response(body, 200 if ok else 503)
+        return readiness_json(view, request.app[VERSION], [name], ok)
     failed = [v.line() for v in verdicts if not v.ok]
     return text_response("ok\n" if ok else "\n".join(failed) + "\n", 200 if ok else 503)
 

@@ -64,8 +64,7 @@ class Monitor:
         self._clock = clock
         self.latest: Snapshot | None = None
         self.rounds = 0
-        self._started = clock()
-        self._last_tick = self._started
+        self._last_tick = clock()
         self._task: asyncio.Task[None] | None = None
         self._was_ok: bool | None = None
 
@@ -94,7 +93,7 @@ class Monitor:
         return snapshot is not None and snapshot.results[DATABASE].ok
 
     def start(self) -> None:
-        self._started = self._last_tick = self._clock()
+        self._last_tick = self._clock()
         self._task = asyncio.create_task(self._run(), name="probe-monitor")
 
     async def stop(self) -> None:

@@ -1,4 +1,4 @@
-"""The probe's connections: one held between rounds, a second only when a round needs it.
+"""The probe's connection: one, held between rounds, reopened after a failure.
 
 asyncpg's own pool runs a reset query (`pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
 RESET ALL`) on every release: one more transaction per round for nothing. Holding the
@@ -30,7 +30,6 @@ class ConnectionPool:
         self._conn: asyncpg.Connection | None = None
         self._busy = False
         self._lock = asyncio.Lock()
-        self.connects = 0
 
     def count(self, state: str) -> int:
         """Connections in `state` (idle or busy), for the kata_db_pool_connections gauge."""
@@ -47,7 +46,6 @@ class ConnectionPool:
                 self._conn = await connect(
                     self._url, application_name=self._application_name, timeout=self._timeout
                 )
-                self.connects += 1
             self._busy = True
             try:
                 yield self._conn

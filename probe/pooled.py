@@ -15,7 +15,6 @@ class PoolerObserver:
     """
 
     def __init__(self, url: DatabaseUrl, setting: PoolerSetting) -> None:
-        self._setting = setting
         self._initial = decide_pooled(url, setting)
         self._observed: bool | None = None
         self._last_pid: dict[int, int] = {}

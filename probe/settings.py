@@ -47,8 +47,8 @@ DEFAULTS: Final = {
     "PROBE_PORT": "8081",
     "PROBE_INTERVAL": "5",
     "PROBE_TIMEOUT": "2",
+    "PROBE_SHUTDOWN_DELAY": "5",
 }
-DEFAULT_SHUTDOWN_DELAY: Final = "5"
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ class ProbeSettings:
     def load(cls, argv: Sequence[str], env: Mapping[str, str]) -> ProbeSettings:
         """Parse flags, read the YAML file they name, merge with `env`; SettingsError when unusable."""
         args = build_parser().parse_args(list(argv))
-        merged: dict[str, str] = {**DEFAULTS, "PROBE_SHUTDOWN_DELAY": DEFAULT_SHUTDOWN_DELAY}
+        merged: dict[str, str] = {}
         if args.config:
             merged.update(read_config_file(Path(args.config)))
         merged.update({o.env: env[o.env] for o in OPTIONS if o.env in env})
@@ -87,7 +87,7 @@ class ProbeSettings:
     @classmethod
     def from_values(cls, values: Mapping[str, str]) -> ProbeSettings:
         """Build from environment-style names; defaults apply to the PROBE_* ones left out."""
-        merged = {**DEFAULTS, "PROBE_SHUTDOWN_DELAY": DEFAULT_SHUTDOWN_DELAY, **values}
+        merged = {**DEFAULTS, **values}
         interval = parse_seconds("PROBE_INTERVAL", merged["PROBE_INTERVAL"], minimum=0.05)
         timeout = parse_seconds("PROBE_TIMEOUT", merged["PROBE_TIMEOUT"], minimum=0.01)
         if timeout > interval:
