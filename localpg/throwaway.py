@@ -142,34 +142,39 @@ class PostgresServer:
         auth = quote(user, safe="") + (f":{quote(secret, safe='')}" if secret else "")
         return f"postgresql://{auth}@127.0.0.1:{self.port}/{database}?sslmode=disable"
 
+    def psql_command(self, database: str = "postgres") -> list[str]:
+        """psql as the superuser over the Unix socket, unaligned, stopping at the first error."""
+        return [
+            str(self.bin_dir / "psql"),
+            *("-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"),
+            *("-h", str(self.socket_dir), "-p", str(self.port), "-U", SUPERUSER, "-d", database),
+        ]
+
     def psql(self, sql: str, database: str = "postgres") -> str:
-        """Run SQL as the superuser over the Unix socket; returns unaligned output."""
+        """Run SQL as the superuser; returns unaligned output."""
         result = subprocess.run(
-            [
-                str(self.bin_dir / "psql"),
-                "-X",
-                "-q",
-                "-A",
-                "-t",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                str(self.socket_dir),
-                "-p",
-                str(self.port),
-                "-U",
-                SUPERUSER,
-                "-d",
-                database,
-                "-c",
-                sql,
-            ],
+            [*self.psql_command(database), "-c", sql],
             check=True,
             capture_output=True,
             text=True,
             env={**os.environ, "PGPASSWORD": SUPERUSER_PASSWORD},
         )
         return result.stdout.strip()
+
+    def psql_session(
+        self, database: str, sql: str | None = None, *, application_name: str = "psql"
+    ) -> subprocess.Popen[str]:
+        """A session left running (to hold a lock, say) until killed: `sql` as its command,
+        or without it whatever the caller writes to its stdin, ending at end of input."""
+        command = self.psql_command(database) + (["-c", sql] if sql is not None else [])
+        return subprocess.Popen(
+            command,
+            env={**os.environ, "PGPASSWORD": SUPERUSER_PASSWORD, "PGAPPNAME": application_name},
+            stdin=subprocess.PIPE if sql is None else subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
 
     def create_database(self, prefix: str = "t") -> str:
         name = f"{prefix}_{uuid.uuid4().hex[:12]}"

@@ -247,22 +247,8 @@ def test_ddl_lock_timeout_stops_a_migration_queued_behind_a_long_transaction(
     database: Database, migrations_dir: Files
 ) -> None:
     database.psql("CREATE TABLE busy (id int)")
-    holder = subprocess.Popen(  # a long transaction holding a lock the migration needs
-        [
-            str(database.server.bin_dir / "psql"),
-            "-h",
-            str(database.server.socket_dir),
-            "-p",
-            str(database.server.port),
-            "-U",
-            "postgres",
-            "-d",
-            database.name,
-            "-c",
-            "BEGIN; LOCK TABLE busy; SELECT pg_sleep(30); COMMIT;",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    holder = database.server.psql_session(  # a long transaction holding a lock the migration needs
+        database.name, "BEGIN; LOCK TABLE busy; SELECT pg_sleep(30); COMMIT;"
     )
     try:
         wait_until(
@@ -283,23 +269,10 @@ def test_ddl_lock_timeout_stops_a_migration_queued_behind_a_long_transaction(
 
 
 def test_lock_held_elsewhere_exits_7_naming_holder(database: Database) -> None:
-    holder = subprocess.Popen(
-        [
-            str(database.server.bin_dir / "psql"),
-            "-h",
-            str(database.server.socket_dir),
-            "-p",
-            str(database.server.port),
-            "-U",
-            "postgres",
-            "-d",
-            database.name,
-            "-c",
-            f"SELECT pg_advisory_lock({LOCK_CLASS}, {LOCK_OBJECT}); SELECT pg_sleep(60);",
-        ],
-        env={"PGAPPNAME": "other-migrator", "PATH": "/usr/bin:/bin"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    holder = database.server.psql_session(
+        database.name,
+        f"SELECT pg_advisory_lock({LOCK_CLASS}, {LOCK_OBJECT}); SELECT pg_sleep(60);",
+        application_name="other-migrator",
     )
     try:
         wait_until(lambda: database.psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == "1")

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -37,27 +36,7 @@ def assert_no_secret(outcome: Outcome) -> None:
 @pytest.fixture
 def lock_holder(database: Database) -> Iterator[None]:
     """Another session holding the migrator's advisory lock until the test ends."""
-    server = database.server
-    holder = subprocess.Popen(
-        [
-            str(server.bin_dir / "psql"),
-            "-X",
-            "-q",
-            "-h",
-            str(server.socket_dir),
-            "-p",
-            str(server.port),
-            "-U",
-            "postgres",
-            "-d",
-            database.name,
-        ],
-        env={"PGAPPNAME": "sentinel-holder", "PATH": "/usr/bin:/bin"},
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    holder = database.server.psql_session(database.name, application_name="sentinel-holder")
     assert holder.stdin is not None
     try:
         holder.stdin.write(f"SELECT pg_advisory_lock({LOCK_CLASS}, {LOCK_OBJECT});\n")
