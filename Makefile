@@ -4,7 +4,7 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint venv bench clean-data
+.PHONY: run test lint venv bench schema clean-data
 
 # The project's environment: created once, refreshed when pyproject.toml changes.
 $(VENV)/.installed-dev: pyproject.toml
@@ -38,7 +38,11 @@ test: $(VENV)/.installed-dev
 lint: $(VENV)/.installed-dev
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
-	@$(VENV)/bin/mypy --strict pgconn migrator probe localpg scripts/run_local.py
+	@$(VENV)/bin/mypy --strict pgconn schema migrator probe localpg scripts/run_local.py scripts/schema_snapshots.py
+
+## schema: regenerate migrations/snapshots/ (the expected schema per version) on a real PostgreSQL
+schema: $(VENV)/.installed-dev
+	@$(PY) -m scripts.schema_snapshots
 
 ## bench: benchmarks that print figures (not tests)
 bench: $(VENV)/.installed-dev

@@ -1,0 +1,87 @@
+"""Read the live schema from PostgreSQL's catalogs in one query.
+
+The probe runs this, so it is one statement (one implicit transaction), it reads only
+pg_catalog (which every role may read, unlike the tables' data), and it looks only at the
+schema unqualified names resolve to (`current_schema()`, normally `public`): a `drizzle`
+schema or anything else beside it is not ours to judge.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Final
+
+import asyncpg
+
+from schema.model import Schema, schema_from_json
+
+# Extensions are database-wide; plpgsql is always there and nothing of ours depends on it.
+# Indexes that back a PRIMARY KEY, UNIQUE or EXCLUDE constraint are described by that
+# constraint, so they are left out of `indexes`. PostgreSQL 18 also lists NOT NULL as
+# constraints (contype 'n'): nullability is read from the columns instead.
+LIVE_SCHEMA_QUERY: Final = """
+WITH ns AS (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = current_schema())
+SELECT json_build_object(
+  'extensions', (
+    SELECT coalesce(json_agg(json_build_object('name', extname, 'version', extversion)), '[]')
+    FROM pg_catalog.pg_extension WHERE extname <> 'plpgsql'),
+  'enums', (
+    SELECT coalesce(json_agg(json_build_object('name', t.typname, 'labels', (
+      SELECT json_agg(e.enumlabel ORDER BY e.enumsortorder)
+      FROM pg_catalog.pg_enum e WHERE e.enumtypid = t.oid))), '[]')
+    FROM pg_catalog.pg_type t
+    WHERE t.typnamespace = (SELECT oid FROM ns) AND t.typtype = 'e'),
+  'tables', (
+    SELECT coalesce(json_agg(json_build_object('name', c.relname, 'columns', (
+      SELECT coalesce(json_agg(json_build_object(
+        'name', a.attname,
+        'type', pg_catalog.format_type(a.atttypid, a.atttypmod),
+        'not_null', a.attnotnull,
+        'default', pg_catalog.pg_get_expr(d.adbin, d.adrelid))), '[]')
+      FROM pg_catalog.pg_attribute a
+      LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+      WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped))), '[]')
+    FROM pg_catalog.pg_class c
+    WHERE c.relnamespace = (SELECT oid FROM ns) AND c.relkind IN ('r', 'p')),
+  'constraints', (
+    SELECT coalesce(json_agg(json_build_object(
+      'table', c.relname,
+      'name', k.conname,
+      'kind', CASE k.contype WHEN 'p' THEN 'primary key' WHEN 'f' THEN 'foreign key'
+                             WHEN 'u' THEN 'unique' ELSE 'check' END,
+      'definition', regexp_replace(pg_catalog.pg_get_constraintdef(k.oid), ' NOT VALID$', ''),
+      'validated', k.convalidated)), '[]')
+    FROM pg_catalog.pg_constraint k
+    JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+    WHERE c.relnamespace = (SELECT oid FROM ns) AND k.contype IN ('p', 'f', 'u', 'c')),
+  'indexes', (
+    SELECT coalesce(json_agg(json_build_object(
+      'table', c.relname,
+      'name', ic.relname,
+      'method', am.amname,
+      'keys', (SELECT json_agg(pg_catalog.pg_get_indexdef(i.indexrelid, n, true) ORDER BY n)
+               FROM generate_series(1, i.indnkeyatts) n),
+      'opclasses', (SELECT json_agg(o.opcname ORDER BY k.n)
+                    FROM unnest(i.indclass::oid[]) WITH ORDINALITY k(oid, n)
+                    JOIN pg_catalog.pg_opclass o ON o.oid = k.oid),
+      'include', (SELECT coalesce(json_agg(pg_catalog.pg_get_indexdef(i.indexrelid, n, true)
+                                           ORDER BY n), '[]')
+                  FROM generate_series(i.indnkeyatts + 1, i.indnatts) n),
+      'unique', i.indisunique,
+      'predicate', pg_catalog.pg_get_expr(i.indpred, i.indrelid, true),
+      'valid', i.indisvalid AND i.indisready)), '[]')
+    FROM pg_catalog.pg_index i
+    JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+    JOIN pg_catalog.pg_class c ON c.oid = i.indrelid
+    JOIN pg_catalog.pg_am am ON am.oid = ic.relam
+    WHERE c.relnamespace = (SELECT oid FROM ns)
+      AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint b
+                      WHERE b.conindid = i.indexrelid AND b.contype IN ('p', 'u', 'x')))
+)::text
+"""
+
+
+async def read_live_schema(conn: asyncpg.Connection) -> Schema:
+    """The live schema of `current_schema()`: one query, catalog views only, no table data."""
+    document: str = await conn.fetchval(LIVE_SCHEMA_QUERY)
+    return schema_from_json(json.loads(document))
