@@ -120,7 +120,10 @@ def _tables(expected: tuple[Table, ...], live: Schema) -> Iterator[Drift]:
             elif actual.default != column.default:
                 # A NOT NULL column whose default vanished fails every insert that relies on it.
                 yield Drift(
-                    name, "column", BREAKING, f"has default {actual.default}, expected {column.default}"
+                    name,
+                    "column",
+                    BREAKING,
+                    f"has default {actual.default or 'none'}, expected {column.default or 'none'}",
                 )
 
 
