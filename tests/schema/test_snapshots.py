@@ -1,0 +1,64 @@
+"""The committed snapshots are what the migrations build, and they ship with the migrations."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from migrator.catalog import read_catalog
+from schema.model import Schema
+from schema.snapshot import SnapshotError, dumps_snapshot, load_snapshot, parse_snapshot, snapshot_path
+from scripts.schema_snapshots import build_snapshots
+from tests.conftest import Database
+from tests.migrator.conftest import MIGRATIONS, REPO
+from tests.schema.conftest import VERSIONS
+
+
+def test_every_committed_snapshot_matches_what_the_migrations_build(database: Database) -> None:
+    built = dict(build_snapshots(database.url, read_catalog(MIGRATIONS)))
+    committed = {v: snapshot_path(MIGRATIONS, v).read_text(encoding="utf-8") for v in VERSIONS}
+    stale = sorted(v for v in built if built[v] != committed.get(v))
+    assert not stale, f"snapshots {stale} no longer match the migrations: run `make schema`"
+    assert sorted(built) == VERSIONS
+
+
+def test_each_migration_has_a_snapshot_and_each_snapshot_a_migration() -> None:
+    assert [m.version for m in read_catalog(MIGRATIONS).migrations] == VERSIONS
+
+
+def test_a_snapshot_round_trips_through_its_file_text(snapshots: dict[int, Schema]) -> None:
+    for version, schema in snapshots.items():
+        assert parse_snapshot("x.json", dumps_snapshot(version, schema)) == (version, schema)
+
+
+def test_the_wheel_ships_the_snapshots_beside_the_sql(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(tmp_path), str(REPO)],
+        check=True,
+        capture_output=True,
+    )
+    [wheel] = tmp_path.glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = {n for n in archive.namelist() if n.startswith("kata_migrations/snapshots/")}
+        assert shipped == {f"kata_migrations/snapshots/{v:04d}.json" for v in VERSIONS}
+        assert "schema/drift.py" in archive.namelist()
+
+
+def test_a_missing_snapshot_names_the_file_and_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(SnapshotError, match=r"0003\.json.*run `make schema`"):
+        load_snapshot(tmp_path, 3)
+    assert load_snapshot(tmp_path, 0) == Schema()
+
+
+def test_a_malformed_or_misnumbered_snapshot_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "snapshots").mkdir()
+    (tmp_path / "snapshots" / "0001.json").write_text('{"version": 1, "tables": 3}')
+    with pytest.raises(SnapshotError, match=r"'0001\.json' is malformed"):
+        load_snapshot(tmp_path, 1)
+    (tmp_path / "snapshots" / "0002.json").write_text(dumps_snapshot(7, Schema()))
+    with pytest.raises(SnapshotError, match="says version 7, expected 2"):
+        load_snapshot(tmp_path, 2)
