@@ -38,12 +38,10 @@ def test_hard_deleting_a_forked_parent_keeps_the_fork_with_its_version(db: Datab
     add_context_with_messages(db, PARENT, 2)
     db.psql(f"INSERT INTO contexts (id, parent_id, fork_version) VALUES ('{FORK}', '{PARENT}', 2)")
     db.psql(f"DELETE FROM contexts WHERE id = '{PARENT}'")
-    assert (
-        db.psql(
-            f"SELECT coalesce(parent_id::text, 'null') || '|' || fork_version FROM contexts WHERE id = '{FORK}'"
-        )
-        == "null|2"
+    fork = (
+        f"SELECT coalesce(parent_id::text, 'null') || '|' || fork_version FROM contexts WHERE id = '{FORK}'"
     )
+    assert db.psql(fork) == "null|2"
 
 
 def test_soft_deleting_a_context_keeps_it_and_its_messages_out_of_live_listings(db: Database) -> None:
