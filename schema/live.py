@@ -48,7 +48,7 @@ SELECT json_build_object(
       'table', c.relname,
       'name', k.conname,
       'kind', CASE k.contype WHEN 'p' THEN 'primary key' WHEN 'f' THEN 'foreign key'
-                             WHEN 'u' THEN 'unique' ELSE 'check' END,
+                             WHEN 'u' THEN 'unique constraint' ELSE 'check constraint' END,
       'definition', regexp_replace(pg_catalog.pg_get_constraintdef(k.oid), ' NOT VALID$', ''),
       'validated', k.convalidated)), '[]')
     FROM pg_catalog.pg_constraint k

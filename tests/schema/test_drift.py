@@ -38,7 +38,7 @@ def test_the_applications_current_database_lacks_only_what_our_later_migrations_
     assert {(d.kind, d.object) for d in found} >= {
         ("index", "contexts_deleted_at_idx"),
         ("index", "messages_embedding_idx"),
-        ("check", "contexts_message_count_non_negative"),
+        ("check constraint", "contexts_message_count_non_negative"),
     }
     assert {introduced_by(snapshots, d) for d in found} == set(range(2, LATEST + 1))
 
@@ -74,7 +74,7 @@ def test_a_dropped_hnsw_index_is_degraded(migrated: Database, snapshots: dict[in
 
 def test_a_dropped_check_constraint_is_degraded(migrated: Database, snapshots: dict[int, Schema]) -> None:
     migrated.psql("ALTER TABLE contexts DROP CONSTRAINT contexts_total_tokens_non_negative")
-    assert drifts(snapshots[LATEST], migrated) == {("check", "contexts_total_tokens_non_negative", DEGRADED)}
+    assert drifts(snapshots[LATEST], migrated) == {("check constraint", "contexts_total_tokens_non_negative", DEGRADED)}
 
 
 def test_a_check_constraint_left_not_valid_is_degraded(
@@ -98,7 +98,7 @@ def test_a_dropped_foreign_key_and_unique_constraint_are_degraded(
     )
     assert drifts(snapshots[LATEST], migrated) == {
         ("foreign key", "messages_context_id_fkey", DEGRADED),
-        ("unique", "messages_context_version_unique", DEGRADED),
+        ("unique constraint", "messages_context_version_unique", DEGRADED),
     }
 
 
