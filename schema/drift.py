@@ -61,6 +61,19 @@ def introduced_by(snapshots: Mapping[int, Schema], drift: Drift) -> int | None:
     return None
 
 
+def explain(
+    drifts: tuple[Drift, ...], snapshots: Mapping[int, Schema], files: Mapping[int, str]
+) -> list[str]:
+    """One line per drift for a log or a refusal, naming the migration file that creates the object
+    (`files` maps a version to its file name, as the catalog knows it)."""
+    lines = []
+    for drift in drifts:
+        version = introduced_by(snapshots, drift)
+        origin = f" (created by {files.get(version, f'version {version}')})" if version else ""
+        lines.append(f"{drift}{origin}")
+    return lines
+
+
 def _identities(schema: Schema) -> set[tuple[str, str]]:
     found = {("extension", e.name) for e in schema.extensions}
     found |= {("enum", e.name) for e in schema.enums}
