@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -109,36 +108,33 @@ class Schema:
         """Plain JSON-able data; tuples become lists when dumped."""
         return asdict(self)
 
-    def dumps(self) -> str:
-        return json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n"
-
 
 def schema_from_json(data: dict[str, Any]) -> Schema:
     """Build a Schema from `Schema.to_json()` output or the live-catalog query's JSON.
 
-    Lists are sorted by name so two reads of the same catalog compare equal whatever the order
+    Every list is sorted by name, so two reads of one catalog compare equal whatever order
     PostgreSQL returned them in. KeyError/TypeError on a malformed document: callers that read
     files wrap it in an error naming the file.
     """
     return Schema(
         extensions=tuple(sorted((Extension(**e) for e in data["extensions"]), key=lambda e: e.name)),
-        enums=tuple(
-            sorted((Enum(e["name"], tuple(e["labels"])) for e in data["enums"]), key=lambda e: e.name)
-        ),
-        tables=tuple(
-            sorted(
-                (
-                    Table(t["name"], tuple(sorted((Column(**c) for c in t["columns"]), key=lambda c: c.name)))
-                    for t in data["tables"]
-                ),
-                key=lambda t: t.name,
-            )
-        ),
+        enums=tuple(sorted((_enum(e) for e in data["enums"]), key=lambda e: e.name)),
+        tables=tuple(sorted((_table(t) for t in data["tables"]), key=lambda t: t.name)),
         constraints=tuple(
             sorted((Constraint(**c) for c in data["constraints"]), key=lambda c: (c.table, c.name))
         ),
         indexes=tuple(sorted((_index(i) for i in data["indexes"]), key=lambda i: (i.table, i.name))),
     )
+
+
+def _enum(data: dict[str, Any]) -> Enum:
+    # Labels keep their order: it is the enum's sort order.
+    return Enum(data["name"], tuple(data["labels"]))
+
+
+def _table(data: dict[str, Any]) -> Table:
+    columns = sorted((Column(**c) for c in data["columns"]), key=lambda c: c.name)
+    return Table(data["name"], tuple(columns))
 
 
 def _index(data: dict[str, Any]) -> Index:
