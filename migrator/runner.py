@@ -10,7 +10,7 @@ from typing import Final
 
 import asyncpg
 
-from migrator import lock, preflight
+from migrator import lock, preflight, violations
 from migrator.catalog import Catalog, Migration, Statement, line_column, split_statements
 from migrator.errors import DriftDetected, MigrationFailed
 from migrator.events import EventLog
@@ -159,7 +159,9 @@ async def apply_migration(
             duration = _elapsed_ms(started)
             await conn.execute(insert_row_sql(migration, duration, applied_by))
     except asyncpg.PostgresError as exc:
-        raise failure(migration, current, exc) from exc
+        validation = violations.is_failed_validation(exc, current.text)
+        rows = await violations.rows_query(conn, exc) if validation else None
+        raise failure(migration, current, exc, rows) from exc
     except (asyncpg.InterfaceError, OSError) as exc:
         line, column = line_column(migration.sql, current.offset)
         raise MigrationFailed(
@@ -185,9 +187,11 @@ def insert_row_sql(migration: Migration, duration_ms: float, applied_by: str, ki
     return f"INSERT INTO {TABLE} (version, name, checksum, duration_ms, applied_by, kind) VALUES ({values})"
 
 
-def failure(migration: Migration, statement: Statement, exc: asyncpg.PostgresError) -> MigrationFailed:
+def failure(
+    migration: Migration, statement: Statement, exc: asyncpg.PostgresError, rows_query: str | None = None
+) -> MigrationFailed:
     """Exit 5 with PostgreSQL's message and the line:column in the file (the statement's start when
-    the server gives no position)."""
+    the server gives no position); for a failed VALIDATE, the query that finds the rows."""
     position = getattr(exc, "position", None)
     offset = statement.offset
     if position and str(position).isdigit():
@@ -200,6 +204,8 @@ def failure(migration: Migration, statement: Statement, exc: asyncpg.PostgresErr
     hint = getattr(exc, "hint", None)
     if hint:
         message += f"; hint: {hint}"
+    if rows_query:
+        message += f"; find the rows that break it with: {rows_query}"
     return MigrationFailed(migration.filename, line, column, message, transactional=migration.transactional)
 
 
