@@ -189,15 +189,17 @@ def stall(window: FileRun, rec: workload.Recording) -> list[object]:
     """The worst write of a file: when it started in the file, the build phase then, lock waiters."""
     writes = started_in(window, rec, "write")
     if not writes:
-        return ["-", "-", "-", "-"]
+        return ["-", "-", "-", "-", "-"]
     worst = max(writes, key=lambda op: op.ms)
     during = [w for w in rec.watches if worst.start - 0.05 <= w.at <= worst.end]
     phases = sorted({w.phase for w in during if w.phase}) or ["-"]
+    activity = sorted({a for w in during for a in w.activity.split(",") if a}) or ["-"]
     return [
         f"{worst.ms:,.1f}",
         f"{(worst.start - window.start):.2f}",
         "; ".join(phases),
         max((w.lock_waiters for w in during), default=0),
+        " ".join(activity),
     ]
 
 
@@ -290,8 +292,16 @@ def run() -> str:
         )
         + "\n"
         + report.table(
-            "The worst write during 0005: when, in which index build phase, with how many sessions on a lock",
-            ["file", "variant", "worst write ms", "s into the file", "build phase", "lock waiters"],
+            "The worst write during 0005: when, build phase, sessions on a lock, what ours waited on",
+            [
+                "file",
+                "variant",
+                "worst write ms",
+                "s into the file",
+                "build phase",
+                "lock waiters",
+                "our sessions",
+            ],
             stalls,
         )
     )

@@ -33,7 +33,10 @@ WATCH = """
 SELECT (SELECT phase FROM pg_stat_progress_create_index WHERE datid = (
             SELECT oid FROM pg_database WHERE datname = current_database()) LIMIT 1),
        (SELECT count(*) FROM pg_stat_activity
-        WHERE datname = current_database() AND application_name LIKE 'bench-%' AND wait_event_type = 'Lock')
+        WHERE datname = current_database() AND application_name LIKE 'bench-%' AND wait_event_type = 'Lock'),
+       (SELECT string_agg(DISTINCT coalesce(wait_event_type || ':' || wait_event, 'CPU'), ',')
+        FROM pg_stat_activity
+        WHERE datname = current_database() AND application_name LIKE 'bench-%' AND state = 'active')
 """
 
 
@@ -53,11 +56,13 @@ class Op:
 
 @dataclass(frozen=True)
 class Watch:
-    """One watcher sample: when, the index build phase (or ''), sessions of ours waiting on a lock."""
+    """One watcher sample: when, the index build phase (or ''), sessions of ours waiting on a lock,
+    and what our active sessions were doing ('CPU' when on no wait event, else type:event)."""
 
     at: float
     phase: str
     lock_waiters: int
+    activity: str
 
 
 @dataclass
@@ -133,8 +138,8 @@ async def _watcher(url: str, stop: asyncio.Event, rec: Recording) -> None:
     conn = await asyncpg.connect(url, server_settings={"application_name": "watcher"})
 
     async def watch() -> None:
-        phase, waiting = await conn.fetchrow(WATCH)
-        rec.watches.append(Watch(time.monotonic(), phase or "", int(waiting)))
+        phase, waiting, activity = await conn.fetchrow(WATCH)
+        rec.watches.append(Watch(time.monotonic(), phase or "", int(waiting), activity or ""))
 
     try:
         await _paced(0.05, stop, watch)
