@@ -17,7 +17,6 @@ from urllib.parse import unquote
 
 import asyncpg
 
-from migrator.catalog import Catalog, CatalogError, read_catalog
 from migrator.connection import connect_with_retry, direct_url, read_url
 from migrator.errors import (
     ConnectionLost,
@@ -29,11 +28,12 @@ from migrator.errors import (
     exit_status,
 )
 from migrator.events import FORMATS, EventLog
-from migrator.ledger import SchemaState, read_state
 from migrator.runner import RunOptions, baseline, check_drift, migrate
 from pgconn.dsn import DatabaseUrl
 from pgconn.errors import classify_error
 from pgconn.settings import DatabaseSettings, SettingsError, parse_seconds
+from schema.catalog import Catalog, CatalogError, read_catalog
+from schema.verdicts import SchemaState, read_state
 
 PROGRAM = "kata-migrate"
 WAIT_INTERVAL = 1.0

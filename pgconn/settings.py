@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 from pgconn.dsn import DatabaseUrl, InvalidDatabaseUrl, parse_database_url
@@ -26,7 +25,7 @@ class DatabaseSettings:
     url: DatabaseUrl
     unpooled_url: DatabaseUrl | None
     pooled: PoolerSetting
-    migrations_dir: Path
+    migrations_dir: Path | None  # None: the files packaged with the program
     application_name: str = field(default="kata")
 
     @classmethod
@@ -56,7 +55,7 @@ class DatabaseSettings:
             url=url,
             unpooled_url=unpooled,
             pooled=pooled,
-            migrations_dir=Path(directory) if directory else packaged_migrations_dir(),
+            migrations_dir=Path(directory) if directory else None,
             application_name=application_name(program, env),
         )
 
@@ -65,15 +64,6 @@ def application_name(program: str, env: Mapping[str, str]) -> str:
     """`kata-migrate@<pod>`: who holds a lock or applied a migration, as pg_stat_activity shows."""
     who = env.get("POD_NAME") or env.get("HOSTNAME") or socket.gethostname()
     return f"{program}@{who}"[:APPLICATION_NAME_MAX]
-
-
-def packaged_migrations_dir() -> Path:
-    """The SQL files shipped inside the installed distribution (package `kata_migrations`)."""
-    try:
-        return Path(str(resources.files("kata_migrations")))
-    except ModuleNotFoundError:
-        # Running from a checkout that was not installed: migrations/ beside the packages.
-        return Path(__file__).resolve().parent.parent / "migrations"
 
 
 def parse_seconds(name: str, text: str, *, minimum: float = 0.0) -> float:

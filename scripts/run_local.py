@@ -27,9 +27,9 @@ from types import FrameType
 from typing import Final
 
 from localpg.install import SERVICE_USER, can_enter, reachable_install, service_user, wheel_install
-from migrator.ledger import read_ledger
 from pgconn.connect import connect
 from pgconn.dsn import DatabaseUrl, InvalidDatabaseUrl, parse_database_url
+from schema.ledger import read_ledger
 
 REPO: Final = Path(__file__).resolve().parent.parent
 STEPS: Final = 4

@@ -359,3 +359,17 @@ def test_sentinel_password_never_appears_on_any_path(database: Database, migrati
     for outcome in runs:
         assert sentinel not in outcome.stdout + outcome.stderr
         assert "Traceback" not in outcome.stderr
+
+
+def test_drift_names_a_missing_file_as_it_was_named_not_rebuilt_from_its_version(
+    database: Database, migrations_dir: Files
+) -> None:
+    directory = migrations_dir({"3_b.sql": "CREATE TABLE b (id int);"})
+    env = migrator_env(database.url, MIGRATIONS_DIR=str(directory))
+    assert run_inprocess(["up"], env).code == 0
+    (directory / "3_b.sql").unlink()
+    (directory / "0004_c.sql").write_text("CREATE TABLE c (id int);")
+    outcome = run_inprocess(["verify"], env)
+    assert outcome.code == 6, outcome.stderr
+    assert "missing here: 3_b.sql" in outcome.final_message, outcome.final_message
+    assert "0003_b.sql" not in outcome.final_message
