@@ -6,16 +6,49 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Final
 
 from pgconn.dsn import DatabaseUrl, InvalidDatabaseUrl, parse_database_url
+from pgconn.options import Option, SettingsError, parse_text
 from pgconn.pooler import PoolerSetting
 
 # PostgreSQL truncates application_name to NAMEDATALEN - 1 bytes.
 APPLICATION_NAME_MAX = 63
 
-
-class SettingsError(ValueError):
-    """A missing or malformed setting; the message names it and says how to fix it."""
+# Read together by `DatabaseSettings.from_env`; in the table for flags, help and YAML keys.
+DATABASE_URL: Final = Option(
+    "database_url", "DATABASE_URL", None, None, parse_text, "the application's PostgreSQL URL (required)"
+)
+DATABASE_URL_UNPOOLED: Final = Option(
+    "database_url_unpooled",
+    "DATABASE_URL_UNPOOLED",
+    None,
+    None,
+    parse_text,
+    "direct URL, preferred for locks",
+)
+DATABASE_POOLED: Final = Option(
+    "pooled",
+    "DATABASE_POOLED",
+    "--pooled",
+    "auto",
+    parse_text,
+    "auto, true or false: override pooler detection",
+)
+MIGRATIONS_DIR: Final = Option(
+    "migrations_dir",
+    "MIGRATIONS_DIR",
+    "--migrations",
+    None,
+    parse_text,
+    "folder of NNNN_slug.sql files (default: packaged)",
+)
+DATABASE_OPTIONS: Final[tuple[Option[Any], ...]] = (
+    DATABASE_URL,
+    DATABASE_URL_UNPOOLED,
+    DATABASE_POOLED,
+    MIGRATIONS_DIR,
+)
 
 
 @dataclass(frozen=True)
@@ -64,14 +97,3 @@ def application_name(program: str, env: Mapping[str, str]) -> str:
     """`kata-migrate@<pod>`: who holds a lock or applied a migration, as pg_stat_activity shows."""
     who = env.get("POD_NAME") or env.get("HOSTNAME") or socket.gethostname()
     return f"{program}@{who}"[:APPLICATION_NAME_MAX]
-
-
-def parse_seconds(name: str, text: str, *, minimum: float = 0.0) -> float:
-    """A duration setting in seconds; `SettingsError` naming the setting when it is not one."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise SettingsError(f"{name}={text!r} is not a number of seconds") from None
-    if not value >= minimum or value != value or value == float("inf"):
-        raise SettingsError(f"{name}={text!r} must be a finite number of seconds >= {minimum:g}")
-    return value

@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 from pgconn.dsn import InvalidDatabaseUrl, parse_database_url
 from pgconn.errors import classify_error, is_authentication_failure
+from pgconn.options import SettingsError, parse_seconds
 from pgconn.pooler import PoolerSetting, decide_pooled, is_pooler_host
-from pgconn.settings import DatabaseSettings, SettingsError, application_name, parse_seconds
+from pgconn.settings import DatabaseSettings, application_name
 
 passwords = st.text(alphabet=st.characters(codec="utf-8"), min_size=4, max_size=30)
 hosts = st.from_regex(r"[a-z][a-z0-9-]{0,15}(\.[a-z][a-z0-9-]{0,10}){0,3}", fullmatch=True)
