@@ -15,7 +15,7 @@ from migrator.errors import DriftDetected, MigrationFailed
 from migrator.events import EventLog
 from pgconn.errors import classify_error
 from schema.catalog import Catalog, Migration
-from schema.ledger import BASELINE, CREATE_TABLE, insert_row_sql
+from schema.ledger import BASELINE, create_ledger, insert_row_sql
 from schema.splitter import Statement, line_column, split_statements
 from schema.verdicts import SchemaState, changed_files, missing_files, read_state
 
@@ -94,7 +94,7 @@ async def migrate(
             return RunResult((), state.version)
         extension = await preflight.ensure_pgvector(conn)
         log.info("pgvector_ready", version=extension.version, created=extension.created)
-        await conn.execute(CREATE_TABLE)
+        await create_ledger(conn)
         files = catalog.by_version()
         applied = []
         for version in state.pending:
@@ -196,7 +196,7 @@ async def baseline(
         check_drift(catalog, state)
         done = {row.version for row in state.applied}
         marked = tuple(m for m in catalog.migrations if m.version <= up_to and m.version not in done)
-        await conn.execute(CREATE_TABLE)
+        await create_ledger(conn)
         async with conn.transaction():
             for migration in marked:
                 await conn.execute(insert_row_sql(migration, 0.0, applied_by, BASELINE))

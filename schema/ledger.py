@@ -22,10 +22,10 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     applied_by   text NOT NULL,
     kind         text NOT NULL DEFAULT 'applied' CHECK (kind IN ('applied', 'baseline')),
     file         text
-);
--- Ledgers made before the file name was recorded: their rows keep file NULL.
-ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS file text
+)
 """
+# Ledgers made before the file name was recorded: their rows keep file NULL.
+ADD_FILE_COLUMN: Final = f"ALTER TABLE {TABLE} ADD COLUMN file text"
 APPLIED: Final = "applied"
 BASELINE: Final = "baseline"
 
@@ -53,6 +53,19 @@ class AppliedMigration:
 async def ledger_exists(conn: asyncpg.Connection) -> bool:
     found = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", TABLE)
     return bool(found)
+
+
+async def create_ledger(conn: asyncpg.Connection) -> None:
+    """The table, or the column an older ledger lacks. The ALTER runs only when the column is
+    missing: ALTER TABLE takes an exclusive lock even when IF NOT EXISTS makes it a no-op."""
+    await conn.execute(CREATE_TABLE)
+    has_file = await conn.fetchval(
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass($1) "
+        "AND attname = 'file' AND NOT attisdropped)",
+        TABLE,
+    )
+    if not has_file:
+        await conn.execute(ADD_FILE_COLUMN)
 
 
 async def read_ledger(conn: asyncpg.Connection) -> tuple[AppliedMigration, ...]:
