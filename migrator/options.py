@@ -25,6 +25,7 @@ LOCK_TIMEOUT: Final = Option(
     "120",
     parse_seconds,
     "seconds to wait for another migrator's lock before exit 7",
+    "SECONDS",
 )
 CONNECT_TIMEOUT: Final = Option(
     "connect_timeout",
@@ -33,6 +34,7 @@ CONNECT_TIMEOUT: Final = Option(
     "60",
     parse_seconds,
     "seconds to keep retrying the connection before exit 3",
+    "SECONDS",
 )
 STATEMENT_TIMEOUT: Final = Option(
     "statement_timeout",
@@ -41,6 +43,7 @@ STATEMENT_TIMEOUT: Final = Option(
     "3600",
     parse_seconds,
     "statement_timeout for each migration statement (0: none)",
+    "SECONDS",
 )
 DDL_LOCK_TIMEOUT: Final = Option(
     "ddl_lock_timeout",
@@ -49,6 +52,7 @@ DDL_LOCK_TIMEOUT: Final = Option(
     "10",
     parse_seconds,
     "lock_timeout for each migration statement (0: none)",
+    "SECONDS",
 )
 WAIT_TIMEOUT: Final = Option(
     "wait_timeout",
@@ -57,6 +61,7 @@ WAIT_TIMEOUT: Final = Option(
     "300",
     parse_seconds,
     "seconds `wait` waits for pending migrations before exit 8",
+    "SECONDS",
 )
 # Every command takes these; `--timeout` belongs to `wait` alone.
 COMMON: Final = (MIGRATIONS_DIR, LOCK_TIMEOUT, CONNECT_TIMEOUT, STATEMENT_TIMEOUT, DDL_LOCK_TIMEOUT)

@@ -28,6 +28,7 @@ class Option(Generic[T]):
     default: str | None
     parse: Callable[[str, str], T]
     help: str
+    metavar: str = "VALUE"
 
     def describe(self) -> str:
         """The help line: what it does, its default and its environment variable."""
@@ -72,7 +73,7 @@ def add_flags(parser: argparse.ArgumentParser, options: Sequence[Option[Any]]) -
     """One argparse flag per option that has one; the value stays text until `Sources` parses it."""
     for option in options:
         if option.flag:
-            parser.add_argument(option.flag, dest=option.key, metavar="VALUE", help=option.describe())
+            parser.add_argument(option.flag, dest=option.key, metavar=option.metavar, help=option.describe())
 
 
 def parse_text(name: str, text: str) -> str:

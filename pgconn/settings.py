@@ -34,6 +34,7 @@ DATABASE_POOLED: Final = Option(
     "auto",
     parse_text,
     "auto, true or false: override pooler detection",
+    "MODE",
 )
 MIGRATIONS_DIR: Final = Option(
     "migrations_dir",
@@ -42,6 +43,7 @@ MIGRATIONS_DIR: Final = Option(
     None,
     parse_text,
     "folder of NNNN_slug.sql files (default: packaged)",
+    "DIR",
 )
 DATABASE_OPTIONS: Final[tuple[Option[Any], ...]] = (
     DATABASE_URL,

@@ -40,13 +40,25 @@ def parse_host(name: str, text: str) -> str:
 
 
 # All addresses by default: kubelet probes the pod IP, not loopback.
-HOST: Final = Option("host", "PROBE_HOST", "--host", "0.0.0.0", parse_host, "listen address")  # noqa: S104
-PORT: Final = Option("port", "PROBE_PORT", "--port", "8081", parse_port, "listen port")
+HOST: Final = Option("host", "PROBE_HOST", "--host", "0.0.0.0", parse_host, "listen address", "HOST")  # noqa: S104
+PORT: Final = Option("port", "PROBE_PORT", "--port", "8081", parse_port, "listen port", "PORT")
 INTERVAL: Final = Option(
-    "interval", "PROBE_INTERVAL", "--interval", "5", seconds_at_least(0.05), "seconds between check rounds"
+    "interval",
+    "PROBE_INTERVAL",
+    "--interval",
+    "5",
+    seconds_at_least(0.05),
+    "seconds between check rounds",
+    "SECONDS",
 )
 TIMEOUT: Final = Option(
-    "timeout", "PROBE_TIMEOUT", "--timeout", "2", seconds_at_least(0.01), "seconds one round may take"
+    "timeout",
+    "PROBE_TIMEOUT",
+    "--timeout",
+    "2",
+    seconds_at_least(0.01),
+    "seconds one round may take",
+    "SECONDS",
 )
 SHUTDOWN_DELAY: Final = Option(
     "shutdown_delay",
@@ -55,6 +67,7 @@ SHUTDOWN_DELAY: Final = Option(
     "5",
     parse_seconds,
     "seconds to keep answering (readyz 503) after SIGTERM",
+    "SECONDS",
 )
 OPTIONS: Final[tuple[Option[Any], ...]] = (*DATABASE_OPTIONS, HOST, PORT, INTERVAL, TIMEOUT, SHUTDOWN_DELAY)
 # Not settings of their own, but they name the connection (`application_name`).
