@@ -17,6 +17,7 @@ from urllib.parse import unquote
 
 import asyncpg
 
+from migrator import grants, privileges
 from migrator.catalog import Catalog, CatalogError, read_catalog
 from migrator.connection import connect_with_retry, direct_url, read_url
 from migrator.errors import (
@@ -55,9 +56,11 @@ commands (default: up):
 
 settings (environment): DATABASE_URL (required), DATABASE_URL_UNPOOLED, DATABASE_POOLED,
   MIGRATIONS_DIR, MIGRATOR_LOCK_TIMEOUT, MIGRATOR_CONNECT_TIMEOUT, MIGRATOR_STATEMENT_TIMEOUT,
-  MIGRATOR_DDL_LOCK_TIMEOUT, MIGRATOR_WAIT_TIMEOUT, MIGRATOR_LOG_FORMAT, POD_NAME.
-exit codes: 0 ok, 1 internal error, 2 usage, 3 unreachable/auth, 4 pgvector, 5 migration failed,
-  6 drift, 7 lock timeout, 8 pending, 9 pooled URL without DATABASE_URL_UNPOOLED,
+  MIGRATOR_DDL_LOCK_TIMEOUT, MIGRATOR_WAIT_TIMEOUT, MIGRATOR_LOG_FORMAT, POD_NAME,
+  MIGRATOR_APP_ROLE, MIGRATOR_PROBE_ROLE (up: the roles it grants to).
+exit codes: 0 ok, 1 internal error, 2 usage (or a role setting naming no role), 3 unreachable/auth,
+  4 pgvector, 5 migration failed, 6 drift, 7 lock timeout, 8 pending, 9 pooled URL without
+  DATABASE_URL_UNPOOLED, 10 insufficient privilege (the message gives the GRANT),
   130/143 interrupted by SIGINT/SIGTERM.
 """
 
@@ -76,6 +79,27 @@ DURATION_HELP = {
     "ddl_lock_timeout": "lock_timeout for each migration statement (0: none)",
     "wait_timeout": "seconds `wait` waits for pending migrations before exit 8",
 }
+
+
+# flag, environment variable, what `up` grants that role (migrator/grants.py)
+ROLE_FLAGS: tuple[tuple[str, str, str], ...] = (
+    ("--app-role", grants.APP_SETTING, "DML on the application's tables"),
+    ("--probe-role", grants.PROBE_SETTING, "read access to the ledger"),
+)
+
+
+def load_roles(args: argparse.Namespace, env: Mapping[str, str]) -> grants.Roles:
+    """Flag, then environment; empty means unset. One role for both would let the probe read data."""
+    app, probe = (
+        (getattr(args, flag[2:].replace("-", "_"), None) or env.get(name, "")).strip() or None
+        for flag, name, _ in ROLE_FLAGS
+    )
+    if app is not None and app == probe:
+        raise UsageError(
+            f"{grants.APP_SETTING} and {grants.PROBE_SETTING} both name {app!r}: the probe's role must not "
+            "read the application's data; give each its own role (docs/deploy.md)"
+        )
+    return grants.Roles(app=app, probe=probe)
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -103,7 +127,9 @@ def build_parser() -> ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
-    commands.add_parser("up", parents=[common], help="apply pending migrations (default)")
+    up = commands.add_parser("up", parents=[common], help="apply pending migrations (default)")
+    for flag, env, what in ROLE_FLAGS:
+        up.add_argument(flag, metavar="ROLE", help=f"role to grant {what} ({env}; unset: none)")
     status = commands.add_parser("status", parents=[common], help="show applied and pending migrations")
     status.add_argument("--json", action="store_true", help="print JSON on stdout")
     status.add_argument("--exit-code", action="store_true", help="exit 8 when pending, 6 on drift")
@@ -159,6 +185,7 @@ class MigratorSettings:
                 lock_timeout=seconds["lock_timeout"],
                 statement_timeout=seconds["statement_timeout"],
                 ddl_lock_timeout=seconds["ddl_lock_timeout"],
+                roles=load_roles(args, env) if args.command == "up" else grants.NO_ROLES,
             ),
             connect_timeout=seconds["connect_timeout"],
             wait_timeout=seconds["wait_timeout"],
@@ -220,6 +247,11 @@ class Context:
             url, application_name=self.application_name, timeout=self.settings.connect_timeout, log=self.log
         )
         conn.add_log_listener(self._server_notice)
+        try:
+            await privileges.check_access(conn, self.settings.command)
+        except BaseException:
+            await conn.close()
+            raise
         return conn
 
     def _server_notice(self, conn: object, message: asyncpg.PostgresLogMessage) -> None:
@@ -237,6 +269,7 @@ async def cmd_up(ctx: Context) -> int:
     url = direct_url(ctx.settings.database)
     conn = await ctx.connect(url)
     try:
+        await grants.check_roles(conn, ctx.settings.options.roles, ctx.log)
         await migrate(conn, ctx.catalog, ctx.settings.options, ctx.application_name, ctx.log)
     finally:
         await conn.close()
@@ -407,6 +440,9 @@ async def run_command(ctx: Context) -> int:
             raise
         signum = received[0]
         raise Interrupted(signum.name, 128 + signum.value) from None
+    except asyncpg.InsufficientPrivilegeError as exc:  # one the checks did not foresee: still exit 10
+        database = ctx.settings.database
+        raise privileges.explain(exc, (database.unpooled_url or database.url).user) from exc
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)

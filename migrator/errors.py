@@ -127,6 +127,33 @@ class PoolerRefused(MigratorError):
     event = "pooler_refused"
 
 
+class RoleMissing(MigratorError):
+    """MIGRATOR_APP_ROLE / MIGRATOR_PROBE_ROLE name no role (or an unusable one): a setting to fix,
+    found right after connecting, before the lock and before anything is applied."""
+
+    exit_code = 2
+    event = "role_missing"
+
+
+class InsufficientPrivilege(MigratorError):
+    """The connected role lacks a privilege. A GRANT, or the right role's credentials, fixes it;
+    a retry cannot, hence a code of its own (README.md says why 10)."""
+
+    exit_code = 10
+    event = "insufficient_privilege"
+
+    def __init__(
+        self, role: str, missing: Sequence[str], fix: str, *, where: str = "", advice: str = ""
+    ) -> None:
+        self.role = role
+        self.missing = tuple(missing)
+        self.fix = fix
+        super().__init__(
+            f"permission denied: role {role} lacks {'; '.join(missing)}{where}; to fix it run {fix}"
+            + (f"; {advice}" if advice else "")
+        )
+
+
 class Interrupted(MigratorError):
     """SIGINT exits 130 and SIGTERM 143, as a shell reports a process killed by them."""
 
