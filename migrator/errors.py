@@ -149,8 +149,9 @@ class InsufficientPrivilege(MigratorError):
         self.missing = tuple(missing)
         self.fix = fix
         super().__init__(
-            f"permission denied: role {role} lacks {'; '.join(missing)}{where}; to fix it run {fix}"
-            + (f"; {advice}" if advice else "")
+            f"permission denied: role {role} lacks {'; '.join(missing)}{where}; "
+            + (f"{advice} " if advice else "")
+            + f"to fix it run {fix}"
         )
 
 

@@ -18,11 +18,13 @@ from migrator.ledger import TABLE
 WRITING_VERBS: Final = frozenset({"up", "baseline"})
 OWNER_ADVICE: Final = (
     "`kata-migrate up` and `baseline` are meant to run as the schema owner role: check that the "
-    "migration Job's Secret holds the owner's URL, not the application's or the probe's (docs/deploy.md)"
+    "migration Job's Secret holds the owner's URL, not the application's or the probe's (docs/deploy.md); "
+    "if this role is that owner,"
 )
 READ_ADVICE: Final = (
-    "or set MIGRATOR_PROBE_ROLE to this role on the migration Job, so that `up` grants it (docs/deploy.md)"
+    "`up` grants this to the role the migration Job names in MIGRATOR_PROBE_ROLE (docs/deploy.md); otherwise"
 )
+WHO: Final = "as the owner of each object named or a superuser"
 
 ACCESS_QUERY: Final = """
 SELECT current_user AS role,
@@ -49,17 +51,15 @@ class Missing:
         return f"{self.privilege} on {self.kind} {self.name}"
 
     @property
-    def fix(self) -> str:
+    def statement(self) -> str | None:
+        """The GRANT (or ALTER ... OWNER) that gives it; None for an extension, which has no
+        OWNER TO: its owner has to run the statement."""
         grantee = quote_ident(self.role)
-        if self.kind == "extension":  # extensions have no OWNER TO: their owner acts
-            return f"the statement as the owner of extension {self.name} or a superuser"
+        if self.kind == "extension":
+            return None
         if self.privilege == "ownership":
-            statement = f"ALTER {self.kind.upper()} {self.name} OWNER TO {grantee};"
-            return f"`{statement}` (as its owner or a superuser)"
-        return (
-            f"`GRANT {self.privilege} ON {self.kind.upper()} {self.name} TO {grantee};` "
-            "(as the object's owner or a superuser)"
-        )
+            return f"ALTER {self.kind.upper()} {self.name} OWNER TO {grantee};"
+        return f"GRANT {self.privilege} ON {self.kind.upper()} {self.name} TO {grantee};"
 
 
 def quote_ident(name: str) -> str:
@@ -91,9 +91,15 @@ async def check_access(conn: asyncpg.Connection, verb: str) -> None:
 
 
 def denied(missing: list[Missing], *, where: str, advice: str = "") -> InsufficientPrivilege:
-    fixes = " ".join(m.fix for m in missing)
+    statements = [f"`{m.statement}`" for m in missing if m.statement]
+    fix = f"{WHO}: {' '.join(statements)}" if statements else ""
+    extensions = [m.name for m in missing if m.kind == "extension"]
+    if extensions:
+        fix += (
+            " and " if fix else ""
+        ) + f"the statement as the owner of extension {extensions[0]} or a superuser"
     return InsufficientPrivilege(
-        missing[0].role, [m.describe() for m in missing], fixes, where=where, advice=advice
+        missing[0].role, [m.describe() for m in missing], fix, where=where, advice=advice
     )
 
 
@@ -147,12 +153,17 @@ def from_server(exc: asyncpg.PostgresError, role: str, statement: str) -> Missin
     message = str(getattr(exc, "message", None) or exc)
     owner = NOT_OWNER.match(message)
     if owner:
-        return Missing("ownership", owner.group(1), owner.group(2), role)
+        return Missing("ownership", owner.group(1), as_sql(owner.group(1), owner.group(2)), role)
     match = DENIED.match(message)
     if match:
         kind, name = match.groups()
-        return Missing(privilege_for(kind, statement), kind, name, role)
+        return Missing(privilege_for(kind, statement), kind, as_sql(kind, name), role)
     return None
+
+
+def as_sql(kind: str, name: str) -> str:
+    """The message prints names bare; a GRANT needs `Mood` quoted (a function keeps its text)."""
+    return name if kind in ("function", "procedure", "routine") else quote_ident(name)
 
 
 async def current_role(conn: asyncpg.Connection) -> str:
@@ -172,7 +183,7 @@ def explain(
     return InsufficientPrivilege(
         role,
         [f"a privilege PostgreSQL reports as: {message}"],
-        "the GRANT (or ALTER ... OWNER) for the object named there, as its owner or a superuser",
+        f"{WHO}: the GRANT (or ALTER ... OWNER) for the object named there",
         where=where,
         advice=OWNER_ADVICE,
     )
