@@ -81,27 +81,6 @@ DURATION_HELP = {
 }
 
 
-# flag, environment variable, what `up` grants that role (migrator/grants.py)
-ROLE_FLAGS: tuple[tuple[str, str, str], ...] = (
-    ("--app-role", grants.APP_SETTING, "DML on the application's tables"),
-    ("--probe-role", grants.PROBE_SETTING, "read access to the ledger"),
-)
-
-
-def load_roles(args: argparse.Namespace, env: Mapping[str, str]) -> grants.Roles:
-    """Flag, then environment; empty means unset. One role for both would let the probe read data."""
-    app, probe = (
-        (getattr(args, flag[2:].replace("-", "_"), None) or env.get(name, "")).strip() or None
-        for flag, name, _ in ROLE_FLAGS
-    )
-    if app is not None and app == probe:
-        raise UsageError(
-            f"{grants.APP_SETTING} and {grants.PROBE_SETTING} both name {app!r}: the probe's role must not "
-            "read the application's data; give each its own role (docs/deploy.md)"
-        )
-    return grants.Roles(app=app, probe=probe)
-
-
 class ArgumentParser(argparse.ArgumentParser):
     """argparse that raises UsageError (one line, exit 2) instead of printing usage and exiting."""
 
@@ -128,8 +107,7 @@ def build_parser() -> ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     up = commands.add_parser("up", parents=[common], help="apply pending migrations (default)")
-    for flag, env, what in ROLE_FLAGS:
-        up.add_argument(flag, metavar="ROLE", help=f"role to grant {what} ({env}; unset: none)")
+    grants.add_role_flags(up)
     status = commands.add_parser("status", parents=[common], help="show applied and pending migrations")
     status.add_argument("--json", action="store_true", help="print JSON on stdout")
     status.add_argument("--exit-code", action="store_true", help="exit 8 when pending, 6 on drift")
@@ -185,7 +163,7 @@ class MigratorSettings:
                 lock_timeout=seconds["lock_timeout"],
                 statement_timeout=seconds["statement_timeout"],
                 ddl_lock_timeout=seconds["ddl_lock_timeout"],
-                roles=load_roles(args, env) if args.command == "up" else grants.NO_ROLES,
+                roles=grants.roles_from(args, env) if args.command == "up" else grants.NO_ROLES,
             ),
             connect_timeout=seconds["connect_timeout"],
             wait_timeout=seconds["wait_timeout"],

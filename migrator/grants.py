@@ -11,13 +11,15 @@ configured (a baseline schema, an earlier release) and objects another role crea
 
 from __future__ import annotations
 
+import argparse
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
 import asyncpg
 
-from migrator.errors import RoleMissing
+from migrator.errors import RoleMissing, UsageError
 from migrator.events import EventLog
 from migrator.ledger import TABLE
 from migrator.privileges import Missing, denied, quote_ident
@@ -40,6 +42,31 @@ class Roles:
 
 
 NO_ROLES: Final = Roles()
+# flag of `up`, environment variable, what `up` grants that role
+ROLE_FLAGS: Final = (
+    ("--app-role", APP_SETTING, "DML on the application's tables"),
+    ("--probe-role", PROBE_SETTING, "read access to the ledger"),
+)
+
+
+def add_role_flags(parser: argparse.ArgumentParser) -> None:
+    for flag, env, what in ROLE_FLAGS:
+        parser.add_argument(flag, metavar="ROLE", help=f"role to grant {what} ({env}; unset: none)")
+
+
+def roles_from(args: argparse.Namespace, env: Mapping[str, str]) -> Roles:
+    """Flag, then environment; empty means unset. One role for both would let the probe read data."""
+    app, probe = (
+        (getattr(args, flag[2:].replace("-", "_"), None) or env.get(name, "")).strip() or None
+        for flag, name, _ in ROLE_FLAGS
+    )
+    if app is not None and app == probe:
+        raise UsageError(
+            f"{APP_SETTING} and {PROBE_SETTING} both name {app!r}: the probe's role must not read the "
+            "application's data; give each its own role (docs/deploy.md)"
+        )
+    return Roles(app=app, probe=probe)
+
 
 ROLES_QUERY: Final = """
 SELECT current_user AS me, r.name, EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = r.name) AS found
