@@ -308,3 +308,14 @@ def test_grant_statements_quote_names_that_need_it() -> None:
         privileges.from_server(asyncpg.InsufficientPrivilegeError("permission denied to set x"), "r", "")
         is None
     )
+
+
+def test_up_takes_back_ledger_privileges_the_app_and_probe_should_not_have(roles: Roles) -> None:
+    assert owner_up(roles).code == 0
+    roles.database.psql(f"GRANT SELECT, INSERT, DELETE ON {LEDGER} TO {roles.app}, {roles.probe}")
+    outcome = owner_up(roles)
+    assert outcome.code == 0, outcome.stderr
+    assert held(roles.database, roles.app, LEDGER) == set()
+    assert held(roles.database, roles.probe, LEDGER) == {"SELECT"}
+    statements = next(e["statements"] for e in outcome.events() if e["event"] == "grants_applied")
+    assert f"REVOKE DELETE, INSERT, SELECT ON TABLE {LEDGER} FROM {roles.app}" in statements
