@@ -11,9 +11,7 @@ configured (a baseline schema, an earlier release) and objects another role crea
 
 from __future__ import annotations
 
-import argparse
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -21,8 +19,9 @@ import asyncpg
 
 from migrator.errors import RoleMissing, UsageError
 from migrator.events import EventLog
-from migrator.ledger import TABLE
 from migrator.privileges import Missing, denied, quote_ident
+from pgconn.options import Option, Sources
+from schema.ledger import TABLE
 
 APP_SETTING: Final = "MIGRATOR_APP_ROLE"
 PROBE_SETTING: Final = "MIGRATOR_PROBE_ROLE"
@@ -42,24 +41,37 @@ class Roles:
 
 
 NO_ROLES: Final = Roles()
-# flag of `up`, environment variable, what `up` grants that role
-ROLE_FLAGS: Final = (
-    ("--app-role", APP_SETTING, "DML on the application's tables"),
-    ("--probe-role", PROBE_SETTING, "read access to the ledger"),
+
+
+def parse_role(name: str, text: str) -> str | None:
+    """A role name as given (names are case-sensitive); blank means unset."""
+    return text.strip() or None
+
+
+APP_ROLE: Final = Option(
+    "app_role",
+    APP_SETTING,
+    "--app-role",
+    None,
+    parse_role,
+    "role `up` grants DML on the application's tables (unset: none)",
+    "ROLE",
 )
+PROBE_ROLE: Final = Option(
+    "probe_role",
+    PROBE_SETTING,
+    "--probe-role",
+    None,
+    parse_role,
+    "role `up` grants read access to the ledger (unset: none)",
+    "ROLE",
+)
+ROLE_OPTIONS: Final = (APP_ROLE, PROBE_ROLE)
 
 
-def add_role_flags(parser: argparse.ArgumentParser) -> None:
-    for flag, env, what in ROLE_FLAGS:
-        parser.add_argument(flag, metavar="ROLE", help=f"role to grant {what} ({env}; unset: none)")
-
-
-def roles_from(args: argparse.Namespace, env: Mapping[str, str]) -> Roles:
-    """Flag, then environment; empty means unset. One role for both would let the probe read data."""
-    app, probe = (
-        (getattr(args, flag[2:].replace("-", "_"), None) or env.get(name, "")).strip() or None
-        for flag, name, _ in ROLE_FLAGS
-    )
+def roles_from(sources: Sources) -> Roles:
+    """Flag, then environment. One role for both would let the probe read the application's data."""
+    app, probe = (parse_role(*found) if (found := sources.text(o)) else None for o in ROLE_OPTIONS)
     if app is not None and app == probe:
         raise UsageError(
             f"{APP_SETTING} and {PROBE_SETTING} both name {app!r}: the probe's role must not read the "

@@ -10,9 +10,10 @@ from typing import Final
 
 import asyncpg
 
-from migrator.catalog import Migration, Statement, line_column
 from migrator.errors import InsufficientPrivilege
-from migrator.ledger import TABLE
+from schema.catalog import Migration
+from schema.ledger import TABLE
+from schema.splitter import Statement, line_column
 
 # `up` and `baseline` create and write; every other verb only reads the ledger.
 WRITING_VERBS: Final = frozenset({"up", "baseline"})
