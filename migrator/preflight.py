@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Final
 
 import asyncpg
 
 from migrator.errors import PgvectorUnavailable
+from schema.pgvector import EXTENSION, MINIMUM_VERSION, parse_version
+from schema.pgvector import minimum_text as _minimum
 
-EXTENSION: Final = "vector"
-# HNSW indexes (migration 0005) arrived in pgvector 0.5.0.
-MINIMUM_VERSION: Final = (0, 5, 0)
+__all__ = ["EXTENSION", "MINIMUM_VERSION", "PgvectorStatus", "ensure_pgvector", "parse_version"]
 CREATE_STATEMENT: Final = "CREATE EXTENSION IF NOT EXISTS vector;"
 
 
@@ -22,15 +21,6 @@ class PgvectorStatus:
 
     version: str
     created: bool
-
-
-def parse_version(text: str) -> tuple[int, ...]:
-    """`0.8.5` -> (0, 8, 5); unparsable parts count as 0 so a strange version fails the check."""
-    return tuple(int(part) if part.isdigit() else 0 for part in re.split(r"[.\-]", text)[:3])
-
-
-def _minimum() -> str:
-    return ".".join(map(str, MINIMUM_VERSION))
 
 
 async def ensure_pgvector(conn: asyncpg.Connection) -> PgvectorStatus:

@@ -1,1 +1,1 @@
-"""What both programs know about the schema: migration files, the ledger, snapshots and drift."""
+"""What both programs know about the schema: migration files, the ledger, verdicts, snapshots, drift."""

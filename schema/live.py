@@ -2,8 +2,10 @@
 
 The probe runs this, so it is one statement (one implicit transaction), it reads only
 pg_catalog (which every role may read, unlike the tables' data), and it looks only at the
-schema unqualified names resolve to (`current_schema()`, normally `public`): a `drizzle`
-schema or anything else beside it is not ours to judge.
+schema the migrations and the ledger live in (`public`): a `drizzle` schema or anything else
+beside it is not ours to judge. Not `current_schema()`: with the default search_path
+`"$user", public`, a role named like a schema (a probe role `kata`, a schema `kata`) would read
+that schema instead.
 """
 
 from __future__ import annotations
@@ -13,14 +15,18 @@ from typing import Final
 
 import asyncpg
 
+from schema.ledger import TABLE as LEDGER_TABLE
 from schema.model import Schema, schema_from_json
+
+# The ledger's schema is the one the migrations create their objects in.
+NAMESPACE: Final = LEDGER_TABLE.split(".", 1)[0]
 
 # Extensions are database-wide; plpgsql is always there and nothing of ours depends on it.
 # Indexes that back a PRIMARY KEY, UNIQUE or EXCLUDE constraint are described by that
 # constraint, so they are left out of `indexes`. PostgreSQL 18 also lists NOT NULL as
 # constraints (contype 'n'): nullability is read from the columns instead.
 LIVE_SCHEMA_QUERY: Final = """
-WITH ns AS (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = current_schema())
+WITH ns AS (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = $1)
 SELECT json_build_object(
   'extensions', (
     SELECT coalesce(json_agg(json_build_object('name', extname, 'version', extversion)), '[]')
@@ -81,7 +87,7 @@ SELECT json_build_object(
 """
 
 
-async def read_live_schema(conn: asyncpg.Connection) -> Schema:
-    """The live schema of `current_schema()`: one query, catalog views only, no table data."""
-    document: str = await conn.fetchval(LIVE_SCHEMA_QUERY)
+async def read_live_schema(conn: asyncpg.Connection, namespace: str = NAMESPACE) -> Schema:
+    """The live schema of `namespace` (`public`): one query, catalog views only, no table data."""
+    document: str = await conn.fetchval(LIVE_SCHEMA_QUERY, namespace)
     return schema_from_json(json.loads(document))

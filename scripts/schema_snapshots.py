@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
+import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -22,12 +23,11 @@ from typing import Final
 import asyncpg
 
 from localpg.throwaway import running_server, wheel_bin_dir
-from migrator.catalog import Catalog, read_catalog
-from migrator.cli import run
-from migrator.ledger import TABLE as LEDGER_TABLE
-from migrator.preflight import MINIMUM_VERSION
+from schema.catalog import Catalog, read_catalog
+from schema.ledger import TABLE as LEDGER_TABLE
 from schema.live import read_live_schema
 from schema.model import Extension, Schema
+from schema.pgvector import minimum_text
 from schema.snapshot import dumps_snapshot, snapshot_dir, snapshot_path
 
 REPO: Final = Path(__file__).resolve().parent.parent
@@ -38,7 +38,7 @@ LEDGER: Final = frozenset({LEDGER_TABLE.removeprefix("public.")})
 
 def expected_extensions(live: Schema) -> tuple[Extension, ...]:
     """The installed pgvector's version is this machine's; the snapshot promises the minimum."""
-    minimum = ".".join(map(str, MINIMUM_VERSION))
+    minimum = minimum_text()
     return tuple(Extension(e.name, minimum) if e.name == "vector" else e for e in live.extensions)
 
 
@@ -58,10 +58,12 @@ def apply_up_to(url: str, catalog: Catalog, version: int, workdir: Path) -> None
     for migration in catalog.migrations:
         if migration.version <= version:
             shutil.copy(MIGRATIONS / migration.filename, subset / migration.filename)
-    stderr = io.StringIO()
-    env = {"DATABASE_URL": url, "MIGRATIONS_DIR": str(subset), "MIGRATOR_LOG_FORMAT": "text"}
-    if run(["up"], env, io.StringIO(), stderr) != 0:
-        raise RuntimeError(f"kata-migrate up failed at version {version}:\n{stderr.getvalue()}")
+    # A separate process, as an operator runs it (scripts/ does not import the migrator).
+    env = {**os.environ, "DATABASE_URL": url, "MIGRATIONS_DIR": str(subset), "MIGRATOR_LOG_FORMAT": "text"}
+    env.pop("DATABASE_URL_UNPOOLED", None)
+    done = subprocess.run([sys.executable, "-m", "migrator", "up"], env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"kata-migrate up failed at version {version}:\n{done.stderr}")
 
 
 def build_snapshots(url: str, catalog: Catalog) -> Iterator[tuple[int, str]]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from migrator.catalog import read_catalog
+from schema.catalog import read_catalog
 from schema.model import Schema
 from schema.snapshot import SnapshotError, dumps_snapshot, load_snapshot, parse_snapshot, snapshot_path
 from scripts.schema_snapshots import build_snapshots

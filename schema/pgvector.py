@@ -1,0 +1,19 @@
+"""The pgvector version the schema needs: the preflight enforces it, the snapshots promise it."""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+EXTENSION: Final = "vector"
+# HNSW indexes (migration 0005) arrived in pgvector 0.5.0.
+MINIMUM_VERSION: Final = (0, 5, 0)
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """`0.8.5` -> (0, 8, 5); unparsable parts count as 0 so a strange version fails the check."""
+    return tuple(int(part) if part.isdigit() else 0 for part in re.split(r"[.\-]", text)[:3])
+
+
+def minimum_text() -> str:
+    return ".".join(map(str, MINIMUM_VERSION))
