@@ -22,6 +22,7 @@ from pgconn.dsn import raw_passwords
 from pgconn.options import SettingsError
 from pgconn.settings import DATABASE_OPTIONS
 from schema.catalog import Catalog, CatalogError, read_catalog
+from schema.snapshot import SnapshotError
 
 __all__ = ["COMMANDS", "main", "run"]
 
@@ -41,7 +42,7 @@ def error_for(exc: BaseException) -> MigratorError:
     are usage errors; a broken connection is not a bug; anything else is."""
     if isinstance(exc, MigratorError):
         return exc
-    if isinstance(exc, SettingsError | CatalogError):
+    if isinstance(exc, SettingsError | CatalogError | SnapshotError):
         return UsageError(str(exc))
     if is_connection_loss(exc):
         return ConnectionLost(exc)

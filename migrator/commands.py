@@ -12,7 +12,7 @@ from typing import Final, TextIO
 
 import asyncpg
 
-from migrator import grants, privileges
+from migrator import conformance, grants, privileges
 from migrator.connection import connect_with_retry, direct_url, read_url
 from migrator.errors import MigrationsPending
 from migrator.events import EventLog
@@ -59,6 +59,15 @@ class Context:
         finally:
             await conn.close()
 
+    async def read_state_and_live(self) -> tuple[SchemaState, conformance.LiveReport]:
+        """The ledger, and the live schema against the snapshot of the ledger's version."""
+        conn = await self.connect(read_url(self.settings.database))
+        try:
+            state = await read_state(conn, self.catalog)
+            return state, await conformance.inspect(conn, self.catalog, state)
+        finally:
+            await conn.close()
+
     def print_json(self, document: object) -> None:
         self.stdout.write(json.dumps(document, default=str) + "\n")
 
@@ -92,13 +101,14 @@ async def cmd_baseline(ctx: Context) -> int:
 
 
 async def cmd_status(ctx: Context) -> int:
-    state = await ctx.read_state()
+    state, live = await ctx.read_state_and_live()
     if ctx.settings.as_json:
-        ctx.print_json(status_document(ctx.catalog, state))
+        ctx.print_json(status_document(ctx.catalog, state, live))
     else:
-        ctx.stdout.write(status_text(ctx.catalog, state))
+        ctx.stdout.write(status_text(ctx.catalog, state, live))
     if ctx.settings.exit_code:
         check_drift(ctx.catalog, state)
+        conformance.require_conformance(live, "status", ctx.log)
         raise_if_pending(ctx.catalog, state)
     return 0
 
@@ -117,10 +127,15 @@ async def cmd_plan(ctx: Context) -> int:
 
 
 async def cmd_verify(ctx: Context) -> int:
-    state = await ctx.read_state()
+    state, live = await ctx.read_state_and_live()
     check_drift(ctx.catalog, state)
+    conformance.require_conformance(live, "verify", ctx.log)
     raise_if_pending(ctx.catalog, state)
-    ctx.log.info("verified", "every migration is applied and unchanged", version=state.version)
+    ctx.log.info(
+        "verified",
+        "every migration is applied and unchanged, and the schema is as they made it",
+        version=state.version,
+    )
     return 0
 
 

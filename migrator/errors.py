@@ -16,7 +16,8 @@ EXIT_CODES: Final[Mapping[str, str]] = {
     "3": "database unreachable, authentication failed, database missing, or connection lost",
     "4": "pgvector missing, not installable by this role, or too old",
     "5": "a migration failed and was rolled back",
-    "6": "drift: an applied migration changed or is missing locally",
+    "6": "drift: an applied migration changed or is missing locally, or the live schema differs from "
+    "what the applied migrations promise (also: `baseline` refused)",
     "7": "timed out waiting for another migrator's lock",
     "8": "migrations pending",
     "9": "refused: pooled connection and no `DATABASE_URL_UNPOOLED`",
@@ -118,6 +119,59 @@ class DriftDetected(MigratorError):
         super().__init__(
             f"drift: {'; '.join(parts)}; nothing was run. Restore the applied files as they were "
             "(add a new migration for new changes) or run this image's matching version"
+        )
+
+
+class SchemaDrift(MigratorError):
+    """The catalog lacks or changed objects the ledger's version promises (its snapshot)."""
+
+    exit_code = 6
+    event = "schema_drift"
+
+    def __init__(self, version: int, lines: Sequence[str], *, command: str) -> None:
+        self.lines = tuple(lines)
+        super().__init__(
+            f"drift: the live schema differs from what migrations 1..{version} create "
+            f"({len(lines)} object(s)); `{command}` ran nothing: {'; '.join(lines)}. Restore each "
+            "object (the named migration file holds its statement), then run again"
+        )
+
+
+class BaselineRefused(MigratorError):
+    """`baseline N` on a schema that lacks what 1..N create: recording it would be a lie."""
+
+    exit_code = 6
+    event = "baseline_refused"
+
+    def __init__(self, version: int, lines: Sequence[str], satisfied: int) -> None:
+        self.lines = tuple(lines)
+        advice = (
+            f"it does satisfy version {satisfied}: run `kata-migrate baseline {satisfied}`, then `up`"
+            if satisfied
+            else "it satisfies no version: bring it up to the application's current schema first"
+        )
+        super().__init__(
+            f"baseline {version} refused, nothing was recorded: the live schema lacks what migrations "
+            f"1..{version} create ({len(lines)} object(s)): {'; '.join(lines)}; {advice}"
+        )
+
+
+class UnrecordedSchema(MigratorError):
+    """`up` on application tables with no ledger: applying 0001 would fail on them, or worse."""
+
+    exit_code = 6
+    event = "unrecorded_schema"
+
+    def __init__(self, tables: Sequence[str], satisfied: int, drizzle: str | None) -> None:
+        found = f"; {drizzle}" if drizzle else ""
+        advice = (
+            f"it satisfies version {satisfied}: run `kata-migrate baseline {satisfied}`, then `up`"
+            if satisfied
+            else "it satisfies no version's snapshot (`kata-migrate status` lists what it lacks)"
+        )
+        super().__init__(
+            f"tables {', '.join(tables)} exist but no migration is recorded (another tool made them"
+            f"{found}); nothing was run: {advice}"
         )
 
 

@@ -10,7 +10,7 @@ from typing import Final
 
 import asyncpg
 
-from migrator import grants, lock, preflight, privileges, violations
+from migrator import conformance, grants, lock, preflight, privileges, violations
 from migrator.errors import DriftDetected, MigrationFailed
 from migrator.events import EventLog
 from pgconn.errors import classify_error
@@ -86,11 +86,13 @@ async def holding_lock(conn: asyncpg.Connection, timeout: float, log: EventLog) 
 async def migrate(
     conn: asyncpg.Connection, catalog: Catalog, options: RunOptions, applied_by: str, log: EventLog
 ) -> RunResult:
-    """`up`: under the lock, refuse drift, check pgvector, then apply every pending file in order."""
+    """`up`: under the lock, refuse drift (files, then the live schema against the snapshot of the
+    ledger's version), check pgvector, then apply every pending file in order."""
     started = time.monotonic()
     async with holding_lock(conn, options.lock_timeout, log):
         state = await read_state(conn, catalog)
         check_drift(catalog, state)
+        conformance.require_conformance(await conformance.inspect(conn, catalog, state), "up", log)
         if not state.pending:
             log.info("nothing_to_do", "the database is up to date", version=state.version)
             await grants.apply(conn, options.roles, log)
@@ -203,10 +205,13 @@ async def baseline(
     applied_by: str,
     log: EventLog,
 ) -> tuple[Migration, ...]:
-    """Record versions <= up_to as applied without running them (kind 'baseline'), in one transaction."""
+    """Record versions <= up_to as applied without running them (kind 'baseline'), in one transaction,
+    once the live schema proved it holds what they create. Under the lock, so an `up` running at the
+    same time either finished before the check or starts after the record."""
     async with holding_lock(conn, options.lock_timeout, log):
         state = await read_state(conn, catalog)
         check_drift(catalog, state)
+        await conformance.check_baseline(conn, catalog, up_to, log)
         done = {row.version for row in state.applied}
         marked = tuple(m for m in catalog.migrations if m.version <= up_to and m.version not in done)
         await create_ledger(conn)

@@ -3,6 +3,7 @@ Pure functions of a SchemaState, so they are tested without a database."""
 
 from __future__ import annotations
 
+from migrator.conformance import LiveReport
 from schema.catalog import Catalog
 from schema.verdicts import SchemaState
 
@@ -34,7 +35,9 @@ def status_entries(catalog: Catalog, state: SchemaState) -> list[dict[str, objec
     return entries
 
 
-def status_document(catalog: Catalog, state: SchemaState) -> dict[str, object]:
+def status_document(
+    catalog: Catalog, state: SchemaState, live: LiveReport | None = None
+) -> dict[str, object]:
     return {
         "version": state.version,
         "latest": catalog.latest_version,
@@ -42,10 +45,31 @@ def status_document(catalog: Catalog, state: SchemaState) -> dict[str, object]:
         "changed": list(state.changed),
         "missing": list(state.missing),
         "migrations": status_entries(catalog, state),
+        "schema": live.to_json() if live else None,
     }
 
 
-def status_text(catalog: Catalog, state: SchemaState) -> str:
+def live_lines(live: LiveReport) -> list[str]:
+    """What the catalog itself says: unchecked, adopted from another tool, drifted, or fine."""
+    if not live.checked:
+        return ["live schema: not checked (no snapshots/ beside the migrations; run `make schema`)"]
+    if live.unrecorded:
+        u = live.unrecorded
+        lines = [f"live schema: tables {', '.join(u.tables)} exist but no migration is recorded"]
+        if u.drizzle:
+            lines.append(f"  made by drizzle-kit: {u.drizzle.describe()}")
+        satisfies = f"version {u.satisfied}" if u.satisfied else "no version"
+        lines.append(f"  it satisfies the snapshot of {satisfies}: {u.advice()}")
+        return [*lines, *(f"  lacks {x}" for x in u.lacking)]
+    if live.drift:
+        return [
+            f"live schema: DRIFT from what migrations 1..{live.version} create:",
+            *(f"  {x}" for x in live.lines),
+        ]
+    return [f"live schema: holds what migrations 1..{live.version} create"] if live.version else []
+
+
+def status_text(catalog: Catalog, state: SchemaState, live: LiveReport | None = None) -> str:
     lines = [
         f"schema version {state.version}, this image's latest {catalog.latest_version}, "
         f"{len(state.pending)} pending" + (", DRIFT" if state.drifted else "")
@@ -53,4 +77,5 @@ def status_text(catalog: Catalog, state: SchemaState) -> str:
     for entry in status_entries(catalog, state):
         applied = f"  {entry['applied_at']}  by {entry['applied_by']}" if entry["applied_at"] else ""
         lines.append(f"{entry['version']:>6}  {entry['state']:<8}  {entry['file'] or entry['name']}{applied}")
+    lines += live_lines(live) if live else []
     return "\n".join(lines) + "\n"

@@ -34,6 +34,8 @@ class Catalog:
     """The migrations of this image, in version order."""
 
     migrations: tuple[Migration, ...]
+    # Where the files were read from: their snapshots/ sit beside them.
+    directory: Path | None = field(default=None, compare=False)
 
     @property
     def latest_version(self) -> int:
@@ -99,7 +101,7 @@ def read_catalog(directory: Path | None = None) -> Catalog:
         for path in sorted(directory.iterdir())
         if path.suffix == ".sql" and not path.name.startswith(".")
     ]
-    catalog = Catalog(tuple(sorted(migrations, key=lambda m: m.version)))
+    catalog = Catalog(tuple(sorted(migrations, key=lambda m: m.version)), directory)
     check_unique_versions(catalog)
     return catalog
 

@@ -155,7 +155,8 @@ def test_baseline_records_without_running_and_up_continues(database: Database) -
     database.psql("CREATE EXTENSION vector")
     database.psql((MIGRATIONS / "0001_initial_schema.sql").read_text())
     env = migrator_env(database.url)
-    assert run_inprocess(["up"], env).code == 5  # without a baseline 0001 would run again
+    refused = run_inprocess(["up"], env)  # without a baseline 0001 would run again
+    assert refused.code == 6 and "run `kata-migrate baseline 1`" in refused.final_message
     outcome = run_inprocess(["baseline", "1"], env)
     assert outcome.code == 0, outcome.stderr
     assert ledger(database) == ["1|baseline"]

@@ -1,0 +1,55 @@
+"""What a catalog's migrations promise the catalog holds: their snapshots, and a live schema judged
+against them. The migrator and the probe ask the same questions through this one object."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from schema.catalog import Catalog
+from schema.drift import Drift, compare, explain, satisfied_version
+from schema.model import Schema
+from schema.snapshot import load_snapshots, snapshot_dir
+
+
+@dataclass(frozen=True)
+class ExpectedSchema:
+    """The snapshot of every version of a catalog, and the file that makes each version."""
+
+    snapshots: Mapping[int, Schema]
+    files: Mapping[int, str]
+
+    @classmethod
+    def of(cls, catalog: Catalog) -> ExpectedSchema | None:
+        """Every snapshot of the catalog (SnapshotError when one is missing or malformed); None when
+        the migrations directory has no snapshots/ at all: hand-written migrations nobody ran
+        `make schema` for promise nothing that could be checked."""
+        if catalog.directory is None or not snapshot_dir(catalog.directory).is_dir():
+            return None
+        versions = [m.version for m in catalog.migrations]
+        files = {m.version: m.filename for m in catalog.migrations}
+        return cls(load_snapshots(catalog.directory, versions), files)
+
+    @property
+    def latest(self) -> int:
+        return max(self.snapshots, default=0)
+
+    def at(self, version: int) -> Schema:
+        """The schema migrations 1..version create; an unknown version (a ledger ahead of this
+        image) is judged by the newest snapshot this image has."""
+        known = [v for v in self.snapshots if v <= version]
+        return self.snapshots[max(known)] if known else Schema()
+
+    def drift(self, version: int, live: Schema) -> tuple[Drift, ...]:
+        return compare(self.at(version), live)
+
+    def explain(self, drifts: tuple[Drift, ...]) -> list[str]:
+        return explain(drifts, self.snapshots, self.files)
+
+    def satisfied(self, live: Schema) -> int:
+        """The highest version whose snapshot the live schema fully satisfies (0 for none)."""
+        return satisfied_version(self.snapshots, live)
+
+    def application_tables(self, live: Schema) -> list[str]:
+        """The tables of this image's schema that the live schema already holds."""
+        return sorted(t.name for t in self.at(self.latest).tables if live.table(t.name) is not None)

@@ -1,0 +1,76 @@
+"""`verify` and `up` compare the live schema with the snapshot of the ledger's version: hand-made
+drift exits 6 with the diff, and `up` applies nothing."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Database
+from tests.migrator.conftest import MIGRATIONS, ledger, migrator_env, run_inprocess
+from tests.schema.conftest import HAND_MADE_DRIFT, LATEST
+
+
+@pytest.mark.parametrize(("sql", "name", "class_"), HAND_MADE_DRIFT)
+def test_verify_and_up_exit_6_naming_hand_made_drift(
+    migrated: Database, sql: str, name: str, class_: str
+) -> None:
+    env = migrator_env(migrated.url)
+    migrated.psql(sql)
+    for command in (["verify"], ["up"], ["status", "--exit-code"]):
+        outcome = run_inprocess(command, env)
+        assert outcome.code == 6, (command, outcome.stderr)
+        message = outcome.final_message
+        assert f"drift: the live schema differs from what migrations 1..{LATEST} create" in message
+        assert f"{class_}: " in message and f" {name} " in message
+    assert f"{class_}: " in run_inprocess(["status"], env).stdout
+
+
+def migrations_up_to(tmp_path: Path, version: int) -> Path:
+    """A copy of the shipped migrations 1..version and their snapshots: an older image."""
+    directory = tmp_path / f"upto-{version}"
+    (directory / "snapshots").mkdir(parents=True)
+    for sql in sorted(MIGRATIONS.glob("*.sql"))[:version]:
+        shutil.copy(sql, directory / sql.name)
+        snapshot = MIGRATIONS / "snapshots" / f"{sql.name[:4]}.json"
+        shutil.copy(snapshot, directory / "snapshots" / snapshot.name)
+    return directory
+
+
+def test_up_refuses_before_applying_anything_when_the_ledgers_version_drifted(
+    database: Database, tmp_path: Path
+) -> None:
+    older = migrations_up_to(tmp_path, LATEST - 1)
+    assert run_inprocess(["up"], migrator_env(database.url, MIGRATIONS_DIR=str(older))).code == 0
+    database.psql("ALTER TABLE contexts DROP CONSTRAINT contexts_total_tokens_non_negative")
+    before = ledger(database)
+    outcome = run_inprocess(["up"], migrator_env(database.url))
+    assert outcome.code == 6, outcome.stderr
+    assert "(created by 0003_non_negative_counters.sql)" in outcome.final_message
+    assert ledger(database) == before
+    assert database.psql("SELECT count(*) FROM pg_indexes WHERE indexname = 'messages_embedding_idx'") == "0"
+
+
+def test_objects_a_later_migration_left_behind_are_not_drift_for_the_ledgers_version(
+    database: Database, tmp_path: Path
+) -> None:
+    # A failed no-transaction file of version N+1 leaves what it did; the ledger stays at N and
+    # snapshot N does not hold those objects, so `up` runs the file again instead of refusing.
+    older = migrations_up_to(tmp_path, LATEST - 1)
+    assert run_inprocess(["up"], migrator_env(database.url, MIGRATIONS_DIR=str(older))).code == 0
+    database.psql("CREATE INDEX messages_embedding_idx ON messages USING hnsw (embedding vector_cosine_ops)")
+    assert run_inprocess(["verify"], migrator_env(database.url, MIGRATIONS_DIR=str(older))).code == 0
+    outcome = run_inprocess(["up"], migrator_env(database.url))
+    assert outcome.code == 0, outcome.stderr
+    assert run_inprocess(["verify"], migrator_env(database.url)).code == 0
+
+
+def test_a_migrations_directory_without_snapshots_is_run_with_a_warning(
+    database: Database, tmp_path: Path
+) -> None:
+    (tmp_path / "0001_a.sql").write_text("CREATE TABLE a (id int);\n")
+    outcome = run_inprocess(["up"], migrator_env(database.url, MIGRATIONS_DIR=str(tmp_path)))
+    assert outcome.code == 0
+    assert "schema_unchecked" in outcome.names()
