@@ -65,7 +65,8 @@ def create_app(
     migrations); nothing connects until startup. CatalogError if the migrations are unusable.
     """
     if checks is None:
-        checks = default_checks(catalog or read_catalog(settings.database.migrations_dir))
+        migrations_dir = settings.database.migrations_dir
+        checks = default_checks(catalog if catalog is not None else read_catalog(migrations_dir))
     listed = tuple(checks)
     names = [check.name for check in listed]
     if len(set(names)) != len(names):

@@ -19,10 +19,11 @@ from pgconn.pooler import PoolerVerdict
 DATABASE_UNAVAILABLE: Final = "database unavailable"
 
 Found = TypeVar("Found")
+Found_co = TypeVar("Found_co", covariant=True)
 
 
 @dataclass(frozen=True)
-class CheckResult(Generic[Found]):
+class CheckResult(Generic[Found_co]):
     """What one check found. `reason` is a fixed or computed text, never a driver message."""
 
     name: str
@@ -30,7 +31,7 @@ class CheckResult(Generic[Found]):
     reason: str = ""
     duration: float = 0.0
     # The check's own typed finding; None when it could not get that far.
-    found: Found | None = None
+    found: Found_co | None = None
     # True when an exception ended the check: the connection's state is unknown, drop it.
     raised: bool = False
     # False when the check did not run at all (no connection): no duration to observe.
