@@ -15,6 +15,7 @@ import pytest
 
 from localpg.throwaway import free_port
 from tests.conftest import Database, require_system_package
+from tests.metric_families import exposition_families, registry_families
 from tests.probe.conftest import ProbeProcess, probe_env, ready_database, until, wait_listening
 from tests.prometheus import PROMETHEUS, PROMTOOL, running_prometheus
 
@@ -191,21 +192,9 @@ async def test_metrics_pass_promtool_check_metrics(
     argv = [str(PROMTOOL), "check", "metrics"]
     result = await asyncio.to_thread(subprocess.run, argv, input=exposition, capture_output=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
-    text = exposition.decode()
-    for family in (
-        "kata_db_up",
-        "kata_db_check_duration_seconds_bucket",
-        "kata_db_checks_total",
-        "kata_db_last_success_timestamp_seconds",
-        "kata_db_pooled",
-        "kata_db_pool_connections",
-        "kata_db_pgvector_installed",
-        "kata_db_schema_version",
-        "kata_db_schema_pending_migrations",
-        "kata_db_build_info",
-        "process_resident_memory_bytes",
-    ):
-        assert f"\n{family}" in text, family
+    exposed = exposition_families(exposition.decode())
+    missing = {name: kind for name, kind in registry_families().items() if exposed.get(name) != kind}
+    assert not missing, missing
 
 
 async def test_real_prometheus_scrapes_kata_db_up_1(
