@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,16 @@ from prometheus_client import CollectorRegistry
 from probe.app import MONITOR, create_app
 from tests.conftest import Database
 from tests.metric_families import sample_value
-from tests.probe.conftest import apply_migrations, make_settings, ready_database, until
+from tests.probe.conftest import (
+    TRANSACTIONS_PER_CONNECTION,
+    TRANSACTIONS_PER_ROUND,
+    apply_migrations,
+    make_settings,
+    no_sessions,
+    ready_database,
+    transactions,
+    until,
+)
 
 pytestmark = pytest.mark.asyncio
 Client = TestClient[web.Request, web.Application]
@@ -154,16 +164,24 @@ async def test_unknown_check_path_and_method_get_short_errors(
 async def test_requests_never_query_the_database(
     aiohttp_client: ClientFactory, database: Database, migrations_dir: Path
 ) -> None:
+    """Counted by the server: every transaction in the database while the probe served 1,000
+    requests, against what its rounds account for. A handler querying would add one per request.
+    """
     ready_database(database, migrations_dir)
+    await until(partial(no_sessions, database), 10, "the setup sessions gone")
+    before = transactions(database)
     client = await start_probe(
         aiohttp_client, database.url, migrations_dir, PROBE_INTERVAL="30", PROBE_TIMEOUT="2"
     )
-    monitor = client.app[MONITOR]
-    rounds = monitor.rounds
     for _ in range(200):
-        await status_of(client, "/readyz")
-        await status_of(client, "/healthz")
-    assert monitor.rounds == rounds
+        for path in ("/readyz", "/readyz/schema", "/healthz", "/livez", "/metrics"):
+            await status_of(client, path, JSON)
+    await client.close()  # the cleanup contexts stop the monitor and close its connection
+    rounds = client.app[MONITOR].rounds
+    await until(partial(no_sessions, database), 10, "the probe's session gone")
+    used = transactions(database) - before
+    # One connection, held throughout: a healthy database gives the probe no reason to reconnect.
+    assert used <= TRANSACTIONS_PER_CONNECTION + TRANSACTIONS_PER_ROUND * rounds, (used, rounds)
 
 
 async def test_unreachable_database_reports_classified_error_and_stays_live(
