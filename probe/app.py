@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -24,6 +25,9 @@ from probe.pooled import PoolerObserver
 from probe.settings import ProbeSettings
 
 NO_STORE: Final = {"Cache-Control": "no-store"}
+# A check's name is a path segment, a metric label value and a `?exclude=` item.
+CHECK_NAME: Final = re.compile(r"[a-z][a-z0-9_]*")
+Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
 @dataclass
@@ -69,8 +73,8 @@ def create_app(
         checks = default_checks(catalog if catalog is not None else read_catalog(migrations_dir))
     listed = tuple(checks)
     names = [check.name for check in listed]
-    if len(set(names)) != len(names):
-        raise ValueError(f"check names must be unique, got {names}: each names a route and a metric label")
+    if len(set(names)) != len(names) or not all(CHECK_NAME.fullmatch(name) for name in names):
+        raise ValueError(f"check names must be unique words ({CHECK_NAME.pattern}), got {names}")
     version = probe_version()
     metrics = define_metrics(registry, version=version, checks=listed)
     db = settings.database
@@ -102,7 +106,9 @@ def create_app(
     app.router.add_get("/livez", liveness)
     app.router.add_get("/healthz", liveness)
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/readyz/{name}", readyz_one)
+    for check in listed:  # kube-apiserver style: one route per check, from the same list
+        app.router.add_get(f"/readyz/{check.name}", readyz_one(check))
+    app.router.add_get("/readyz/{name}", no_such_check)
     app.router.add_get("/metrics", metrics_handler)
     return app
 
@@ -184,18 +190,24 @@ async def readyz(request: web.Request) -> web.Response:
     return text_response(answer.text("verbose" in request.query), status)
 
 
-async def readyz_one(request: web.Request) -> web.Response:
-    name = request.match_info["name"]
-    by_name = {check.name: check for check in request.app[CHECKS]}
-    if name not in by_name:
-        return text_response(f"404: no check named {name!r}; checks: {', '.join(by_name)}\n", 404)
-    view = current_view(request.app)
-    verdicts = (shutdown_verdict(view), check_verdict(view, name))
-    ok = all(v.ok for v in verdicts)
-    if wants_json(request):
-        return readiness_json(view, request.app[VERSION], [by_name[name]], ok)
-    failed = [v.line() for v in verdicts if not v.ok]
-    return text_response("ok\n" if ok else "\n".join(failed) + "\n", 200 if ok else 503)
+def readyz_one(check: Check[Any]) -> Handler:
+    """The handler of `/readyz/<name>` for one check: its line and the shutdown line."""
+
+    async def handler(request: web.Request) -> web.Response:
+        view = current_view(request.app)
+        verdicts = (shutdown_verdict(view), check_verdict(view, check.name))
+        ok = all(v.ok for v in verdicts)
+        if wants_json(request):
+            return readiness_json(view, request.app[VERSION], [check], ok)
+        failed = [v.line() for v in verdicts if not v.ok]
+        return text_response("ok\n" if ok else "\n".join(failed) + "\n", 200 if ok else 503)
+
+    return handler
+
+
+async def no_such_check(request: web.Request) -> web.Response:
+    names = ", ".join(check.name for check in request.app[CHECKS])
+    return text_response(f"404: no check named {request.match_info['name']!r}; checks: {names}\n", 404)
 
 
 async def metrics_handler(request: web.Request) -> web.Response:

@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 
 from probe.app import MONITOR, create_app
+from probe.checks import PgvectorCheck
 from tests.conftest import Database
 from tests.metric_families import sample_value
 from tests.probe.conftest import (
@@ -204,3 +205,13 @@ async def test_unreachable_database_reports_classified_error_and_stays_live(
     assert (await status_of(client, "/readyz"))[0] == 503
     async with client.get("/metrics") as response:
         assert sample_value(await response.text(), "kata_db_up") == 0
+
+
+@pytest.mark.parametrize("names", [("database", "database"), ("database", "pg vector"), ("Schema",)])
+async def test_create_app_refuses_check_names_that_cannot_be_routes_and_labels(
+    migrations_dir: Path, names: tuple[str, ...]
+) -> None:
+    checks = [type(f"Check{i}", (PgvectorCheck,), {"name": name})() for i, name in enumerate(names)]
+    settings = make_settings("postgresql://probe@127.0.0.1:1/kata", migrations_dir)
+    with pytest.raises(ValueError, match="check names must be unique words"):
+        create_app(settings, CollectorRegistry(), checks=checks)
