@@ -108,7 +108,6 @@ class Monitor:
     async def run_round(self) -> Snapshot:
         """Acquire, then run each check, the whole round bounded by the timeout. Never raises."""
         deadline = asyncio.get_running_loop().time() + self.timeout
-        results: dict[str, CheckResult[Any]] = {}
         started = time.perf_counter()
         async with contextlib.AsyncExitStack() as stack:
             try:
@@ -117,29 +116,39 @@ class Monitor:
                     await self._observe(conn)
             except Exception as exc:  # no usable connection: the check covering it carries why
                 self._pool.discard()
-                reason, elapsed = classify_error(exc), time.perf_counter() - started
-                for check in self._checks:
-                    if check.covers_connection:
-                        results[check.name] = CheckResult(check.name, False, reason, elapsed, raised=True)
+                results = self._unconnected(classify_error(exc), time.perf_counter() - started)
             else:
-                acquired = time.perf_counter() - started
-                for check in self._checks:
-                    result = await run_check(check, conn, deadline)
-                    if check.covers_connection:
-                        result = replace(result, duration=result.duration + acquired)
-                    results[check.name] = result
-                    if check.covers_connection and not result.ok:
-                        break
-                if any(result.raised for result in results.values()):
-                    self._pool.discard()
-        for check in self._checks:
-            results.setdefault(check.name, skipped(check.name))
+                results = await self._run_checks(conn, deadline, time.perf_counter() - started)
         return Snapshot(
-            results=results,
+            results={check.name: results.get(check.name) or skipped(check.name) for check in self._checks},
             pooled=self._observer.verdict,
             finished=self._clock(),
             finished_at=datetime.now(UTC),
         )
+
+    def _unconnected(self, reason: str, elapsed: float) -> dict[str, CheckResult[Any]]:
+        """The round without a connection: the covering check fails with why; the rest will skip."""
+        return {
+            check.name: CheckResult(check.name, False, reason, elapsed, raised=True)
+            for check in self._checks
+            if check.covers_connection
+        }
+
+    async def _run_checks(
+        self, conn: asyncpg.Connection, deadline: float, acquired: float
+    ) -> dict[str, CheckResult[Any]]:
+        """Each check in order; after the covering check fails, the rest skip (nothing to ask)."""
+        results: dict[str, CheckResult[Any]] = {}
+        for check in self._checks:
+            result = await run_check(check, conn, deadline)
+            if check.covers_connection:  # acquiring the connection is part of what it measures
+                result = replace(result, duration=result.duration + acquired)
+            results[check.name] = result
+            if check.covers_connection and not result.ok:
+                break
+        if any(result.raised for result in results.values()):
+            self._pool.discard()  # an exception left the connection in an unknown state
+        return results
 
     async def _observe(self, conn: asyncpg.Connection) -> None:
         """Feed pooler detection: the backend pid this transaction ran on, against the announced one."""
