@@ -11,11 +11,13 @@ from typing import Final
 import asyncpg
 
 from migrator import lock, preflight
-from migrator.catalog import Catalog, Migration, Statement, line_column, split_statements
 from migrator.errors import DriftDetected, MigrationFailed
 from migrator.events import EventLog
-from migrator.ledger import CREATE_TABLE, TABLE, SchemaState, read_state
 from pgconn.errors import classify_error
+from schema.catalog import Catalog, Migration
+from schema.ledger import BASELINE, create_ledger, insert_row_sql
+from schema.splitter import Statement, line_column, split_statements
+from schema.verdicts import SchemaState, changed_files, missing_files, read_state
 
 # A migrator killed by SIGKILL (or on a lost node) leaves its backend running the statement and
 # holding the lock; with this the server notices the dead client within seconds (PostgreSQL 14+).
@@ -47,14 +49,8 @@ def _elapsed_ms(started: float) -> float:
 
 def check_drift(catalog: Catalog, state: SchemaState) -> None:
     """DriftDetected (exit 6) naming the files when an applied migration changed or vanished."""
-    if not state.drifted:
-        return
-    files = catalog.by_version()
-    names = {row.version: f"{row.version:04d}_{row.name}.sql" for row in state.applied}
-    raise DriftDetected(
-        changed=[files[v].filename for v in state.changed],
-        missing=[names[v] for v in state.missing],
-    )
+    if state.drifted:
+        raise DriftDetected(changed=changed_files(catalog, state), missing=missing_files(state))
 
 
 @contextlib.asynccontextmanager
@@ -98,7 +94,7 @@ async def migrate(
             return RunResult((), state.version)
         extension = await preflight.ensure_pgvector(conn)
         log.info("pgvector_ready", version=extension.version, created=extension.created)
-        await conn.execute(CREATE_TABLE)
+        await create_ledger(conn)
         files = catalog.by_version()
         applied = []
         for version in state.pending:
@@ -168,23 +164,6 @@ async def apply_migration(
     log.info("migration_applied", version=migration.version, file=migration.filename, duration_ms=duration)
 
 
-def quote_literal(value: object) -> str:
-    """A SQL literal for the ledger row. An E'' string reads the same whatever
-    standard_conforming_strings is, and a migration may have changed that setting."""
-    if isinstance(value, int | float):
-        return repr(value)
-    text = str(value).replace("\x00", "").replace("\\", "\\\\").replace("'", "''")
-    return f"E'{text}'"
-
-
-def insert_row_sql(migration: Migration, duration_ms: float, applied_by: str, kind: str = "applied") -> str:
-    """The ledger row as one simple-protocol statement: no Parse/Bind round trip of its own, so it
-    can ride with COMMIT in the same query."""
-    row = (migration.version, migration.name, migration.checksum, duration_ms, applied_by, kind)
-    values = ", ".join(quote_literal(v) for v in row)
-    return f"INSERT INTO {TABLE} (version, name, checksum, duration_ms, applied_by, kind) VALUES ({values})"
-
-
 def failure(migration: Migration, statement: Statement, exc: asyncpg.PostgresError) -> MigrationFailed:
     """Exit 5 with PostgreSQL's message and the line:column in the file (the statement's start when
     the server gives no position)."""
@@ -217,10 +196,10 @@ async def baseline(
         check_drift(catalog, state)
         done = {row.version for row in state.applied}
         marked = tuple(m for m in catalog.migrations if m.version <= up_to and m.version not in done)
-        await conn.execute(CREATE_TABLE)
+        await create_ledger(conn)
         async with conn.transaction():
             for migration in marked:
-                await conn.execute(insert_row_sql(migration, 0.0, applied_by, "baseline"))
+                await conn.execute(insert_row_sql(migration, 0.0, applied_by, BASELINE))
                 log.info("migration_baselined", version=migration.version, file=migration.filename)
     log.info("baseline_done", count=len(marked), up_to=up_to)
     return marked

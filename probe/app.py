@@ -14,7 +14,6 @@ from typing import Any, Final
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from migrator.catalog import Catalog, read_catalog
 from probe.check import Check
 from probe.checks import default_checks
 from probe.health import View, check_verdict, health_body, readiness, shutdown_verdict
@@ -23,6 +22,7 @@ from probe.monitor import Monitor
 from probe.pool import STATES, ConnectionPool
 from probe.pooled import PoolerObserver
 from probe.settings import ProbeSettings
+from schema.catalog import Catalog, read_catalog
 
 NO_STORE: Final = {"Cache-Control": "no-store"}
 # A check's name is a path segment, a metric label value and a `?exclude=` item.

@@ -9,9 +9,9 @@ from typing import Any
 import asyncpg
 from prometheus_client import CollectorRegistry, Gauge
 
-from migrator.catalog import Catalog
-from migrator.ledger import read_state
 from probe.check import Check, CheckFailed, CheckResult, Recorder, Snapshot, Verdict
+from schema.catalog import Catalog
+from schema.verdicts import read_state
 
 
 @dataclass(frozen=True)

@@ -581,7 +581,7 @@ def test_dockerignore_keeps_the_context_small_and_complete() -> None:
         if k == "COPY" and not a.startswith("--from")
         for src in a.split()[:-1]
     }
-    assert copied == {"pyproject.toml", "README.md", "pgconn", "migrator", "probe", "migrations"}
+    assert copied == {"pyproject.toml", "README.md", "pgconn", "schema", "migrator", "probe", "migrations"}
     ignored_roots = {p.rstrip("/").rstrip("*") for p in patterns}
     assert not copied & ignored_roots
 

@@ -14,10 +14,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry, Gauge
 
-from migrator.catalog import read_catalog
 from probe.app import MONITOR, REGISTRY, create_app
 from probe.check import Check, CheckFailed, CheckResult, Recorder, Snapshot, Verdict
 from probe.checks import default_checks
+from schema.catalog import read_catalog
 from tests.conftest import Database
 from tests.probe.conftest import make_settings, ready_database, until
 

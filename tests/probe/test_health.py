@@ -6,13 +6,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from migrator.catalog import Catalog
 from pgconn.dsn import parse_database_url
 from pgconn.pooler import PoolerSetting, PoolerVerdict
 from probe.check import CheckResult, Snapshot
 from probe.checks import DatabaseCheck, Extension, PgvectorCheck, RoundTrip, SchemaCheck, SchemaState
 from probe.health import View, health_body, readiness
 from probe.pooled import PoolerObserver
+from schema.catalog import Catalog
 
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 CHECKS = (DatabaseCheck(), PgvectorCheck(), SchemaCheck(Catalog(migrations=())))

@@ -20,7 +20,6 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 
-from migrator.catalog import read_catalog
 from pgconn.dsn import parse_database_url
 from pgconn.pooler import PoolerSetting
 from probe.app import MONITOR, create_app
@@ -28,6 +27,7 @@ from probe.checks import DatabaseCheck, PgvectorCheck, RoundTrip, SchemaCheck
 from probe.monitor import Monitor
 from probe.pool import ConnectionPool
 from probe.pooled import PoolerObserver
+from schema.catalog import read_catalog
 from tests.conftest import Database
 from tests.probe.conftest import make_settings, ready_database, until
 

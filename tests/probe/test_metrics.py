@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from migrator.catalog import Catalog
 from pgconn.pooler import PoolerVerdict
 from probe.check import CheckResult, Snapshot, skipped
 from probe.checks import DatabaseCheck, Extension, PgvectorCheck, RoundTrip, SchemaCheck, SchemaState
 from probe.metrics import define_metrics
 from probe.monitor import record
+from schema.catalog import Catalog
 from tests.metric_families import PREFIX, probe_families, registry_families
 
 REPO = Path(__file__).resolve().parents[2]
