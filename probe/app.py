@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -27,7 +27,6 @@ from schema.catalog import Catalog, read_catalog
 NO_STORE: Final = {"Cache-Control": "no-store"}
 # A check's name is a path segment, a metric label value and a `?exclude=` item.
 CHECK_NAME: Final = re.compile(r"[a-z][a-z0-9_]*")
-Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
 @dataclass
@@ -106,9 +105,7 @@ def create_app(
     app.router.add_get("/livez", liveness)
     app.router.add_get("/healthz", liveness)
     app.router.add_get("/readyz", readyz)
-    for check in listed:  # kube-apiserver style: one route per check, from the same list
-        app.router.add_get(f"/readyz/{check.name}", readyz_one(check))
-    app.router.add_get("/readyz/{name}", no_such_check)
+    app.router.add_get("/readyz/{name}", readyz_one)
     app.router.add_get("/metrics", metrics_handler)
     return app
 
@@ -190,24 +187,19 @@ async def readyz(request: web.Request) -> web.Response:
     return text_response(answer.text("verbose" in request.query), status)
 
 
-def readyz_one(check: Check[Any]) -> Handler:
-    """The handler of `/readyz/<name>` for one check: its line and the shutdown line."""
-
-    async def handler(request: web.Request) -> web.Response:
-        view = current_view(request.app)
-        verdicts = (shutdown_verdict(view), check_verdict(view, check.name))
-        ok = all(v.ok for v in verdicts)
-        if wants_json(request):
-            return readiness_json(view, request.app[VERSION], [check], ok)
-        failed = [v.line() for v in verdicts if not v.ok]
-        return text_response("ok\n" if ok else "\n".join(failed) + "\n", 200 if ok else 503)
-
-    return handler
-
-
-async def no_such_check(request: web.Request) -> web.Response:
-    names = ", ".join(check.name for check in request.app[CHECKS])
-    return text_response(f"404: no check named {request.match_info['name']!r}; checks: {names}\n", 404)
+async def readyz_one(request: web.Request) -> web.Response:
+    """`/readyz/<name>`: one check of the list and the shutdown line; 404 naming the list otherwise."""
+    name = request.match_info["name"]
+    by_name = {check.name: check for check in request.app[CHECKS]}
+    if name not in by_name:
+        return text_response(f"404: no check named {name!r}; checks: {', '.join(by_name)}\n", 404)
+    view = current_view(request.app)
+    verdicts = (shutdown_verdict(view), check_verdict(view, name))
+    ok = all(v.ok for v in verdicts)
+    if wants_json(request):
+        return readiness_json(view, request.app[VERSION], [by_name[name]], ok)
+    failed = [v.line() for v in verdicts if not v.ok]
+    return text_response("ok\n" if ok else "\n".join(failed) + "\n", 200 if ok else 503)
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
