@@ -27,6 +27,7 @@ class HttpProbe:
 class ProbeContract:
     liveness: HttpProbe
     readiness: HttpProbe
+    env: dict[str, str]  # the probe container's literal settings (PROBE_INTERVAL, ...)
 
 
 def http_probe(spec: dict[str, Any]) -> HttpProbe:
@@ -47,6 +48,8 @@ def probe_contract() -> ProbeContract:
             for container in spec.get("initContainers", []) + spec["containers"]:
                 if container["name"] == PROBE_CONTAINER:
                     return ProbeContract(
-                        http_probe(container["livenessProbe"]), http_probe(container["readinessProbe"])
+                        http_probe(container["livenessProbe"]),
+                        http_probe(container["readinessProbe"]),
+                        {e["name"]: e["value"] for e in container.get("env", []) if "value" in e},
                     )
     raise AssertionError(f"no container {PROBE_CONTAINER!r} in the Deployment of deploy/k8s")

@@ -16,6 +16,7 @@ import pytest
 
 from localpg.throwaway import free_port
 from tests.conftest import Database, require_system_package
+from tests.kubelet import probe_contract
 from tests.probe.conftest import ProbeProcess, probe_env, ready_database, until, wait_listening
 from tests.prometheus import PROMETHEUS, PROMTOOL, running_prometheus
 
@@ -40,6 +41,13 @@ async def status(session: aiohttp.ClientSession, url: str, **kwargs: str) -> int
     async with session.get(url, headers=kwargs or None) as response:
         await response.read()
         return response.status
+
+
+async def verdict(session: aiohttp.ClientSession, url: str) -> str:
+    """The status; a failure says " stale" when the body blames the monitor's last round's age."""
+    async with session.get(url) as response:
+        stale = response.status != 200 and b'"error":"stale: ' in await response.read()
+        return f"{response.status}{' stale' if stale else ''}"
 
 
 async def wait_status(session: aiohttp.ClientSession, url: str, expected: int, timeout: float = 10) -> float:
@@ -147,9 +155,11 @@ async def test_2000_concurrent_requests_add_no_database_transactions(
     probe_process: StartProbe, database: Database, migrations_dir: Path
 ) -> None:
     ready_database(database, migrations_dir)
-    # A timeout with room for an event loop busy with 2,000 requests, so rounds do not time out.
-    interval = 1.0
-    env = probe_env(database.url, migrations_dir, PROBE_INTERVAL=str(interval), PROBE_TIMEOUT="1")
+    # The deployed interval and timeout: liveness holds the monitor to 3 x interval + timeout,
+    # and a loaded 2-core machine can spend seconds on a burst of 2,000 requests.
+    deployed = {key: probe_contract().env[key] for key in ("PROBE_INTERVAL", "PROBE_TIMEOUT")}
+    env = probe_env(database.url, migrations_dir, **deployed)
+    interval = float(deployed["PROBE_INTERVAL"])
 
     def transactions() -> int:
         sql = f"SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = '{database.name}'"
@@ -170,13 +180,18 @@ async def test_2000_concurrent_requests_add_no_database_transactions(
         await wait_listening(probe, session)
         await wait_status(session, probe.base_url + "/readyz", 200)
         paths = ("/readyz", "/healthz", "/livez", "/metrics", "/readyz/schema")
-        codes = await asyncio.gather(*(status(session, probe.base_url + paths[i % 5]) for i in range(2000)))
+        urls = [probe.base_url + paths[i % 5] for i in range(2000)]
+        answers = await asyncio.gather(*(verdict(session, url) for url in urls))
         rounds_before_stop = await rounds_run(session, probe.base_url)
-    # Liveness and metrics never depend on a round; readiness may honestly turn 503 if the
-    # burst delays a round past its timeout on a loaded machine. No other answer is acceptable.
-    by_path = {path: {codes[i] for i in range(2000) if paths[i % 5] == path} for path in paths}
-    assert by_path["/healthz"] == by_path["/livez"] == by_path["/metrics"] == {200}, by_path
-    assert by_path["/readyz"] | by_path["/readyz/schema"] <= {200, 503}, by_path
+    # Metrics never depend on a round. Readiness may honestly turn 503 if the burst delays a
+    # round past its timeout. Liveness never depends on the database: on a busy 2-core machine
+    # the burst can starve the monitor past 3 x interval + timeout (answers then take seconds),
+    # and liveness says so ("stale"); any other 503, or any other answer, is a failure.
+    by_path = {path: {answers[i] for i in range(2000) if paths[i % 5] == path} for path in paths}
+    assert by_path["/metrics"] == {"200"}, by_path
+    assert by_path["/healthz"] | by_path["/livez"] <= {"200", "503 stale"}, by_path
+    readiness = {answer.partition(" ")[0] for answer in by_path["/readyz"] | by_path["/readyz/schema"]}
+    assert readiness <= {"200", "503"}, by_path
     probe.signal(signal.SIGTERM)
     assert await asyncio.to_thread(probe.wait, 10) == 0
     lifetime = time.monotonic() - started
