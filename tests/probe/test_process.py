@@ -16,8 +16,8 @@ import pytest
 
 from localpg.throwaway import free_port
 from tests.conftest import Database, require_system_package
-from tests.metric_families import exposition_families, registry_families
 from tests.kubelet import probe_contract
+from tests.metric_families import exposition_families, registry_families
 from tests.probe.conftest import ProbeProcess, probe_env, ready_database, until, wait_listening
 from tests.prometheus import PROMETHEUS, PROMTOOL, running_prometheus
 
