@@ -69,7 +69,9 @@ def create_app(
     """
     if checks is None:
         migrations_dir = settings.database.migrations_dir
-        checks = default_checks(catalog if catalog is not None else read_catalog(migrations_dir))
+        checks = default_checks(
+            catalog if catalog is not None else read_catalog(migrations_dir), settings.schema_rounds
+        )
     listed = tuple(checks)
     names = [check.name for check in listed]
     if len(set(names)) != len(names) or not all(CHECK_NAME.fullmatch(name) for name in names):

@@ -66,7 +66,10 @@ class Verdict:
     def line(self, excluded: bool = False) -> str:
         if excluded:
             return f"[+]{self.name} excluded: {'ok' if self.ok else 'failed'}"
-        return f"[+]{self.name} ok" if self.ok else f"[-]{self.name} failed: {self.reason}"
+        if not self.ok:
+            return f"[-]{self.name} failed: {self.reason}"
+        # A passing check may still have something to say (the schema check's degraded drift).
+        return f"[+]{self.name} ok ({self.reason})" if self.reason else f"[+]{self.name} ok"
 
 
 class CheckFailed(Exception):
@@ -102,6 +105,10 @@ class Check(ABC, Generic[Found]):
         `found` is None when the round is stale or the check did not get that far.
         """
 
+    def note(self, found: Found) -> str:
+        """What a passing check reports anyway (shown in `?verbose`); empty for nothing."""
+        return ""
+
     def metrics(self, registry: CollectorRegistry) -> Recorder:
         """Define this check's own metrics on `registry`; the recorder sets them after each round."""
         return lambda result: None
@@ -117,7 +124,7 @@ async def run_check(check: Check[Any], conn: asyncpg.Connection, deadline: float
         return CheckResult(check.name, False, exc.reason, time.perf_counter() - started, exc.found)
     except Exception as exc:  # checks never raise: the reason is a fixed classification
         return CheckResult(check.name, False, classify_error(exc), time.perf_counter() - started, raised=True)
-    return CheckResult(check.name, True, "", time.perf_counter() - started, found)
+    return CheckResult(check.name, True, check.note(found), time.perf_counter() - started, found)
 
 
 def skipped(name: str) -> CheckResult[Any]:

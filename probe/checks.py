@@ -1,4 +1,5 @@
-"""The probe's checks, one class each, and the one list of them a probe runs."""
+"""The probe's checks, one class each, and the one list of them a probe runs (the schema check,
+the largest, has its own module)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,18 @@ import asyncpg
 from prometheus_client import CollectorRegistry, Gauge
 
 from probe.check import Check, CheckFailed, CheckResult, Recorder, Snapshot, Verdict
+from probe.schema_check import SchemaCheck, SchemaState
 from schema.catalog import Catalog
-from schema.verdicts import read_state
+
+__all__ = [
+    "DatabaseCheck",
+    "Extension",
+    "PgvectorCheck",
+    "RoundTrip",
+    "SchemaCheck",
+    "SchemaState",
+    "default_checks",
+]
 
 
 @dataclass(frozen=True)
@@ -89,75 +100,7 @@ class PgvectorCheck(Check[Extension]):
         return record
 
 
-@dataclass(frozen=True)
-class SchemaState:
-    """The schema check's finding: the ledger against this image's migrations."""
-
-    version: int
-    expected: int
-    pending: int
-    changed: tuple[int, ...]
-    ahead: tuple[int, ...]
-
-
-class SchemaCheck(Check[SchemaState]):
-    """Ready when every migration of this image is applied and none changed since.
-
-    Versions the database has and this image lacks are reported, not failed: during a rolling
-    upgrade the new Job migrates first, and the old pods must stay ready until replaced.
-    """
-
-    name = "schema"
-
-    def __init__(self, catalog: Catalog) -> None:
-        self._catalog = catalog
-
-    async def run(self, conn: asyncpg.Connection) -> SchemaState:
-        state = await read_state(conn, self._catalog)
-        found = SchemaState(
-            version=state.version,
-            expected=self._catalog.latest_version,
-            pending=len(state.pending),
-            changed=tuple(state.changed),
-            ahead=tuple(state.missing),
-        )
-        if found.changed:
-            raise CheckFailed(f"drift: migration {found.changed[0]} changed since it was applied", found)
-        if found.pending:
-            raise CheckFailed(f"{found.pending} pending", found)
-        return found
-
-    def body(self, verdict: Verdict, found: SchemaState | None, snapshot: Snapshot | None) -> dict[str, Any]:
-        if found is None:
-            return {"status": "current" if verdict.ok else "unknown"}
-        status = "current" if verdict.ok else ("drift" if found.changed else "pending")
-        counts = {"version": found.version, "expected": found.expected, "pending": found.pending}
-        return {"status": status, **counts}
-
-    def metrics(self, registry: CollectorRegistry) -> Recorder:
-        version = Gauge(
-            "kata_db_schema_version", "Highest migration version applied to the database", registry=registry
-        )
-        expected = Gauge(
-            "kata_db_schema_expected_version",
-            "Highest migration version this image ships (kata_db_schema_version should reach it)",
-            registry=registry,
-        )
-        pending = Gauge(
-            "kata_db_schema_pending_migrations",
-            "Migrations of this image not yet applied to the database",
-            registry=registry,
-        )
-
-        def record(result: CheckResult[SchemaState]) -> None:
-            if result.found is not None:
-                version.set(result.found.version)
-                expected.set(result.found.expected)
-                pending.set(result.found.pending)
-
-        return record
-
-
-def default_checks(catalog: Catalog) -> tuple[Check[Any], ...]:
-    """The checks of every probe, in the order they run and are listed."""
-    return (DatabaseCheck(), PgvectorCheck(), SchemaCheck(catalog))
+def default_checks(catalog: Catalog, schema_rounds: int = 1) -> tuple[Check[Any], ...]:
+    """The checks of every probe, in the order they run and are listed; the schema check compares
+    the catalog every `schema_rounds` rounds."""
+    return (DatabaseCheck(), PgvectorCheck(), SchemaCheck(catalog, schema_rounds))

@@ -18,6 +18,8 @@ from pgconn.options import SettingsError
 from probe.app import STATE, create_app, probe_version
 from probe.settings import ProbeSettings
 from schema.catalog import Catalog, CatalogError, read_catalog
+from schema.expected import ExpectedSchema
+from schema.snapshot import SnapshotError
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -32,7 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = ProbeSettings.load(sys.argv[1:] if argv is None else argv, os.environ)
         catalog = read_catalog(settings.database.migrations_dir)
-    except (SettingsError, CatalogError) as exc:
+        ExpectedSchema.of(catalog)  # a missing or malformed snapshot stops the start, not a round
+    except (SettingsError, CatalogError, SnapshotError) as exc:
         log.error(str(exc), extra={"event": "config_error"})
         return EXIT_USAGE
     configure_logging(settings.database.url.scrub)

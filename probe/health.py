@@ -35,7 +35,7 @@ def check_verdict(view: View, name: str) -> Verdict:
 
 
 def shutdown_verdict(view: View) -> Verdict:
-    return Verdict(SHUTDOWN, not view.draining, "shutting down")
+    return Verdict(SHUTDOWN, not view.draining, "shutting down" if view.draining else "")
 
 
 @dataclass(frozen=True)

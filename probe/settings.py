@@ -69,7 +69,26 @@ SHUTDOWN_DELAY: Final = Option(
     "seconds to keep answering (readyz 503) after SIGTERM",
     "SECONDS",
 )
-OPTIONS: Final[tuple[Option[Any], ...]] = (*DATABASE_OPTIONS, HOST, PORT, INTERVAL, TIMEOUT, SHUTDOWN_DELAY)
+# Reading the catalog every round would cost one more transaction per round; every 25 s keeps a
+# catalog change visible within 30 s (25 s plus one round's timeout) at the defaults.
+SCHEMA_INTERVAL: Final = Option(
+    "schema_interval",
+    "PROBE_SCHEMA_INTERVAL",
+    "--schema-interval",
+    "25",
+    parse_seconds,
+    "seconds between comparisons of the live schema with the snapshot (rounded to whole rounds)",
+    "SECONDS",
+)
+OPTIONS: Final[tuple[Option[Any], ...]] = (
+    *DATABASE_OPTIONS,
+    HOST,
+    PORT,
+    INTERVAL,
+    TIMEOUT,
+    SHUTDOWN_DELAY,
+    SCHEMA_INTERVAL,
+)
 # Not settings of their own, but they name the connection (`application_name`).
 IDENTITY: Final = tuple(Option(n.lower(), n, None, None, parse_text, "") for n in ("POD_NAME", "HOSTNAME"))
 
@@ -84,10 +103,16 @@ class ProbeSettings:
     interval: float = 5.0
     timeout: float = 2.0
     shutdown_delay: float = 5.0
+    schema_interval: float = 25.0
 
     @property
     def staleness(self) -> float:
         return staleness(self.interval)
+
+    @property
+    def schema_rounds(self) -> int:
+        """Compare the catalog every this many rounds (at least every round)."""
+        return max(1, int(self.schema_interval / self.interval + 1e-9))
 
     @classmethod
     def load(cls, argv: Sequence[str], env: Mapping[str, str]) -> ProbeSettings:
@@ -116,6 +141,7 @@ class ProbeSettings:
             interval=interval,
             timeout=timeout,
             shutdown_delay=sources.value(SHUTDOWN_DELAY),
+            schema_interval=sources.value(SCHEMA_INTERVAL),
         )
 
 

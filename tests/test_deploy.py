@@ -405,6 +405,8 @@ EXPECTED_ALERTS = {
     "KataDbProbeAbsent": "absent(kata_db_up",
     "KataDbProbeDown": "up{",
     "KataDbPgvectorMissing": "kata_db_pgvector_installed",
+    "KataDbSchemaDriftBreaking": 'kata_db_schema_drift_objects{class="breaking"}',
+    "KataDbSchemaDriftDegraded": 'kata_db_schema_drift_objects{class="degraded"}',
 }
 
 
@@ -453,6 +455,15 @@ tests:
         values: '0x20'
       - series: 'kata_db_schema_pending_migrations{{job="kata-context", namespace="ns", pod="a"}}'
         values: '2x25'
+      # Pod a sees a dropped column from minute 1 on; pods a and b a dropped index from minute 2.
+      - series: 'kata_db_schema_drift_objects{{class="breaking", job="kata-context", namespace="ns", pod="a"}}'
+        values: '0 1x25'
+      - series: 'kata_db_schema_drift_objects{{class="breaking", job="kata-context", namespace="ns", pod="b"}}'
+        values: '0x25'
+      - series: 'kata_db_schema_drift_objects{{class="degraded", job="kata-context", namespace="ns", pod="a"}}'
+        values: '0 0 1x25'
+      - series: 'kata_db_schema_drift_objects{{class="degraded", job="kata-context", namespace="ns", pod="b"}}'
+        values: '0 0 1x25'
     alert_rule_test:
       - eval_time: 4m
         alertname: KataDbDown
@@ -469,6 +480,18 @@ tests:
               namespace: ns
               pod: a
               pooling_expected: "true"
+      - eval_time: 2m
+        alertname: KataDbSchemaDriftBreaking
+      - eval_time: 3m
+        alertname: KataDbSchemaDriftBreaking
+        exp_alerts:
+          - exp_labels: {{severity: critical, namespace: ns}}
+      - eval_time: 16m
+        alertname: KataDbSchemaDriftDegraded
+      - eval_time: 17m
+        alertname: KataDbSchemaDriftDegraded
+        exp_alerts:
+          - exp_labels: {{severity: warning, namespace: ns}}
       - eval_time: 19m
         alertname: KataDbSchemaPending
       - eval_time: 21m

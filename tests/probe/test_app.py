@@ -94,7 +94,13 @@ async def test_json_body_matches_the_original_health_endpoint_shape(
         assert "error" not in database_check
         assert body["checks"]["pgvector"]["status"] == "installed"
         assert body["checks"]["pgvector"]["version"].count(".") == 2
-        assert body["checks"]["schema"] == {"status": "current", "version": 2, "expected": 2, "pending": 0}
+        assert body["checks"]["schema"] == {
+            "status": "current",
+            "version": 2,
+            "expected": 2,
+            "pending": 0,
+            "drift": [],
+        }
 
 
 async def test_pending_migrations_fail_readiness_but_not_liveness(
@@ -119,6 +125,7 @@ async def test_pending_migrations_fail_readiness_but_not_liveness(
         "version": 1,
         "expected": 2,
         "pending": 1,
+        "drift": [],
         "error": "1 pending",
     }
 

@@ -13,6 +13,7 @@ from probe.checks import DatabaseCheck, Extension, PgvectorCheck, RoundTrip, Sch
 from probe.health import View, health_body, readiness
 from probe.pooled import PoolerObserver
 from schema.catalog import Catalog
+from schema.drift import BREAKING, DEGRADED, Drift
 
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 CHECKS = (DatabaseCheck(), PgvectorCheck(), SchemaCheck(Catalog(migrations=())))
@@ -24,6 +25,22 @@ SCHEMA_OK = CheckResult("schema", True, found=SchemaState(2, 2, 0, changed=(), a
 SCHEMA_PENDING = CheckResult("schema", False, "1 pending", found=SchemaState(1, 2, 1, changed=(), ahead=()))
 SCHEMA_CHANGED = CheckResult(
     "schema", False, "drift: migration 1 changed", found=SchemaState(2, 2, 0, changed=(1,), ahead=())
+)
+HNSW_MISSING = Drift("messages_embedding_idx", "index", DEGRADED, "is missing: USING hnsw (embedding)")
+COLUMN_MISSING = Drift(
+    "messages.compacted_at", "column", BREAKING, "is missing (expected timestamp with time zone)"
+)
+SCHEMA_DEGRADED = CheckResult(
+    "schema",
+    True,
+    "degraded drift: index messages_embedding_idx is missing: USING hnsw (embedding)",
+    found=SchemaState(2, 2, 0, changed=(), ahead=(), drift=(HNSW_MISSING,), compared=2),
+)
+SCHEMA_BREAKING = CheckResult(
+    "schema",
+    False,
+    "breaking drift: column messages.compacted_at is missing (expected timestamp with time zone)",
+    found=SchemaState(2, 2, 0, changed=(), ahead=(), drift=(COLUMN_MISSING,), compared=2),
 )
 UNAVAILABLE = {
     name: CheckResult[object](name, False, "database unavailable", ran=False)
@@ -50,6 +67,17 @@ EMPTY = View(None, None, False, True, False, NOW)
     ("current", "exclude", "ready", "status", "failed_lines"),
     [
         (view(DB_OK, VECTOR_OK, SCHEMA_OK), (), True, "healthy", []),
+        (view(DB_OK, VECTOR_OK, SCHEMA_DEGRADED), (), True, "healthy", []),
+        (
+            view(DB_OK, VECTOR_OK, SCHEMA_BREAKING),
+            (),
+            False,
+            "degraded",
+            [
+                "[-]schema failed: breaking drift: column messages.compacted_at is missing "
+                "(expected timestamp with time zone)"
+            ],
+        ),
         (view(DB_OK, VECTOR_OK, SCHEMA_PENDING), (), False, "degraded", ["[-]schema failed: 1 pending"]),
         (view(DB_OK, VECTOR_OK, SCHEMA_PENDING), ("schema",), True, "degraded", []),
         (view(DB_OK, VECTOR_MISSING, SCHEMA_OK), ("pgvector,schema",), True, "degraded", []),
@@ -107,6 +135,15 @@ def test_readiness_and_status(
     assert answer.text(verbose=False) == ("ok\n" if ready else answer.text(verbose=True))
 
 
+def test_verbose_readiness_names_degraded_drift_on_a_passing_line() -> None:
+    lines = readiness(view(DB_OK, VECTOR_OK, SCHEMA_DEGRADED), CHECKS).text(verbose=True).splitlines()
+    assert (
+        "[+]schema ok (degraded drift: index messages_embedding_idx is missing: USING hnsw (embedding))"
+        in lines
+    )
+    assert lines[-1] == "readyz check passed"
+
+
 def test_json_body_keeps_the_original_keys_and_hides_latency_when_down() -> None:
     body = health_body(view(DB_OK, VECTOR_OK, SCHEMA_OK), "1.2.3", CHECKS)
     assert body["timestamp"] == "2025-01-02T03:04:05Z"
@@ -129,13 +166,45 @@ def test_json_body_keeps_the_original_keys_and_hides_latency_when_down() -> None
             (DB_OK, VECTOR_OK, SCHEMA_OK),
             False,
             {"status": "installed", "version": "0.8.5"},
-            {"status": "current", "version": 2, "expected": 2, "pending": 0},
+            {"status": "current", "version": 2, "expected": 2, "pending": 0, "drift": []},
+        ),
+        (
+            (DB_OK, VECTOR_OK, SCHEMA_DEGRADED),
+            False,
+            {"status": "installed", "version": "0.8.5"},
+            {
+                "status": "degraded",
+                "version": 2,
+                "expected": 2,
+                "pending": 0,
+                "drift": [HNSW_MISSING.to_json()],
+            },
+        ),
+        (
+            (DB_OK, VECTOR_OK, SCHEMA_BREAKING),
+            False,
+            {"status": "installed", "version": "0.8.5"},
+            {
+                "status": "drift",
+                "version": 2,
+                "expected": 2,
+                "pending": 0,
+                "drift": [COLUMN_MISSING.to_json()],
+                "error": "breaking drift: column messages.compacted_at is missing (expected timestamp with time zone)",
+            },
         ),
         (
             (DB_OK, VECTOR_MISSING, SCHEMA_PENDING),
             False,
             {"status": "missing", "error": "extension vector is not installed"},
-            {"status": "pending", "version": 1, "expected": 2, "pending": 1, "error": "1 pending"},
+            {
+                "status": "pending",
+                "version": 1,
+                "expected": 2,
+                "pending": 1,
+                "drift": [],
+                "error": "1 pending",
+            },
         ),
         (
             (DB_OK, VECTOR_OK, SCHEMA_CHANGED),
@@ -146,6 +215,7 @@ def test_json_body_keeps_the_original_keys_and_hides_latency_when_down() -> None
                 "version": 2,
                 "expected": 2,
                 "pending": 0,
+                "drift": [],
                 "error": "drift: migration 1 changed",
             },
         ),
