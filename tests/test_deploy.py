@@ -456,13 +456,13 @@ tests:
       - series: 'kata_db_schema_pending_migrations{{job="kata-context", namespace="ns", pod="a"}}'
         values: '2x25'
       # Pod a sees a dropped column from minute 1 on; pods a and b a dropped index from minute 2.
-      - series: 'kata_db_schema_drift_objects{{class="breaking", job="kata-context", namespace="ns", pod="a"}}'
+      - series: 'kata_db_schema_drift_objects{{class="breaking", namespace="ns", pod="a"}}'
         values: '0 1x25'
-      - series: 'kata_db_schema_drift_objects{{class="breaking", job="kata-context", namespace="ns", pod="b"}}'
+      - series: 'kata_db_schema_drift_objects{{class="breaking", namespace="ns", pod="b"}}'
         values: '0x25'
-      - series: 'kata_db_schema_drift_objects{{class="degraded", job="kata-context", namespace="ns", pod="a"}}'
+      - series: 'kata_db_schema_drift_objects{{class="degraded", namespace="ns", pod="a"}}'
         values: '0 0 1x25'
-      - series: 'kata_db_schema_drift_objects{{class="degraded", job="kata-context", namespace="ns", pod="b"}}'
+      - series: 'kata_db_schema_drift_objects{{class="degraded", namespace="ns", pod="b"}}'
         values: '0 0 1x25'
     alert_rule_test:
       - eval_time: 4m
