@@ -25,8 +25,13 @@ NAMESPACE: Final = LEDGER_TABLE.split(".", 1)[0]
 # Indexes that back a PRIMARY KEY, UNIQUE or EXCLUDE constraint are described by that
 # constraint, so they are left out of `indexes`. PostgreSQL 18 also lists NOT NULL as
 # constraints (contype 'n'): nullability is read from the columns instead.
+# The deparsing functions (pg_get_constraintdef, format_type, ...) qualify a name that the
+# session's search_path does not resolve to the same object: a role's "$user" schema holding a
+# `contexts` would turn `REFERENCES contexts(id)` into `public.contexts(id)`. So the query first
+# sets search_path to the schema it reads, for its own implicit transaction only (is_local).
 LIVE_SCHEMA_QUERY: Final = """
-WITH ns AS (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = $1)
+WITH path AS MATERIALIZED (SELECT pg_catalog.set_config('search_path', pg_catalog.quote_ident($1), true)),
+ns AS (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = $1)
 SELECT json_build_object(
   'extensions', (
     SELECT coalesce(json_agg(json_build_object('name', extname, 'version', extversion)), '[]')
@@ -84,6 +89,7 @@ SELECT json_build_object(
       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint b
                       WHERE b.conindid = i.indexrelid AND b.contype IN ('p', 'u', 'x')))
 )::text
+FROM path
 """
 
 

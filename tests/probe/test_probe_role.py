@@ -28,10 +28,15 @@ async def test_probe_as_the_probe_role_is_ready_with_every_check_passing(
     roles: Roles, probe_process: StartProbe
 ) -> None:
     await asyncio.to_thread(migrate_as_owner, roles)
+    # A schema named like the probe role comes first in its default search_path ("$user",
+    # public): the catalog comparison must still read public, not this empty look-alike.
+    roles.database.psql(f'CREATE SCHEMA "{roles.probe}" AUTHORIZATION "{roles.probe}"')
+    roles.database.psql(f'CREATE TABLE "{roles.probe}".contexts (id int)')
     env = {
         "DATABASE_URL": roles.url(roles.probe),
         "MIGRATIONS_DIR": str(MIGRATIONS),
         "PROBE_HOST": "127.0.0.1",
+        "PROBE_SCHEMA_INTERVAL": "0",
     }
     probe = probe_process({**env, **FAST})
     async with aiohttp.ClientSession() as session:
@@ -48,6 +53,7 @@ async def test_probe_as_the_probe_role_is_ready_with_every_check_passing(
             checks = (await response.json())["checks"]
     assert "[-]" not in verbose and "[+]schema ok" in verbose, verbose
     assert checks["schema"]["status"] == "current" and checks["schema"]["pending"] == 0, checks
+    assert checks["schema"]["drift"] == [], checks  # the catalog read works for the probe role
     assert checks["pgvector"]["status"] == "installed", checks
 
 

@@ -22,6 +22,16 @@ def test_defaults_listen_on_all_addresses_port_8081_with_5s_rounds() -> None:
     assert "s3cret-pw" not in repr(settings)
 
 
+def test_at_the_defaults_a_catalog_change_shows_within_30_seconds() -> None:
+    # The contract: the catalog is compared every schema_rounds rounds; a change right
+    # after a comparison shows at the next one, which ends within one round's timeout.
+    settings = ProbeSettings.load([], {"DATABASE_URL": URL})
+    assert settings.schema_rounds == 5
+    assert settings.schema_rounds * settings.interval + settings.timeout <= 30
+    assert ProbeSettings.load(["--schema-interval", "0"], {"DATABASE_URL": URL}).schema_rounds == 1
+    assert ProbeSettings.load(["--interval", "10"], {"DATABASE_URL": URL}).schema_rounds == 2
+
+
 def test_flags_win_over_environment_which_wins_over_the_file(tmp_path: Path) -> None:
     config = tmp_path / "probe.yaml"
     config.write_text("port: 9000\ninterval: 7\ntimeout: 3\nshutdown_delay: 1\npooled: true\n")

@@ -58,22 +58,3 @@ def app_current(database: Database) -> Database:
 def app_orphaned_fork(app_current: Database) -> Database:
     add_orphaned_fork(app_current)
     return app_current
-
-
-# Hand-made drift on a migrated database: (id, SQL, the object reported, its class).
-HAND_MADE_DRIFT = [
-    pytest.param("DROP INDEX messages_embedding_idx", "messages_embedding_idx", "degraded", id="hnsw-index"),
-    pytest.param(
-        "ALTER TABLE contexts DROP CONSTRAINT contexts_total_tokens_non_negative",
-        "contexts_total_tokens_non_negative",
-        "degraded",
-        id="check-constraint",
-    ),
-    pytest.param(
-        "ALTER TABLE messages DROP COLUMN compacted_at", "messages.compacted_at", "breaking", id="column"
-    ),
-    # The column no longer uses the enum: any label is accepted, which the application relies on not.
-    pytest.param(
-        "ALTER TABLE messages ALTER COLUMN role TYPE text", "messages.role", "breaking", id="enum-use"
-    ),
-]

@@ -3,14 +3,14 @@ drift exits 6 with the diff, and `up` applies nothing."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Database
-from tests.migrator.conftest import MIGRATIONS, ledger, migrator_env, run_inprocess
-from tests.schema.conftest import HAND_MADE_DRIFT, LATEST
+from tests.fixtures.expected_schema import HAND_MADE_DRIFT, migrations_up_to
+from tests.migrator.conftest import ledger, migrator_env, run_inprocess
+from tests.schema.conftest import LATEST
 
 
 @pytest.mark.parametrize(("sql", "name", "class_"), HAND_MADE_DRIFT)
@@ -26,17 +26,6 @@ def test_verify_and_up_exit_6_naming_hand_made_drift(
         assert f"drift: the live schema differs from what migrations 1..{LATEST} create" in message
         assert f"{class_}: " in message and f" {name} " in message
     assert f"{class_}: " in run_inprocess(["status"], env).stdout
-
-
-def migrations_up_to(tmp_path: Path, version: int) -> Path:
-    """A copy of the shipped migrations 1..version and their snapshots: an older image."""
-    directory = tmp_path / f"upto-{version}"
-    (directory / "snapshots").mkdir(parents=True)
-    for sql in sorted(MIGRATIONS.glob("*.sql"))[:version]:
-        shutil.copy(sql, directory / sql.name)
-        snapshot = MIGRATIONS / "snapshots" / f"{sql.name[:4]}.json"
-        shutil.copy(snapshot, directory / "snapshots" / snapshot.name)
-    return directory
 
 
 def test_up_refuses_before_applying_anything_when_the_ledgers_version_drifted(
