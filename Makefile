@@ -4,7 +4,7 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint venv bench clean-data
+.PHONY: run test lint venv bench clean-data images lock
 
 # The project's environment: created once, refreshed when pyproject.toml changes.
 $(VENV)/.installed-dev: pyproject.toml
@@ -44,6 +44,20 @@ lint: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	@scripts/system-packages.sh
 	@$(PY) -m bench
+
+## images: both images with podman + runc (kata-context/db-migrator, db-probe:<pyproject version>)
+images:
+	@scripts/system-packages.sh
+	@scripts/images.sh
+
+## lock: refresh requirements/*.txt, the hash-locked dependencies both images install
+# Only PyPI (no local wheel directories or indexes of this machine's pip config) goes into a lock.
+lock: $(VENV)/.installed-dev
+	@$(PY) -m pip install --quiet --disable-pip-version-check pip-tools
+	PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= $(VENV)/bin/pip-compile --quiet --upgrade --generate-hashes \
+		--strip-extras --output-file=requirements/runtime.txt pyproject.toml
+	PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= $(VENV)/bin/pip-compile --quiet --upgrade --generate-hashes \
+		--allow-unsafe --output-file=requirements/build.txt requirements/build.in
 
 clean-data:
 	rm -rf .data
