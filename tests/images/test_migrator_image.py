@@ -1,0 +1,161 @@
+"""The migrator image run as the Job and the schema-wait init container in deploy/k8s run it:
+their command and args, user 10001, read-only root filesystem, every capability dropped."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from localpg.throwaway import SUPERUSER_PASSWORD
+from tests.conftest import Database
+from tests.images.containers import (
+    MIGRATOR_IMAGE,
+    PROBE_IMAGE,
+    ROOT,
+    VERSION,
+    ManifestContainer,
+    container_spec,
+    diff,
+    podman,
+    remove,
+    ulimits,
+)
+
+pytestmark = pytest.mark.usefixtures("images")
+MIGRATIONS = sorted(int(p.name.split("_")[0]) for p in (ROOT / "migrations").glob("[0-9]*_*.sql"))
+# The Job's own limits bound every run here: connect deadline plus lock wait plus margin.
+RUN_TIMEOUT = 300
+
+
+@pytest.fixture
+def names() -> Iterator[list[str]]:
+    """Container names made by a test, removed after it."""
+    made: list[str] = []
+    yield made
+    for name in made:
+        remove(name)
+
+
+def job(url: str) -> ManifestContainer:
+    return ManifestContainer(container_spec("Job", "kata-db-migrate", "migrate"), {"DATABASE_URL": url})
+
+
+def wait_for_schema(url: str) -> ManifestContainer:
+    spec = container_spec("Deployment", "kata-context", "wait-for-schema")
+    return ManifestContainer(spec, {"DATABASE_URL": url})
+
+
+def run(container: ManifestContainer, names: list[str], *, writable: bool = False) -> subprocess.CompletedProcess[str]:
+    names.append(f"kata-test-{uuid.uuid4().hex[:12]}")
+    return subprocess.run(
+        container.podman_run(names[-1], writable=writable),
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=False,
+    )
+
+
+def events(log: str) -> list[str]:
+    """The event names of the JSON log lines a migrator container wrote."""
+    return [json.loads(line)["event"] for line in log.splitlines() if line.startswith("{")]
+
+
+def applied(database: Database) -> list[int]:
+    rows = database.psql("SELECT version FROM public.kata_schema_migrations ORDER BY version")
+    return [int(row) for row in rows.splitlines()]
+
+
+def test_the_job_applies_every_migration_then_exits_0_with_nothing_to_do(
+    database: Database, names: list[str]
+) -> None:
+    first = run(job(database.url), names)
+    assert first.returncode == 0, first.stderr
+    assert applied(database) == MIGRATIONS
+    assert database.psql("SELECT extname FROM pg_extension WHERE extname = 'vector'") == "vector"
+
+    second = run(job(database.url), names)
+    assert second.returncode == 0, second.stderr
+    assert applied(database) == MIGRATIONS
+    assert events(first.stderr).count("migration_applied") == len(MIGRATIONS)
+    assert "migration_applied" not in events(second.stderr)
+    assert "nothing_to_do" in events(second.stderr)
+    assert SUPERUSER_PASSWORD not in first.stderr + second.stderr
+
+
+def test_the_job_exits_4_and_creates_nothing_on_a_server_without_pgvector(
+    database_without_pgvector: Database, names: list[str]
+) -> None:
+    result = run(job(database_without_pgvector.url), names)
+    assert result.returncode == 4, result.stderr
+    assert "vector" in result.stderr
+    tables = database_without_pgvector.psql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+    assert tables == "0"
+
+
+def test_the_job_exits_2_on_a_malformed_database_url(names: list[str]) -> None:
+    result = run(job("postgres://user:secret-pw@[::1/kata"), names)
+    assert result.returncode == 2, result.stderr
+    assert "DATABASE_URL" in result.stderr
+    assert "secret-pw" not in result.stderr
+
+
+def test_wait_for_schema_exits_0_once_the_job_has_applied_the_migrations(
+    database: Database, names: list[str]
+) -> None:
+    names.append(f"kata-test-wait-{uuid.uuid4().hex[:12]}")
+    waiting = subprocess.run(
+        wait_for_schema(database.url).podman_run(names[-1], detach=True),
+        capture_output=True, text=True, timeout=RUN_TIMEOUT, check=True,
+    )
+    assert waiting.stdout.strip()
+    # Still waiting before the Job ran: the schema is not there (its --timeout is 600 s).
+    state = podman("inspect", "--format", "{{.State.Running}}", names[-1], check=True).stdout.strip()
+    assert state == "true"
+
+    assert run(job(database.url), names).returncode == 0
+    finished = podman("wait", names[0], timeout=RUN_TIMEOUT, check=True)
+    assert finished.stdout.strip() == "0", podman("logs", names[0]).stderr
+
+
+@pytest.mark.parametrize("container", ["job", "wait-for-schema"])
+def test_the_migrator_writes_nothing_to_the_image_filesystem(
+    container: str, database: Database, names: list[str]
+) -> None:
+    """Run with a writable root this once: a write would show in `podman diff` instead of
+    failing (and perhaps being swallowed) on the read-only root the manifests give it."""
+    assert run(job(database.url), names, writable=True).returncode == 0
+    if container == "wait-for-schema":
+        assert run(wait_for_schema(database.url), names, writable=True).returncode == 0
+    assert diff(names[-1]) == []
+
+
+def test_both_images_share_every_layer_and_the_runtime_venv_holds_no_build_tools() -> None:
+    layers = [
+        podman("image", "inspect", "--format", "{{json .RootFS.Layers}}", image, check=True).stdout
+        for image in (MIGRATOR_IMAGE, PROBE_IMAGE)
+    ]
+    assert layers[0] == layers[1]
+    assert len(json.loads(layers[0])) >= 3  # base, dependencies, project
+
+    probe = "import importlib.util as u; print(*[m for m in NAMES if u.find_spec(m)])".replace(
+        "NAMES", "('pip', 'setuptools', 'pkg_resources', '_distutils_hack', 'wheel')"
+    )
+    found = podman("run", "--rm", *ulimits(), "--entrypoint", "/opt/venv/bin/python", MIGRATOR_IMAGE, "-c", probe)
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.strip() == ""
+
+
+def test_labels_tags_and_manifests_carry_the_version_of_pyproject() -> None:
+    labels = json.loads(
+        podman("image", "inspect", "--format", "{{json .Labels}}", PROBE_IMAGE, check=True).stdout
+    )
+    assert labels["org.opencontainers.image.version"] == VERSION
+    base = labels["org.opencontainers.image.base.name"]
+    assert podman("image", "exists", base).returncode == 0, f"base.name {base!r} is not the base it was built on"
+    assert job("x").spec["image"] == MIGRATOR_IMAGE
+    assert container_spec("Deployment", "kata-context", "db-probe")["image"] == PROBE_IMAGE
