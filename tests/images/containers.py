@@ -86,6 +86,7 @@ class ManifestContainer:
     secrets: Mapping[str, str]
     pod_name: str = "kata-test-pod"
     overrides: Mapping[str, str] = field(default_factory=dict)
+    options: tuple[str, ...] = ()  # more podman options (a test's own volume)
 
     def environment(self) -> dict[str, str]:
         env: dict[str, str] = {}
@@ -132,12 +133,18 @@ class ManifestContainer:
             *ulimits(),
             *self.security_options(writable=writable),
             *env,
+            *self.options,
             "--entrypoint",
             command[0],
             self.spec["image"],
             *command[1:],
             *self.spec.get("args", []),
         ]
+
+
+def job(url: str) -> ManifestContainer:
+    """The migration Job's container against `url`."""
+    return ManifestContainer(container_spec("Job", "kata-db-migrate", "migrate"), {"DATABASE_URL": url})
 
 
 def diff(name: str) -> list[str]:

@@ -20,6 +20,7 @@ from tests.images.containers import (
     ManifestContainer,
     container_spec,
     diff,
+    job,
     podman,
     remove,
     ulimits,
@@ -38,10 +39,6 @@ def names() -> Iterator[list[str]]:
     yield made
     for name in made:
         remove(name)
-
-
-def job(url: str) -> ManifestContainer:
-    return ManifestContainer(container_spec("Job", "kata-db-migrate", "migrate"), {"DATABASE_URL": url})
 
 
 def wait_for_schema(url: str) -> ManifestContainer:
