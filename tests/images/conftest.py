@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tests.images.containers import ROOT, unavailable_reason
+from localk8s.containers import ROOT, unavailable_reason
 
 # A cold build: the Debian stand-in base (about 70-170 s) and both images (about 1 min).
 BUILD_TIMEOUT = 1200
@@ -28,4 +28,3 @@ def images() -> None:
         check=False,
     )
     assert result.returncode == 0, f"scripts/images.sh failed:\n{result.stdout}\n{result.stderr}"
-

@@ -10,9 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from localpg.throwaway import SUPERUSER_PASSWORD
-from tests.conftest import Database
-from tests.images.containers import (
+from localk8s.containers import (
     MIGRATOR_IMAGE,
     PROBE_IMAGE,
     ROOT,
@@ -25,6 +23,8 @@ from tests.images.containers import (
     remove,
     ulimits,
 )
+from localpg.throwaway import SUPERUSER_PASSWORD
+from tests.conftest import Database
 
 pytestmark = pytest.mark.usefixtures("images")
 MIGRATIONS = sorted(int(p.name.split("_")[0]) for p in (ROOT / "migrations").glob("[0-9]*_*.sql"))
@@ -46,7 +46,9 @@ def wait_for_schema(url: str) -> ManifestContainer:
     return ManifestContainer(spec, {"DATABASE_URL": url})
 
 
-def run(container: ManifestContainer, names: list[str], *, writable: bool = False) -> subprocess.CompletedProcess[str]:
+def run(
+    container: ManifestContainer, names: list[str], *, writable: bool = False
+) -> subprocess.CompletedProcess[str]:
     names.append(f"kata-test-{uuid.uuid4().hex[:12]}")
     return subprocess.run(
         container.podman_run(names[-1], writable=writable),
@@ -107,7 +109,10 @@ def test_wait_for_schema_exits_0_once_the_job_has_applied_the_migrations(
     names.append(f"kata-test-wait-{uuid.uuid4().hex[:12]}")
     waiting = subprocess.run(
         wait_for_schema(database.url).podman_run(names[-1], detach=True),
-        capture_output=True, text=True, timeout=RUN_TIMEOUT, check=True,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=True,
     )
     assert waiting.stdout.strip()
     # Still waiting before the Job ran: the schema is not there (its --timeout is 600 s).
@@ -142,7 +147,9 @@ def test_both_images_share_every_layer_and_the_runtime_venv_holds_no_build_tools
     probe = "import importlib.util as u; print(*[m for m in NAMES if u.find_spec(m)])".replace(
         "NAMES", "('pip', 'setuptools', 'pkg_resources', '_distutils_hack', 'wheel')"
     )
-    found = podman("run", "--rm", *ulimits(), "--entrypoint", "/opt/venv/bin/python", MIGRATOR_IMAGE, "-c", probe)
+    found = podman(
+        "run", "--rm", *ulimits(), "--entrypoint", "/opt/venv/bin/python", MIGRATOR_IMAGE, "-c", probe
+    )
     assert found.returncode == 0, found.stderr
     assert found.stdout.strip() == ""
 
@@ -153,6 +160,8 @@ def test_labels_tags_and_manifests_carry_the_version_of_pyproject() -> None:
     )
     assert labels["org.opencontainers.image.version"] == VERSION
     base = labels["org.opencontainers.image.base.name"]
-    assert podman("image", "exists", base).returncode == 0, f"base.name {base!r} is not the base it was built on"
+    assert podman("image", "exists", base).returncode == 0, (
+        f"base.name {base!r} is not the base it was built on"
+    )
     assert job("x").spec["image"] == MIGRATOR_IMAGE
     assert container_spec("Deployment", "kata-context", "db-probe")["image"] == PROBE_IMAGE

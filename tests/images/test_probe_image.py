@@ -5,46 +5,24 @@ with a wide margin for a busy machine; bench/kubelet_sim.py prints the measured 
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import subprocess
-import tempfile
-import threading
 import time
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from localk8s.containers import PODMAN, diff, pod_spec
+from localk8s.kubelet import Poll
+from localk8s.probe_container import INTERVAL, SHUTDOWN_DELAY, STALENESS, TIMEOUT, ProbeContainer
+from localk8s.scenarios import LIVENESS, READINESS, database_outage, migrate, stuck_monitor
 from localpg.throwaway import SUPERUSER_PASSWORD, PostgresServer, running_server, wheel_bin_dir
 from tests.conftest import Database
-from tests.images.containers import diff, job, pod_spec
-from tests.images.kubelet import Poll, Prober, ProbeSpec
-from tests.images.probe_container import SIDECAR, ProbeContainer, setting, wedge_dir
-from tests.polling import wait_until
 
 pytestmark = pytest.mark.usefixtures("images")
-INTERVAL = setting("PROBE_INTERVAL")
-TIMEOUT = setting("PROBE_TIMEOUT")
-SHUTDOWN_DELAY = setting("PROBE_SHUTDOWN_DELAY")
-STALENESS = 3 * INTERVAL  # a round older than this counts as failing (README)
 GRACE = float(pod_spec("Deployment", "kata-context")["terminationGracePeriodSeconds"])
-LIVENESS = ProbeSpec.of(SIDECAR, "livenessProbe")
-READINESS = ProbeSpec.of(SIDECAR, "readinessProbe")
 # Allowance on top of each contract bound: podman, a 2-core machine shared with other work.
 MARGIN = 10.0
 OUTAGE = 60.0
-
-
-def migrate(url: str) -> None:
-    name = f"kata-test-job-{uuid.uuid4().hex[:12]}"
-    try:
-        result = subprocess.run(job(url).podman_run(name), capture_output=True, text=True, timeout=300)
-        assert result.returncode == 0, result.stderr
-    finally:
-        subprocess.run(["podman", "rm", "-f", name], capture_output=True, check=False)
 
 
 @pytest.fixture
@@ -68,33 +46,9 @@ def outage_server() -> Iterator[PostgresServer]:
         yield server
 
 
-def server_pids(server: PostgresServer) -> list[int]:
-    """The postmaster and every backend and helper it forked."""
-    postmaster = server.postmaster_pid()
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError):
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
-                children.append(int(stat.parent.name))
-    return [postmaster, *children]
-
-
-@contextlib.contextmanager
-def frozen(server: PostgresServer) -> Iterator[None]:
-    """A hung database: every server process stopped (connections open, nothing answers)."""
-    os.kill(server.postmaster_pid(), signal.SIGSTOP)  # first, so it forks nothing new
-    pids = server_pids(server)
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        for pid in reversed(pids):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
-
-
-def test_the_sidecar_turns_ready_and_serves_its_metrics(migrated: Database, probes: list[ProbeContainer]) -> None:
+def test_the_sidecar_turns_ready_and_serves_its_metrics(
+    migrated: Database, probes: list[ProbeContainer]
+) -> None:
     probe = ProbeContainer(migrated.url).start()
     probes.append(probe)
     probe.until_status("/readyz", 200, 60)
@@ -112,22 +66,24 @@ def test_on_sigterm_readyz_turns_503_it_drains_then_exits_0_within_the_grace_per
     probes.append(probe)
     probe.until_status("/readyz", 200, 60)
     answers: list[Poll] = []
-    # kubelet's stop: SIGTERM, then SIGKILL after terminationGracePeriodSeconds.
-    stop = subprocess.Popen(
-        ["podman", "--runtime", "runc", "stop", "--time", str(int(GRACE)), probe.name],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    # kubelet's stop: SIGTERM, then SIGKILL once terminationGracePeriodSeconds have passed.
+    subprocess.run([*PODMAN, "kill", "--signal", "TERM", probe.name], check=True, capture_output=True)
     signalled = time.monotonic()
-    while stop.poll() is None:
+    waiter = subprocess.Popen([*PODMAN, "wait", probe.name], stdout=subprocess.PIPE, text=True)
+    while waiter.poll() is None and time.monotonic() - signalled < GRACE:
         status = probe.status("/readyz", timeout=1)
         if status:
             answers.append(Poll(time.monotonic(), status))
         time.sleep(0.1)  # the polling rate of this observer, not a wait for anything
-    stopped = time.monotonic()
-    assert probe.exit_code() == 0, probe.logs()[-3000:]  # 137 would mean SIGKILL at the deadline
-    assert stopped - signalled < GRACE
-    assert answers and all(a.status == 503 for a in answers[1:]), [a.status for a in answers]
+    exited = waiter.poll() is not None
+    if not exited:
+        subprocess.run([*PODMAN, "kill", probe.name], capture_output=True, check=False)
+    waiter.wait(30)
+    assert exited, f"still running {GRACE} s after SIGTERM: kubelet would SIGKILL it"
+    assert probe.exit_code() == 0, probe.logs()[-3000:]
+    # The signal handler runs on the event loop: allow an answer in flight as the signal landed.
+    settled = [a.status for a in answers if a.at - signalled > 0.5]
+    assert settled and set(settled) == {503}, [(round(a.at - signalled, 1), a.status) for a in answers]
     # It kept answering through the drain: the last answer came near its end.
     assert answers[-1].at - signalled >= SHUTDOWN_DELAY - 1.5
 
@@ -141,57 +97,36 @@ def test_the_sidecar_writes_nothing_to_the_image_filesystem(
     probe.until_status("/readyz", 200, 60)
     for path in ("/livez", "/healthz", "/readyz?verbose", "/readyz/schema", "/metrics", "/openapi.yaml"):
         probe.status(path)
-    subprocess.run(["podman", "--runtime", "runc", "stop", "--time", str(int(GRACE)), probe.name], check=True,
-                   capture_output=True)
+    subprocess.run([*PODMAN, "stop", "--time", str(int(GRACE)), probe.name], check=True, capture_output=True)
     assert diff(probe.name) == []
 
 
 def test_kubelet_takes_the_pod_out_during_a_60_s_database_outage_and_never_restarts_it(
-    outage_server: PostgresServer, probes: list[ProbeContainer]
+    outage_server: PostgresServer,
 ) -> None:
-    name = outage_server.create_database()
-    url = outage_server.url(name)
-    migrate(url)
-    probe = ProbeContainer(url).start()
-    probes.append(probe)
-    probe.until_status("/readyz", 200, 60)
-    with Prober(LIVENESS, probe.port, True) as liveness, Prober(READINESS, probe.port, False) as readiness:
-        wait_until(lambda: readiness.first(True, 0) is not None, 3 * READINESS.period, "kubelet: ready")
-        with frozen(outage_server):
-            began = time.monotonic()
-            threading.Event().wait(OUTAGE)  # the outage itself lasts this long: the scenario, not a wait
-        ended = time.monotonic()
-        wait_until(lambda: readiness.first(True, ended) is not None, 60, "kubelet: ready again", interval=0.2)
-    unready = readiness.first(False, began)
-    assert unready is not None, [(p.at - began, p.status) for p in readiness.polls]
-    # Noticed within one round to start, its timeout, and failureThreshold periods.
-    assert unready - began <= INTERVAL + TIMEOUT + READINESS.failure_threshold * READINESS.period + MARGIN
-    recovered = readiness.first(True, ended)
-    assert recovered is not None
-    assert recovered - ended <= INTERVAL + TIMEOUT + READINESS.success_threshold * READINESS.period + MARGIN
-    assert liveness.failures() == []
-    assert len(liveness.polls) >= OUTAGE / LIVENESS.period - 1
+    outage = database_outage(outage_server, OUTAGE)
+    # Noticed within one interval to start a round, its timeout, and failureThreshold periods;
+    # back once a round passes and successThreshold periods have seen it.
+    assert (
+        outage.unready_after <= INTERVAL + TIMEOUT + READINESS.failure_threshold * READINESS.period + MARGIN
+    )
+    assert (
+        outage.ready_again_after
+        <= INTERVAL + TIMEOUT + READINESS.success_threshold * READINESS.period + MARGIN
+    )
+    assert outage.liveness_failures == 0
+    assert outage.liveness_polls >= OUTAGE / LIVENESS.period
 
 
 def test_kubelet_restarts_a_sidecar_whose_monitor_is_stuck_within_the_stated_bound(
-    migrated: Database, probes: list[ProbeContainer]
+    migrated: Database,
 ) -> None:
-    switch = wedge_dir(Path(tempfile.mkdtemp(prefix="kata-wedge-")))
-    probe = ProbeContainer(
-        migrated.url, options=("--volume", f"{switch}:/kata-wedge:ro"), extra_env={"PYTHONPATH": "/kata-wedge"}
-    ).start()
-    probes.append(probe)
-    try:
-        probe.until_status("/readyz", 200, 60)
-        with Prober(LIVENESS, probe.port, True) as liveness:
-            (switch / "wedged").touch(mode=0o644)
-            wedged = time.monotonic()
-            bound = INTERVAL + STALENESS + TIMEOUT + LIVENESS.failure_threshold * LIVENESS.period
-            wait_until(lambda: liveness.first(False, wedged) is not None, bound + MARGIN, "kubelet: restart")
-        restart = liveness.first(False, wedged)
-        assert restart is not None
-        # Never before the staleness bound has passed: one slow round does not restart anything.
-        assert restart - wedged >= STALENESS
-        assert probe.running()  # the process lives on: only the monitor is stuck
-    finally:
-        (switch / "wedged").unlink(missing_ok=True)
+    # /livez fails once no round has finished for staleness + timeout (the last one finished up
+    # to one interval before the wedge), then kubelet needs failureThreshold failed periods.
+    livez_bound = STALENESS + TIMEOUT
+    bound = livez_bound + LIVENESS.failure_threshold * LIVENESS.period
+    stuck = stuck_monitor(migrated.url, bound + MARGIN)
+    assert stuck.restart_after <= bound + MARGIN
+    # Never before that bound less one interval: a slow round (cut at its timeout) restarts nothing.
+    assert stuck.livez_failing_after >= livez_bound - INTERVAL - 1
+    assert stuck.process_running  # the process lives on: only the monitor is stuck

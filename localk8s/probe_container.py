@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import subprocess
+import time
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from localk8s.containers import ManifestContainer, container_spec, podman, remove
+from localk8s.kubelet import http_get
 from localpg.throwaway import free_port
-from tests.images.containers import ManifestContainer, container_spec, podman, remove
-from tests.images.kubelet import http_get
-from tests.polling import wait_until
 
 SIDECAR = container_spec("Deployment", "kata-context", "db-probe")
 
@@ -18,6 +19,12 @@ SIDECAR = container_spec("Deployment", "kata-context", "db-probe")
 def setting(name: str) -> float:
     """A PROBE_* value the manifest sets for the sidecar."""
     return float(next(e["value"] for e in SIDECAR["env"] if e["name"] == name))
+
+
+INTERVAL = setting("PROBE_INTERVAL")
+TIMEOUT = setting("PROBE_TIMEOUT")
+SHUTDOWN_DELAY = setting("PROBE_SHUTDOWN_DELAY")
+STALENESS = 3 * INTERVAL  # a round older than this counts as failing (README)
 
 
 @dataclass
@@ -32,7 +39,9 @@ class ProbeContainer:
 
     def container(self) -> ManifestContainer:
         overrides = {"PROBE_PORT": str(self.port), **self.extra_env}
-        return ManifestContainer(SIDECAR, {"DATABASE_URL": self.url}, overrides=overrides, options=self.options)
+        return ManifestContainer(
+            SIDECAR, {"DATABASE_URL": self.url}, overrides=overrides, options=self.options
+        )
 
     def start(self, *, writable: bool = False) -> ProbeContainer:
         subprocess.run(
@@ -48,16 +57,17 @@ class ProbeContainer:
         return http_get(f"http://127.0.0.1:{self.port}{path}", timeout)
 
     def get_text(self, path: str) -> str:
-        import urllib.request
-
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as response:
             return str(response.read().decode())
 
-    def until_status(self, path: str, status: int, timeout: float) -> float:
-        try:
-            return wait_until(lambda: self.status(path) == status, timeout, f"{path} {status}", interval=0.1)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\n{self.logs()[-3000:]}") from None
+    def until_status(self, path: str, status: int, timeout: float) -> None:
+        """Return once `path` answers `status`; AssertionError with the container's log after
+        `timeout` seconds or when the container has exited."""
+        deadline = time.monotonic() + timeout
+        while self.status(path) != status:
+            if time.monotonic() > deadline or not self.running():
+                raise AssertionError(f"{path} never answered {status} in {timeout} s:\n{self.logs()[-3000:]}")
+            time.sleep(0.1)
 
     def running(self) -> bool:
         state = podman("inspect", "--format", "{{.State.Running}}", self.name)

@@ -42,7 +42,7 @@ class ProbeSpec:
 def http_get(url: str, timeout: float) -> int:
     """The status code, or 0 when the request timed out or could not connect."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (http://127.0.0.1 only)
             return int(response.status)
     except urllib.error.HTTPError as exc:
         return exc.code
@@ -106,6 +106,19 @@ class Prober:
     def first(self, passing: bool, after: float) -> float | None:
         """When the verdict first became `passing` at or after `after`, or None."""
         return next((at for at, state in self.transitions() if state is passing and at >= after), None)
+
+    def wait_for(self, passing: bool, after: float, timeout: float) -> float:
+        """When the verdict became `passing` (at or after `after`); AssertionError after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while (at := self.first(passing, after)) is None:
+            if time.monotonic() > deadline:
+                polls = [(round(p.at - after, 1), p.status) for p in list(self.polls) if p.at >= after]
+                raise AssertionError(
+                    f"kubelet{self.spec.path}: never {'passing' if passing else 'failing'} "
+                    f"within {timeout} s; polls (seconds, status): {polls}"
+                )
+            time.sleep(0.1)
+        return at
 
     def failures(self) -> list[Poll]:
         return [poll for poll in list(self.polls) if not poll.ok]

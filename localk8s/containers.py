@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 # crun fails on this kind of machine ("cgroups in hybrid mode not supported"); runc works.
 PODMAN = ("podman", "--runtime", "runc")
 VERSION: str = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
@@ -27,9 +27,7 @@ ENGINE_PATHS = frozenset({"/etc", "/etc/mtab", "/run", "/run/.containerenv"})
 
 
 def podman(*args: str, timeout: float = 120, check: bool = False) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*PODMAN, *args], capture_output=True, text=True, timeout=timeout, check=check
-    )
+    return subprocess.run([*PODMAN, *args], capture_output=True, text=True, timeout=timeout, check=check)
 
 
 def unavailable_reason() -> str | None:
