@@ -14,7 +14,6 @@ from localk8s.probe_container import INTERVAL, STALENESS, TIMEOUT
 from localk8s.scenarios import LIVENESS, READINESS, database_outage, migrate, stuck_monitor
 from localpg.throwaway import running_server, wheel_bin_dir
 
-
 OBSERVER = 0.5  # the resolution of a measurement taken from outside the container
 
 
