@@ -74,6 +74,11 @@ build() {
 
 main() {
     local base="${PYTHON_IMAGE:-}"
+    if [ "$(id -u)" -ne 0 ] || ! command -v podman >/dev/null || ! command -v runc >/dev/null; then
+        echo "images: needs root with podman and runc (rootless podman is not set up here):" >&2
+        echo "  sudo scripts/system-packages.sh && sudo scripts/images.sh" >&2
+        exit 1
+    fi
     if [ -z "$base" ]; then
         stand_in_base
         base="$STAND_IN"

@@ -7,6 +7,7 @@ import json
 import subprocess
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -165,3 +166,17 @@ def test_labels_tags_and_manifests_carry_the_version_of_pyproject() -> None:
     )
     assert job("x").spec["image"] == MIGRATOR_IMAGE
     assert container_spec("Deployment", "kata-context", "db-probe")["image"] == PROBE_IMAGE
+
+
+@pytest.mark.parametrize("image", [MIGRATOR_IMAGE, PROBE_IMAGE])
+def test_no_pip_setting_or_ca_bundle_of_the_build_reaches_the_image(image: str) -> None:
+    """scripts/images.sh hands pip its config and CA as build secrets: none may be in a layer."""
+    env = json.loads(podman("image", "inspect", "--format", "{{json .Config.Env}}", image, check=True).stdout)
+    assert not [e for e in env if e.startswith(("PIP_", "REQUESTS_CA_BUNDLE", "SSL_CERT"))], env
+    root = Path(podman("image", "mount", image, check=True).stdout.strip())
+    try:
+        leaked = [p for name in ("pip.conf", "pip-ca.pem") for p in root.rglob(name)]
+        assert leaked == []
+        assert not (root / "run" / "secrets").exists()
+    finally:
+        podman("image", "unmount", image)
