@@ -180,3 +180,17 @@ def test_no_pip_setting_or_ca_bundle_of_the_build_reaches_the_image(image: str) 
         assert not (root / "run" / "secrets").exists()
     finally:
         podman("image", "unmount", image)
+
+
+def test_the_bytecode_in_the_image_is_current_so_no_start_compiles_anything(names: list[str]) -> None:
+    """As root and with bytecode writes allowed this once, Python would rewrite any stale or
+    missing .pyc it imports: an empty diff shows every import is served from the image's."""
+    names.append(f"kata-test-pyc-{uuid.uuid4().hex[:12]}")
+    modules = "probe.app, probe.cli, migrator.cli, aiohttp.web, asyncpg, prometheus_client, yaml"
+    result = podman(
+        *("run", "--name", names[-1], "--passwd=false", "--user", "0", "--env", "PYTHONDONTWRITEBYTECODE="),
+        *ulimits(),
+        *("--entrypoint", "/opt/venv/bin/python", PROBE_IMAGE, "-c", f"import {modules}"),
+    )
+    assert result.returncode == 0, result.stderr
+    assert diff(names[-1]) == []
