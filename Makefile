@@ -38,7 +38,7 @@ test: $(VENV)/.installed-dev
 lint: $(VENV)/.installed-dev
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
-	@$(VENV)/bin/mypy --strict pgconn migrator probe localpg localk8s scripts/run_local.py
+	@$(VENV)/bin/mypy --strict pgconn schema migrator probe localpg localk8s scripts/run_local.py
 
 ## bench: benchmarks that print figures (not tests)
 bench: $(VENV)/.installed-dev

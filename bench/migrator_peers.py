@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from bench import peers, report
-from bench.relay import Relay
+from localpg.relay import Relay
 from localpg.throwaway import SUPERUSER, SUPERUSER_PASSWORD, PostgresServer, running_server, wheel_bin_dir
 
 APPLY_SIZES = (1, 100, 500)

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from localpg.install import SERVICE_USER, as_service_user, reachable_install, service_user, wheel_install
+from localpg.cluster import Cluster, give, tail
+from localpg.install import reachable_install, wheel_install
 
 SUPERUSER = "postgres"
 SUPERUSER_PASSWORD = "pg-admin-pw"
@@ -39,9 +40,7 @@ def free_port() -> int:
 def owned_tempdir(prefix: str) -> Path:
     """A directory the service user owns, outside root's private pytest tmp tree."""
     path = Path(tempfile.mkdtemp(prefix=prefix))
-    user = service_user()
-    if user:
-        shutil.chown(path, user, user)
+    give(path)
     path.chmod(0o700)
     return path
 
@@ -57,38 +56,23 @@ class PostgresServer:
     log_file: Path
     extra_settings: tuple[str, ...] = ()
 
+    @property
+    def cluster(self) -> Cluster:
+        return Cluster(self.bin_dir, self.data_dir, self.log_file)
+
     @classmethod
     def start(cls, bin_dir: Path, *, settings: Sequence[str] = ()) -> PostgresServer:
         root = owned_tempdir("kata-pg-")
         server = cls(bin_dir, root / "data", root, free_port(), root / "server.log", tuple(settings))
-        pwfile = root / "pw"
-        pwfile.write_text(SUPERUSER_PASSWORD + "\n")
-        if service_user():
-            shutil.chown(pwfile, SERVICE_USER, SERVICE_USER)
-        subprocess.run(
-            as_service_user(
-                [
-                    str(bin_dir / "initdb"),
-                    "-D",
-                    str(server.data_dir),
-                    "-U",
-                    SUPERUSER,
-                    f"--pwfile={pwfile}",
-                    "--auth-host=scram-sha-256",
-                    "--auth-local=trust",
-                    "-E",
-                    "UTF8",
-                    "--locale=C",
-                    "--no-sync",
-                ]
-            ),
-            check=True,
-            capture_output=True,
+        created = server.cluster.initdb(
+            SUPERUSER, SUPERUSER_PASSWORD, "--auth-host=scram-sha-256", "--auth-local=trust", "--no-sync"
         )
+        if created.returncode != 0:
+            raise RuntimeError(f"initdb failed: {tail(created.stderr)}")
         server.resume()
         return server
 
-    def options(self) -> str:
+    def options(self) -> list[str]:
         base = [
             "-h 127.0.0.1",
             f"-p {self.port}",
@@ -97,41 +81,19 @@ class PostgresServer:
             "-c max_connections=200",
             "-c full_page_writes=off",
         ]
-        return " ".join(base + [f"-c {s}" for s in self.extra_settings])
+        return base + [f"-c {s}" for s in self.extra_settings]
 
     def resume(self) -> None:
         """Start (or restart) the server and wait until it accepts connections."""
-        subprocess.run(
-            as_service_user(
-                [
-                    str(self.bin_dir / "pg_ctl"),
-                    "-D",
-                    str(self.data_dir),
-                    "-l",
-                    str(self.log_file),
-                    "-o",
-                    self.options(),
-                    "-w",
-                    "-t",
-                    "60",
-                    "start",
-                ]
-            ),
-            check=True,
-            capture_output=True,
-        )
+        started = self.cluster.start(self.options())
+        if started.returncode != 0:
+            raise RuntimeError(f"pg_ctl start failed: {tail(started.stderr or started.stdout)}")
 
     def halt(self, mode: str = "fast") -> None:
-        subprocess.run(
-            as_service_user(
-                [str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w", "stop"]
-            ),
-            check=False,
-            capture_output=True,
-        )
+        self.cluster.stop(mode)
 
     def postmaster_pid(self) -> int:
-        return int((self.data_dir / "postmaster.pid").read_text().splitlines()[0])
+        return self.cluster.postmaster_pid()
 
     def stop(self) -> None:
         self.halt("immediate")

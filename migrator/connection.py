@@ -12,7 +12,7 @@ from migrator.errors import DatabaseUnreachable, PoolerRefused
 from migrator.events import EventLog
 from pgconn.connect import connect
 from pgconn.dsn import DatabaseUrl
-from pgconn.errors import classify_error, is_authentication_failure
+from pgconn.errors import Reason, classify_error
 from pgconn.pooler import PoolerSetting, decide_pooled, is_pooler_host
 from pgconn.settings import DatabaseSettings
 
@@ -20,7 +20,7 @@ FIRST_BACKOFF: Final = 0.25
 MAX_BACKOFF: Final = 5.0
 ATTEMPT_TIMEOUT: Final = 10.0
 # Retrying cannot fix these: stop at once rather than hammer the server until the deadline.
-FINAL_REASONS: Final = frozenset({"authentication failed", "database does not exist"})
+FINAL_REASONS: Final = frozenset({Reason.AUTHENTICATION, Reason.DATABASE_MISSING})
 
 
 def direct_url(settings: DatabaseSettings) -> DatabaseUrl:
@@ -70,7 +70,7 @@ async def connect_with_retry(
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
             reason = classify_error(exc)
             waited = time.monotonic() - started
-            if is_authentication_failure(exc) or reason in FINAL_REASONS:
+            if reason in FINAL_REASONS:
                 raise DatabaseUnreachable(url.redacted(), reason, waited) from exc
             remaining = deadline - time.monotonic()
             if remaining <= 0:

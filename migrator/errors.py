@@ -1,9 +1,28 @@
-"""One exception class per exit code; each builds the one line an operator reads."""
+"""One exception class per exit code; each builds the one line an operator reads. The table of
+exit codes is here and only here: `--help`, README.md and docs/migrator.md are checked against it."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import ClassVar
+from collections.abc import Mapping, Sequence
+from typing import ClassVar, Final
+
+from pgconn.errors import Reason, classify_error
+
+# code -> meaning. The docs' tables start each row with this meaning and may add detail after it.
+EXIT_CODES: Final[Mapping[str, str]] = {
+    "0": "success: applied, or nothing to do",
+    "1": "unexpected internal error",
+    "2": "usage or configuration error",
+    "3": "database unreachable, authentication failed, database missing, or connection lost",
+    "4": "pgvector missing, not installable by this role, or too old",
+    "5": "a migration failed and was rolled back",
+    "6": "drift: an applied migration changed or is missing locally",
+    "7": "timed out waiting for another migrator's lock",
+    "8": "migrations pending",
+    "9": "refused: pooled connection and no `DATABASE_URL_UNPOOLED`",
+    "10": "insufficient privilege",
+    "130 / 143": "interrupted by SIGINT / SIGTERM",
+}
 
 
 class MigratorError(Exception):
@@ -17,8 +36,11 @@ class InternalError(MigratorError):
     exit_code = 1
     event = "internal_error"
 
-    def __init__(self, detail: str) -> None:
-        super().__init__(f"unexpected internal error: {detail}; this is a bug, please report it with the log")
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(
+            f"unexpected internal error: {type(exc).__name__}: {exc}; this is a bug, please report it "
+            "with the log"
+        )
 
 
 class UsageError(MigratorError):
@@ -32,14 +54,16 @@ class DatabaseUnreachable(MigratorError):
     exit_code = 3
     event = "database_unreachable"
 
+    ADVICE: ClassVar[Mapping[str, str]] = {
+        Reason.AUTHENTICATION: "check the user and password in the URL (the Secret); not retried",
+        Reason.DATABASE_MISSING: "create the database or fix the database name in the URL",
+    }
+
     def __init__(self, target: str, reason: str, waited: float) -> None:
         self.reason = reason
-        if reason == "authentication failed":
-            advice = "check the user and password in the URL (the Secret); not retried"
-        elif reason == "database does not exist":
-            advice = "create the database or fix the database name in the URL"
-        else:
-            advice = "check that the server is up and reachable, or raise --connect-timeout"
+        advice = self.ADVICE.get(
+            reason, "check that the server is up and reachable, or raise --connect-timeout"
+        )
         super().__init__(f"cannot connect to {target} after {waited:.1f} s: {reason}; {advice}")
 
 
@@ -49,10 +73,10 @@ class ConnectionLost(MigratorError):
     exit_code = 3
     event = "connection_lost"
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, exc: BaseException) -> None:
         super().__init__(
-            f"lost the database connection ({reason}); any open transaction was rolled back by the server, "
-            "run again once the database is reachable"
+            f"lost the database connection ({classify_error(exc)}); any open transaction was rolled back "
+            "by the server, run again once the database is reachable"
         )
 
 
@@ -125,6 +149,34 @@ class MigrationsPending(MigratorError):
 class PoolerRefused(MigratorError):
     exit_code = 9
     event = "pooler_refused"
+
+
+class RoleMissing(MigratorError):
+    """MIGRATOR_APP_ROLE / MIGRATOR_PROBE_ROLE name no role (or an unusable one): a setting to fix,
+    found right after connecting, before the lock and before anything is applied."""
+
+    exit_code = 2
+    event = "role_missing"
+
+
+class InsufficientPrivilege(MigratorError):
+    """The connected role lacks a privilege. A GRANT, or the right role's credentials, fixes it;
+    a retry cannot, hence a code of its own (README.md says why 10)."""
+
+    exit_code = 10
+    event = "insufficient_privilege"
+
+    def __init__(
+        self, role: str, missing: Sequence[str], fix: str, *, where: str = "", advice: str = ""
+    ) -> None:
+        self.role = role
+        self.missing = tuple(missing)
+        self.fix = fix
+        super().__init__(
+            f"permission denied: role {role} lacks {'; '.join(missing)}{where}; "
+            + (f"{advice} " if advice else "")
+            + f"to fix it run {fix}"
+        )
 
 
 class Interrupted(MigratorError):

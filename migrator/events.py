@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
 from typing import TextIO
+
+from pgconn.logs import json_line, utc_timestamp
 
 FORMATS = ("json", "text")
 
@@ -36,15 +37,11 @@ class EventLog:
         return text
 
     def emit(self, event: str, message: str = "", *, level: str = "info", **fields: object) -> None:
-        stamp = datetime.fromtimestamp(self.clock(), UTC).isoformat(timespec="milliseconds")
-        stamp = stamp.replace("+00:00", "Z")
+        now = self.clock()
         if self.fmt == "json":
-            record: dict[str, object] = {"ts": stamp, "level": level, "event": event}
-            if message:
-                record["msg"] = message
-            record.update(fields)
-            line = json.dumps(record, default=str, ensure_ascii=False)
+            line = json_line(now, level, {"event": event, **({"msg": message} if message else {}), **fields})
         else:
+            stamp = utc_timestamp(now)
             extras = " ".join(f"{key}={_text_value(value)}" for key, value in fields.items())
             line = " ".join(part for part in (stamp, level.upper(), event, message, extras) if part)
         self.stream.write(self.scrub(line) + "\n")

@@ -10,12 +10,14 @@ from typing import Final
 
 import asyncpg
 
-from migrator import lock, preflight
-from migrator.catalog import Catalog, Migration, Statement, line_column, split_statements
+from migrator import grants, lock, preflight, privileges
 from migrator.errors import DriftDetected, MigrationFailed
 from migrator.events import EventLog
-from migrator.ledger import CREATE_TABLE, TABLE, SchemaState, read_state
 from pgconn.errors import classify_error
+from schema.catalog import Catalog, Migration
+from schema.ledger import BASELINE, create_ledger, insert_row_sql
+from schema.splitter import Statement, line_column, split_statements
+from schema.verdicts import SchemaState, changed_files, missing_files, read_state
 
 # A migrator killed by SIGKILL (or on a lost node) leaves its backend running the statement and
 # holding the lock; with this the server notices the dead client within seconds (PostgreSQL 14+).
@@ -29,6 +31,8 @@ class RunOptions:
     lock_timeout: float = 120.0
     statement_timeout: float = 3600.0
     ddl_lock_timeout: float = 10.0
+    # Who `up` grants to after (and, through default privileges, while) applying.
+    roles: grants.Roles = grants.NO_ROLES
 
 
 @dataclass(frozen=True)
@@ -47,14 +51,8 @@ def _elapsed_ms(started: float) -> float:
 
 def check_drift(catalog: Catalog, state: SchemaState) -> None:
     """DriftDetected (exit 6) naming the files when an applied migration changed or vanished."""
-    if not state.drifted:
-        return
-    files = catalog.by_version()
-    names = {row.version: f"{row.version:04d}_{row.name}.sql" for row in state.applied}
-    raise DriftDetected(
-        changed=[files[v].filename for v in state.changed],
-        missing=[names[v] for v in state.missing],
-    )
+    if state.drifted:
+        raise DriftDetected(changed=changed_files(catalog, state), missing=missing_files(state))
 
 
 @contextlib.asynccontextmanager
@@ -95,10 +93,12 @@ async def migrate(
         check_drift(catalog, state)
         if not state.pending:
             log.info("nothing_to_do", "the database is up to date", version=state.version)
+            await grants.apply(conn, options.roles, log)
             return RunResult((), state.version)
         extension = await preflight.ensure_pgvector(conn)
         log.info("pgvector_ready", version=extension.version, created=extension.created)
-        await conn.execute(CREATE_TABLE)
+        await create_ledger(conn)
+        await grants.apply(conn, options.roles, log)  # before the files: see migrator/grants.py
         files = catalog.by_version()
         applied = []
         for version in state.pending:
@@ -111,6 +111,7 @@ async def migrate(
                 )
             await apply_migration(conn, migration, options, applied_by, log)
             applied.append(migration)
+        await grants.apply(conn, options.roles, log)
     version = max([state.version, *(m.version for m in applied)])
     log.info("migrations_applied", count=len(applied), version=version, duration_ms=_elapsed_ms(started))
     return RunResult(tuple(applied), version)
@@ -158,6 +159,8 @@ async def apply_migration(
                     await conn.execute("RESET lock_timeout; RESET statement_timeout")
             duration = _elapsed_ms(started)
             await conn.execute(insert_row_sql(migration, duration, applied_by))
+    except asyncpg.InsufficientPrivilegeError as exc:
+        raise await privileges.in_migration(conn, migration, current, exc) from exc
     except asyncpg.PostgresError as exc:
         raise failure(migration, current, exc) from exc
     except (asyncpg.InterfaceError, OSError) as exc:
@@ -166,23 +169,6 @@ async def apply_migration(
             migration.filename, line, column, classify_error(exc), transactional=migration.transactional
         ) from exc
     log.info("migration_applied", version=migration.version, file=migration.filename, duration_ms=duration)
-
-
-def quote_literal(value: object) -> str:
-    """A SQL literal for the ledger row. An E'' string reads the same whatever
-    standard_conforming_strings is, and a migration may have changed that setting."""
-    if isinstance(value, int | float):
-        return repr(value)
-    text = str(value).replace("\x00", "").replace("\\", "\\\\").replace("'", "''")
-    return f"E'{text}'"
-
-
-def insert_row_sql(migration: Migration, duration_ms: float, applied_by: str, kind: str = "applied") -> str:
-    """The ledger row as one simple-protocol statement: no Parse/Bind round trip of its own, so it
-    can ride with COMMIT in the same query."""
-    row = (migration.version, migration.name, migration.checksum, duration_ms, applied_by, kind)
-    values = ", ".join(quote_literal(v) for v in row)
-    return f"INSERT INTO {TABLE} (version, name, checksum, duration_ms, applied_by, kind) VALUES ({values})"
 
 
 def failure(migration: Migration, statement: Statement, exc: asyncpg.PostgresError) -> MigrationFailed:
@@ -217,10 +203,10 @@ async def baseline(
         check_drift(catalog, state)
         done = {row.version for row in state.applied}
         marked = tuple(m for m in catalog.migrations if m.version <= up_to and m.version not in done)
-        await conn.execute(CREATE_TABLE)
+        await create_ledger(conn)
         async with conn.transaction():
             for migration in marked:
-                await conn.execute(insert_row_sql(migration, 0.0, applied_by, "baseline"))
+                await conn.execute(insert_row_sql(migration, 0.0, applied_by, BASELINE))
                 log.info("migration_baselined", version=migration.version, file=migration.filename)
     log.info("baseline_done", count=len(marked), up_to=up_to)
     return marked

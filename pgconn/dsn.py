@@ -7,6 +7,8 @@ from dataclasses import dataclass, field, replace
 from typing import Final
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
+from pgconn.options import SettingsError, parse_port
+
 SCHEMES: Final = frozenset({"postgres", "postgresql"})
 SSLMODES: Final = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 # libpq parameters we understand or may safely ignore; anything else is a typo worth
@@ -90,6 +92,16 @@ class DatabaseUrl:
         return self.redacted()
 
 
+def raw_passwords(text: str) -> set[str]:
+    """The passwords in a URL too broken to parse (as written and percent-decoded), so that a
+    usage error about it cannot leak one."""
+    found: set[str] = set()
+    for pattern in (r"://[^/@:]*:([^@/]+)@", r"[?&]password=([^&]+)"):
+        for match in re.finditer(pattern, text):
+            found.update({match.group(1), unquote(match.group(1))})
+    return {secret for secret in found if secret}
+
+
 def parse_database_url(text: str, setting: str = "DATABASE_URL") -> DatabaseUrl:
     """Parse `postgres[ql]://user:password@host:port/db?params`; raise InvalidDatabaseUrl."""
     text = text.strip()
@@ -133,9 +145,10 @@ def _port_text(netloc: str) -> str:
 
 
 def _parse_port(text: str, setting: str) -> int:
-    if not re.fullmatch(r"[0-9]{1,5}", text) or not 0 < int(text) < 65536:
-        raise InvalidDatabaseUrl(setting, f"port {text!r} is not a number between 1 and 65535")
-    return int(text)
+    try:
+        return parse_port("port", text)
+    except SettingsError:
+        raise InvalidDatabaseUrl(setting, f"port {text!r} is not a number between 1 and 65535") from None
 
 
 def _parse_params(query: str, setting: str) -> tuple[tuple[str, str], ...]:

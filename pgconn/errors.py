@@ -5,68 +5,94 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+from enum import StrEnum
 from typing import Final
 
 import asyncpg
 
-# SQLSTATE -> fixed text. Driver messages can carry a host, a user or worse; these cannot.
-SQLSTATE_TEXTS: Final = {
-    "28P01": "authentication failed",
-    "28000": "authentication failed",
-    "3D000": "database does not exist",
-    "53300": "too many connections",
-    "57P01": "server shutting down",
-    "57P02": "server shutting down",
-    "57P03": "server starting up",
-    "57014": "query canceled",
-    "55P03": "lock timeout",
-    "08006": "connection lost",
-    "08001": "connection failed",
-    "08004": "connection rejected",
-    "0A000": "feature not supported",
-    "42501": "permission denied",
+
+class Reason(StrEnum):
+    """Why talking to the database failed, as a fixed text: driver messages can carry a host, a
+    user or worse; these cannot. The value is what logs, health bodies and exits show."""
+
+    AUTHENTICATION = "authentication failed"
+    DATABASE_MISSING = "database does not exist"
+    TOO_MANY_CONNECTIONS = "too many connections"
+    SHUTTING_DOWN = "server shutting down"
+    STARTING_UP = "server starting up"
+    QUERY_CANCELED = "query canceled"
+    LOCK_TIMEOUT = "lock timeout"
+    CONNECTION_LOST = "connection lost"
+    CONNECTION_FAILED = "connection failed"
+    CONNECTION_REJECTED = "connection rejected"
+    FEATURE_NOT_SUPPORTED = "feature not supported"
+    PERMISSION_DENIED = "permission denied"
+    TIMEOUT = "timeout"
+    TLS = "TLS error"
+    CONNECTION_REFUSED = "connection refused"
+    HOST_NOT_FOUND = "host not found"
+    NETWORK = "network error"
+    CLIENT = "client error"
+    SERVER = "server error"
+    UNEXPECTED = "unexpected error"
+
+
+SQLSTATE_REASONS: Final = {
+    "28P01": Reason.AUTHENTICATION,
+    "28000": Reason.AUTHENTICATION,
+    "3D000": Reason.DATABASE_MISSING,
+    "53300": Reason.TOO_MANY_CONNECTIONS,
+    "57P01": Reason.SHUTTING_DOWN,
+    "57P02": Reason.SHUTTING_DOWN,
+    "57P03": Reason.STARTING_UP,
+    "57014": Reason.QUERY_CANCELED,
+    "55P03": Reason.LOCK_TIMEOUT,
+    "08006": Reason.CONNECTION_LOST,
+    "08001": Reason.CONNECTION_FAILED,
+    "08004": Reason.CONNECTION_REJECTED,
+    "0A000": Reason.FEATURE_NOT_SUPPORTED,
+    "42501": Reason.PERMISSION_DENIED,
 }
-AUTHENTICATION: Final = "authentication failed"
 
 
 def classify_error(exc: BaseException) -> str:
     """A fixed, credential-free description of why talking to the database failed."""
     sqlstate = getattr(exc, "sqlstate", None)
-    if isinstance(sqlstate, str) and sqlstate in SQLSTATE_TEXTS:
-        return SQLSTATE_TEXTS[sqlstate]
+    if isinstance(sqlstate, str) and sqlstate in SQLSTATE_REASONS:
+        return SQLSTATE_REASONS[sqlstate]
     if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError | asyncpg.InvalidPasswordError):
-        return AUTHENTICATION
+        return Reason.AUTHENTICATION
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
-        return "timeout"
+        return Reason.TIMEOUT
     if isinstance(exc, ssl.SSLError | ssl.CertificateError):
-        return "TLS error"
+        return Reason.TLS
     if isinstance(exc, ConnectionError) and "rejected ssl upgrade" in str(exc).lower():
         # asyncpg's answer when sslmode requires TLS and the server has none: not a network fault.
-        return "TLS error"
+        return Reason.TLS
     if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
+        return Reason.CONNECTION_REFUSED
     if isinstance(exc, socket.gaierror):
-        return "host not found"
+        return Reason.HOST_NOT_FOUND
     if isinstance(exc, ConnectionError | asyncpg.ConnectionDoesNotExistError):
-        return "connection lost"
+        return Reason.CONNECTION_LOST
     if isinstance(exc, asyncpg.InterfaceError | asyncpg.InternalClientError):
         return _interface_text(exc)
     if isinstance(exc, OSError):
-        return "network error"
+        return Reason.NETWORK
     if isinstance(exc, asyncpg.PostgresError):
-        return f"server error (SQLSTATE {sqlstate})" if sqlstate else "server error"
-    return "unexpected error"
+        return f"{Reason.SERVER} (SQLSTATE {sqlstate})" if sqlstate else Reason.SERVER
+    return Reason.UNEXPECTED
 
 
 def _interface_text(exc: BaseException) -> str:
     message = str(exc).lower()
     if "ssl" in message or "tls" in message:
-        return "TLS error"
+        return Reason.TLS
     if "closed" in message or "connection" in message:
-        return "connection lost"
-    return "client error"
+        return Reason.CONNECTION_LOST
+    return Reason.CLIENT
 
 
 def is_authentication_failure(exc: BaseException) -> bool:
     """Retrying a wrong password only locks accounts and fills logs: callers stop at once."""
-    return classify_error(exc) == AUTHENTICATION
+    return classify_error(exc) == Reason.AUTHENTICATION

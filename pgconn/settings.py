@@ -5,18 +5,52 @@ from __future__ import annotations
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
+from typing import Any, Final
 
 from pgconn.dsn import DatabaseUrl, InvalidDatabaseUrl, parse_database_url
+from pgconn.options import Option, SettingsError, parse_text
 from pgconn.pooler import PoolerSetting
 
 # PostgreSQL truncates application_name to NAMEDATALEN - 1 bytes.
 APPLICATION_NAME_MAX = 63
 
-
-class SettingsError(ValueError):
-    """A missing or malformed setting; the message names it and says how to fix it."""
+# Read together by `DatabaseSettings.from_env`; in the table for flags, help and YAML keys.
+DATABASE_URL: Final = Option(
+    "database_url", "DATABASE_URL", None, None, parse_text, "the application's PostgreSQL URL (required)"
+)
+DATABASE_URL_UNPOOLED: Final = Option(
+    "database_url_unpooled",
+    "DATABASE_URL_UNPOOLED",
+    None,
+    None,
+    parse_text,
+    "direct URL, preferred for locks",
+)
+DATABASE_POOLED: Final = Option(
+    "pooled",
+    "DATABASE_POOLED",
+    "--pooled",
+    "auto",
+    parse_text,
+    "auto, true or false: override pooler detection",
+    "MODE",
+)
+MIGRATIONS_DIR: Final = Option(
+    "migrations_dir",
+    "MIGRATIONS_DIR",
+    "--migrations",
+    None,
+    parse_text,
+    "folder of NNNN_slug.sql files (default: packaged)",
+    "DIR",
+)
+DATABASE_OPTIONS: Final[tuple[Option[Any], ...]] = (
+    DATABASE_URL,
+    DATABASE_URL_UNPOOLED,
+    DATABASE_POOLED,
+    MIGRATIONS_DIR,
+)
 
 
 @dataclass(frozen=True)
@@ -26,7 +60,7 @@ class DatabaseSettings:
     url: DatabaseUrl
     unpooled_url: DatabaseUrl | None
     pooled: PoolerSetting
-    migrations_dir: Path
+    migrations_dir: Path | None  # None: the files packaged with the program
     application_name: str = field(default="kata")
 
     @classmethod
@@ -56,7 +90,7 @@ class DatabaseSettings:
             url=url,
             unpooled_url=unpooled,
             pooled=pooled,
-            migrations_dir=Path(directory) if directory else packaged_migrations_dir(),
+            migrations_dir=Path(directory) if directory else None,
             application_name=application_name(program, env),
         )
 
@@ -65,23 +99,3 @@ def application_name(program: str, env: Mapping[str, str]) -> str:
     """`kata-migrate@<pod>`: who holds a lock or applied a migration, as pg_stat_activity shows."""
     who = env.get("POD_NAME") or env.get("HOSTNAME") or socket.gethostname()
     return f"{program}@{who}"[:APPLICATION_NAME_MAX]
-
-
-def packaged_migrations_dir() -> Path:
-    """The SQL files shipped inside the installed distribution (package `kata_migrations`)."""
-    try:
-        return Path(str(resources.files("kata_migrations")))
-    except ModuleNotFoundError:
-        # Running from a checkout that was not installed: migrations/ beside the packages.
-        return Path(__file__).resolve().parent.parent / "migrations"
-
-
-def parse_seconds(name: str, text: str, *, minimum: float = 0.0) -> float:
-    """A duration setting in seconds; `SettingsError` naming the setting when it is not one."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise SettingsError(f"{name}={text!r} is not a number of seconds") from None
-    if not value >= minimum or value != value or value == float("inf"):
-        raise SettingsError(f"{name}={text!r} must be a finite number of seconds >= {minimum:g}")
-    return value

@@ -13,7 +13,6 @@ from typing import Any, Final
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from migrator.catalog import Catalog, read_catalog
 from probe.checks import CHECK_NAMES, default_checks
 from probe.health import View, check_verdict, health_body, readiness, shutdown_verdict
 from probe.metrics import ProbeMetrics, define_metrics
@@ -21,6 +20,7 @@ from probe.monitor import Monitor
 from probe.pool import STATES, ConnectionPool
 from probe.pooled import PoolerObserver
 from probe.settings import ProbeSettings
+from schema.catalog import Catalog, read_catalog
 
 NO_STORE: Final = {"Cache-Control": "no-store"}
 

@@ -10,9 +10,9 @@ from typing import Any, Final
 
 import asyncpg
 
-from migrator.catalog import Catalog
-from migrator.ledger import read_state
 from pgconn.errors import classify_error
+from schema.catalog import Catalog
+from schema.verdicts import read_state
 
 DATABASE: Final = "database"
 PGVECTOR: Final = "pgvector"

@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from migrator.catalog import Catalog, CatalogError, read_catalog
-from pgconn.settings import SettingsError
+from pgconn.logs import configure_logging
+from pgconn.options import SettingsError
 from probe.app import STATE, create_app, probe_version
-from probe.logs import configure_logging
 from probe.settings import ProbeSettings
+from schema.catalog import Catalog, CatalogError, read_catalog
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1

@@ -16,6 +16,7 @@ from probe.checks import DATABASE, Check, CheckResult, run_check, skipped
 from probe.metrics import ProbeMetrics
 from probe.pool import ConnectionPool
 from probe.pooled import PoolerObserver
+from probe.settings import staleness
 
 log = logging.getLogger("probe.monitor")
 
@@ -70,7 +71,7 @@ class Monitor:
 
     @property
     def staleness(self) -> float:
-        return 3 * self.interval
+        return staleness(self.interval)
 
     def fresh(self) -> Snapshot | None:
         """The latest snapshot if it is younger than the staleness bound, else None."""

@@ -10,45 +10,68 @@ from typing import Any, Final
 
 import yaml
 
-from pgconn.settings import DatabaseSettings, SettingsError, parse_seconds
+from pgconn.options import (
+    Option,
+    SettingsError,
+    Sources,
+    add_flags,
+    parse_port,
+    parse_seconds,
+    parse_text,
+    seconds_at_least,
+)
+from pgconn.settings import DATABASE_OPTIONS, DatabaseSettings
 
 PROGRAM: Final = "kata-probe"
+# A result older than this many intervals counts as failing: three missed rounds.
+STALE_ROUNDS: Final = 3
 
 
-@dataclass(frozen=True)
-class Option:
-    """One setting under its three spellings: YAML key, environment variable, command-line flag."""
-
-    key: str
-    env: str
-    flag: str | None
-    help: str
+def staleness(interval: float) -> float:
+    """The age past which a round's result counts as failing."""
+    return STALE_ROUNDS * interval
 
 
-OPTIONS: Final = (
-    Option("database_url", "DATABASE_URL", None, "the application's PostgreSQL URL (required)"),
-    Option("database_url_unpooled", "DATABASE_URL_UNPOOLED", None, "direct URL (unused by the probe)"),
-    Option("pooled", "DATABASE_POOLED", "--pooled", "auto, true or false: override pooler detection"),
-    Option("migrations_dir", "MIGRATIONS_DIR", "--migrations", "folder of NNNN_slug.sql files"),
-    Option("host", "PROBE_HOST", "--host", "listen address (default 0.0.0.0)"),
-    Option("port", "PROBE_PORT", "--port", "listen port (default 8081)"),
-    Option("interval", "PROBE_INTERVAL", "--interval", "seconds between check rounds (default 5)"),
-    Option("timeout", "PROBE_TIMEOUT", "--timeout", "seconds one round may take (default 2)"),
-    Option(
-        "shutdown_delay",
-        "PROBE_SHUTDOWN_DELAY",
-        "--shutdown-delay",
-        "seconds to keep answering (readyz 503) after SIGTERM (default 5)",
-    ),
+def parse_host(name: str, text: str) -> str:
+    host = text.strip()
+    if not host:
+        raise SettingsError(f"{name} is empty: use 0.0.0.0 (all addresses) or an IP to listen on")
+    return host
+
+
+# All addresses by default: kubelet probes the pod IP, not loopback.
+HOST: Final = Option("host", "PROBE_HOST", "--host", "0.0.0.0", parse_host, "listen address", "HOST")  # noqa: S104
+PORT: Final = Option("port", "PROBE_PORT", "--port", "8081", parse_port, "listen port", "PORT")
+INTERVAL: Final = Option(
+    "interval",
+    "PROBE_INTERVAL",
+    "--interval",
+    "5",
+    seconds_at_least(0.05),
+    "seconds between check rounds",
+    "SECONDS",
 )
-# All addresses: kubelet probes the pod IP, not loopback.
-DEFAULTS: Final = {
-    "PROBE_HOST": "0.0.0.0",  # noqa: S104
-    "PROBE_PORT": "8081",
-    "PROBE_INTERVAL": "5",
-    "PROBE_TIMEOUT": "2",
-    "PROBE_SHUTDOWN_DELAY": "5",
-}
+TIMEOUT: Final = Option(
+    "timeout",
+    "PROBE_TIMEOUT",
+    "--timeout",
+    "2",
+    seconds_at_least(0.01),
+    "seconds one round may take",
+    "SECONDS",
+)
+SHUTDOWN_DELAY: Final = Option(
+    "shutdown_delay",
+    "PROBE_SHUTDOWN_DELAY",
+    "--shutdown-delay",
+    "5",
+    parse_seconds,
+    "seconds to keep answering (readyz 503) after SIGTERM",
+    "SECONDS",
+)
+OPTIONS: Final[tuple[Option[Any], ...]] = (*DATABASE_OPTIONS, HOST, PORT, INTERVAL, TIMEOUT, SHUTDOWN_DELAY)
+# Not settings of their own, but they name the connection (`application_name`).
+IDENTITY: Final = tuple(Option(n.lower(), n, None, None, parse_text, "") for n in ("POD_NAME", "HOSTNAME"))
 
 
 @dataclass(frozen=True)
@@ -64,55 +87,36 @@ class ProbeSettings:
 
     @property
     def staleness(self) -> float:
-        """A result older than this counts as failing: three missed rounds."""
-        return 3 * self.interval
+        return staleness(self.interval)
 
     @classmethod
     def load(cls, argv: Sequence[str], env: Mapping[str, str]) -> ProbeSettings:
         """Parse flags, read the YAML file they name, merge with `env`; SettingsError when unusable."""
         args = build_parser().parse_args(list(argv))
-        merged: dict[str, str] = {}
-        if args.config:
-            merged.update(read_config_file(Path(args.config)))
-        merged.update({o.env: env[o.env] for o in OPTIONS if o.env in env})
-        for option in OPTIONS:
-            value = getattr(args, option.key, None) if option.flag else None
-            if value is not None:
-                merged[option.env] = value
-        for name in ("POD_NAME", "HOSTNAME"):
-            if name in env:
-                merged[name] = env[name]
-        return cls.from_values(merged)
+        file = read_config_file(Path(args.config)) if args.config else None
+        return cls.from_sources(Sources(vars(args), env, file))
 
     @classmethod
     def from_values(cls, values: Mapping[str, str]) -> ProbeSettings:
         """Build from environment-style names; defaults apply to the PROBE_* ones left out."""
-        merged = {**DEFAULTS, **values}
-        interval = parse_seconds("PROBE_INTERVAL", merged["PROBE_INTERVAL"], minimum=0.05)
-        timeout = parse_seconds("PROBE_TIMEOUT", merged["PROBE_TIMEOUT"], minimum=0.01)
+        return cls.from_sources(Sources({}, values))
+
+    @classmethod
+    def from_sources(cls, sources: Sources) -> ProbeSettings:
+        interval, timeout = sources.value(INTERVAL), sources.value(TIMEOUT)
         if timeout > interval:
             raise SettingsError(
-                f"PROBE_TIMEOUT={merged['PROBE_TIMEOUT']} is longer than PROBE_INTERVAL="
-                f"{merged['PROBE_INTERVAL']}: a round must end before the next one is due"
+                f"PROBE_TIMEOUT={timeout:g} is longer than PROBE_INTERVAL={interval:g}: "
+                "a round must end before the next one is due"
             )
-        host = merged["PROBE_HOST"].strip()
-        if not host:
-            raise SettingsError("PROBE_HOST is empty: use 0.0.0.0 (all addresses) or an IP to listen on")
         return cls(
-            database=DatabaseSettings.from_env(merged, program=PROGRAM),
-            host=host,
-            port=parse_port(merged["PROBE_PORT"]),
+            database=DatabaseSettings.from_env(sources.raw((*OPTIONS, *IDENTITY)), program=PROGRAM),
+            host=sources.value(HOST),
+            port=sources.value(PORT),
             interval=interval,
             timeout=timeout,
-            shutdown_delay=parse_seconds("PROBE_SHUTDOWN_DELAY", merged["PROBE_SHUTDOWN_DELAY"]),
+            shutdown_delay=sources.value(SHUTDOWN_DELAY),
         )
-
-
-def parse_port(text: str) -> int:
-    value = text.strip()
-    if not value.isdigit() or not 0 < int(value) < 65536:
-        raise SettingsError(f"PROBE_PORT={text!r} is not a port number between 1 and 65535")
-    return int(value)
 
 
 def read_config_file(path: Path) -> dict[str, str]:
@@ -158,7 +162,5 @@ def build_parser() -> argparse.ArgumentParser:
         "Flags win over the environment, which wins over the --config file.",
     )
     parser.add_argument("--config", help="YAML file with the settings below as lower-case keys")
-    for option in OPTIONS:
-        if option.flag:
-            parser.add_argument(option.flag, dest=option.key, help=f"{option.help} [{option.env}]")
+    add_flags(parser, OPTIONS)
     return parser

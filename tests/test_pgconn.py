@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 from pgconn.dsn import InvalidDatabaseUrl, parse_database_url
 from pgconn.errors import classify_error, is_authentication_failure
+from pgconn.options import Option, SettingsError, Sources, parse_port, parse_seconds
 from pgconn.pooler import PoolerSetting, decide_pooled, is_pooler_host
-from pgconn.settings import DatabaseSettings, SettingsError, application_name, parse_seconds
+from pgconn.settings import DatabaseSettings, application_name
 
 passwords = st.text(alphabet=st.characters(codec="utf-8"), min_size=4, max_size=30)
 hosts = st.from_regex(r"[a-z][a-z0-9-]{0,15}(\.[a-z][a-z0-9-]{0,10}){0,3}", fullmatch=True)
@@ -123,3 +124,53 @@ def test_parse_seconds(text: str, ok: bool) -> None:
     else:
         with pytest.raises(SettingsError, match="X="):
             parse_seconds("X", text)
+
+
+@pytest.mark.parametrize(
+    ("text", "port"),
+    [
+        *[("5432", 5432), (" 1 ", 1), ("65535", 65535), ("0", None), ("65536", None), ("٣", None)],
+        *[("+1", None), ("1 2", None), ("", None), ("0x50", None), ("123456", None)],
+    ],
+)
+def test_one_port_parser_takes_ascii_digits_from_1_to_65535(text: str, port: int | None) -> None:
+    if port is None:
+        with pytest.raises(SettingsError, match=r"PORT_X=.* is not a port number between 1 and 65535"):
+            parse_port("PORT_X", text)
+    else:
+        assert parse_port("PORT_X", text) == port
+
+
+def test_a_url_port_uses_the_same_parser() -> None:
+    with pytest.raises(InvalidDatabaseUrl, match="port '٣' is not a number between 1 and 65535"):
+        parse_database_url("postgresql://u:p@h:٣/db")
+
+
+SECONDS = Option("wait", "X_WAIT", "--wait", "5", parse_seconds, "seconds to wait")
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "file", "expected"),
+    [
+        ({"wait": "1"}, {"X_WAIT": "2"}, {"X_WAIT": "3"}, ("--wait", 1.0)),
+        ({"wait": None}, {"X_WAIT": "2"}, {"X_WAIT": "3"}, ("X_WAIT", 2.0)),
+        ({}, {"X_WAIT": " "}, {"X_WAIT": "3"}, ("X_WAIT", 3.0)),
+        ({}, {}, None, ("X_WAIT", 5.0)),
+    ],
+)
+def test_flags_win_over_environment_over_file_over_default(
+    flags: dict[str, str | None],
+    env: dict[str, str],
+    file: dict[str, str] | None,
+    expected: tuple[str, float],
+) -> None:
+    sources = Sources(flags, env, file)
+    found = sources.text(SECONDS)
+    assert found is not None and (found[0], sources.value(SECONDS)) == expected
+
+
+def test_a_bad_value_is_named_by_where_it_came_from() -> None:
+    with pytest.raises(SettingsError, match="--wait='soon' is not a number of seconds"):
+        Sources({"wait": "soon"}, {}).value(SECONDS)
+    with pytest.raises(SettingsError, match="X_WAIT='-1' must be a finite number"):
+        Sources({}, {"X_WAIT": "-1"}).value(SECONDS)

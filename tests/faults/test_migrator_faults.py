@@ -22,7 +22,7 @@ import pytest
 
 from localpg.throwaway import SUPERUSER, SUPERUSER_PASSWORD, PostgresServer, wheel_bin_dir
 from migrator.lock import LOCK_CLASS, LOCK_OBJECT
-from pgconn.settings import packaged_migrations_dir
+from schema.catalog import packaged_migrations_dir
 from tests.conftest import Database
 from tests.faults.conftest import iterations, migrate, run_migrator
 from tests.faults.probe_process import REPO

@@ -18,11 +18,11 @@ import asyncpg
 import pytest
 
 from localpg.install import as_service_user
+from localpg.relay import Relay
 from localpg.throwaway import SUPERUSER, SUPERUSER_PASSWORD, PostgresServer
 from tests.conftest import Database, require_system_package
 from tests.faults.conftest import migrate
 from tests.faults.probe_process import INTERVAL, LIVENESS_LIMIT, SLACK, TIMEOUT, LivenessWatch, ProbeProcess
-from tests.faults.tcp import SwitchableRelay
 from tests.pgbouncer import PGBOUNCER, running_pgbouncer, wait_listening
 
 ROUND = INTERVAL + TIMEOUT + SLACK
@@ -90,8 +90,8 @@ def never_ready(probe: ProbeProcess, error: str) -> None:
 
 
 @pytest.fixture
-def relay(pg_server: PostgresServer) -> Iterator[SwitchableRelay]:
-    relay = SwitchableRelay(pg_server.port).start()
+def relay(pg_server: PostgresServer) -> Iterator[Relay]:
+    relay = Relay(pg_server.port).start()
     yield relay
     relay.stop()
 
@@ -101,14 +101,14 @@ def through(url: str, port: int) -> str:
 
 
 def test_listening_but_never_answering(
-    migrated_database: Database, relay: SwitchableRelay, start_probe: Callable[..., ProbeProcess]
+    migrated_database: Database, relay: Relay, start_probe: Callable[..., ProbeProcess]
 ) -> None:
     probe = start_probe(through(migrated_database.url, relay.port))
     exercise(probe, lambda: relay.set_mode("silent"), lambda: relay.set_mode("forward"), "timeout")
 
 
 def test_silent_from_the_start(start_probe: Callable[..., ProbeProcess]) -> None:
-    silent = SwitchableRelay(None, mode="silent").start()
+    silent = Relay(None, mode="silent").start()
     try:
         never_ready(
             start_probe(f"postgresql://app:secret@127.0.0.1:{silent.port}/app?sslmode=disable"), "timeout"

@@ -9,15 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from migrator.catalog import (
-    CatalogError,
-    checksum,
-    line_column,
-    parse_file_name,
-    parse_migration,
-    read_catalog,
-    split_statements,
-)
+from schema.catalog import CatalogError, checksum, parse_file_name, parse_migration, read_catalog
+from schema.splitter import line_column, split_statements
 from tests.migrator.conftest import MIGRATIONS
 
 slugs = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_-]{0,20}", fullmatch=True)

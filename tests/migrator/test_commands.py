@@ -12,6 +12,7 @@ import pytest
 
 from localpg.throwaway import PostgresServer, free_port, wheel_bin_dir
 from migrator.lock import LOCK_CLASS, LOCK_OBJECT
+from schema.catalog import checksum
 from tests.conftest import Database
 from tests.migrator.conftest import (
     MIGRATIONS,
@@ -359,3 +360,40 @@ def test_sentinel_password_never_appears_on_any_path(database: Database, migrati
     for outcome in runs:
         assert sentinel not in outcome.stdout + outcome.stderr
         assert "Traceback" not in outcome.stderr
+
+
+def test_drift_names_a_missing_file_as_it_was_named_not_rebuilt_from_its_version(
+    database: Database, migrations_dir: Files
+) -> None:
+    directory = migrations_dir({"3_b.sql": "CREATE TABLE b (id int);"})
+    env = migrator_env(database.url, MIGRATIONS_DIR=str(directory))
+    assert run_inprocess(["up"], env).code == 0
+    (directory / "3_b.sql").unlink()
+    (directory / "0004_c.sql").write_text("CREATE TABLE c (id int);")
+    outcome = run_inprocess(["verify"], env)
+    assert outcome.code == 6, outcome.stderr
+    assert "missing here: 3_b.sql" in outcome.final_message, outcome.final_message
+    assert "0003_b.sql" not in outcome.final_message
+
+
+def test_a_ledger_from_before_file_names_gains_the_column_and_old_rows_are_named_by_version(
+    database: Database, migrations_dir: Files
+) -> None:
+    first = "CREATE TABLE a (id int);"
+    directory = migrations_dir({"0001_a.sql": first, "0002_b.sql": "CREATE TABLE b (id int);"})
+    database.psql(
+        "CREATE TABLE public.kata_schema_migrations (version bigint PRIMARY KEY, name text NOT NULL, "
+        "checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(), duration_ms "
+        "double precision NOT NULL, applied_by text NOT NULL, kind text NOT NULL DEFAULT 'applied'); "
+        f"CREATE TABLE a (id int); INSERT INTO public.kata_schema_migrations "
+        f"(version, name, checksum, duration_ms, applied_by) VALUES (1, 'a', '{checksum(first)}', 1, 'old')"
+    )
+    env = migrator_env(database.url, MIGRATIONS_DIR=str(directory))
+    assert run_inprocess(["up"], env).code == 0
+    files = database.psql(
+        "SELECT version || ':' || coalesce(file, '-') FROM public.kata_schema_migrations ORDER BY 1"
+    )
+    assert files.split() == ["1:-", "2:0002_b.sql"]
+    (directory / "0001_a.sql").unlink()
+    outcome = run_inprocess(["verify"], env)
+    assert outcome.code == 6 and "missing here: version 1 (a)" in outcome.final_message, outcome.stderr

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from localpg.throwaway import free_port
-from migrator.catalog import read_catalog
-from migrator.ledger import CREATE_TABLE, TABLE
 from probe.settings import ProbeSettings
+from schema.catalog import read_catalog
+from schema.ledger import CREATE_TABLE, TABLE
 from tests.conftest import Database
 
 MIGRATIONS = {

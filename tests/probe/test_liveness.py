@@ -20,7 +20,6 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from migrator.catalog import read_catalog
 from pgconn.dsn import parse_database_url
 from pgconn.pooler import PoolerSetting
 from probe.app import (
@@ -38,6 +37,7 @@ from probe.checks import DATABASE, Check, CheckFunction, database_check, default
 from probe.monitor import Monitor
 from probe.pool import ConnectionPool
 from probe.pooled import PoolerObserver
+from schema.catalog import read_catalog
 from tests.conftest import Database
 from tests.probe.conftest import ready_database, until
 

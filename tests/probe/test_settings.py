@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from pgconn.options import SettingsError
 from pgconn.pooler import PoolerSetting
-from pgconn.settings import SettingsError
 from probe.settings import ProbeSettings
 
 URL = "postgresql://app:s3cret-pw@db.example:5432/kata"

@@ -1,7 +1,10 @@
-"""A loopback TCP relay in a thread that a test switches between faults.
+"""A loopback TCP relay in a thread, whatever the wire protocol: it counts client/server round
+trips (for the benchmarks) and can be switched silent (for the fault tests).
 
-`forward` relays to the target; `silent` accepts connections and never answers (and stops
-relaying on open ones): a database that listens but is hung, or a black-holed network path.
+A round trip is counted each time the client sends after the server has answered: pipelined
+messages (Parse/Bind/Execute/Sync in one write) count once, as they cost one network wait.
+`silent` accepts connections and never answers (and stops relaying on open ones): a database
+that listens but is hung, or a black-holed network path.
 """
 
 from __future__ import annotations
@@ -9,30 +12,59 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from dataclasses import dataclass
 from typing import Literal
 
 Mode = Literal["forward", "silent"]
 
 
-class SwitchableRelay:
-    """127.0.0.1:port -> 127.0.0.1:target_port, or a silent listener when `mode` is silent."""
+@dataclass
+class Conversation:
+    round_trips: int = 0
+    server_spoke: bool = True
+
+
+class Relay:
+    """127.0.0.1:port -> 127.0.0.1:target_port, or a silent listener when `mode` is silent (or
+    there is no target)."""
 
     def __init__(self, target_port: int | None, mode: Mode = "forward") -> None:
         self.target_port = target_port
         self.mode: Mode = mode
         self.port = 0
+        self.conversations: list[Conversation] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
+    @property
+    def round_trips(self) -> int:
+        """Round trips over every connection since the start or the last `reset()`."""
+        return sum(c.round_trips for c in self.conversations)
+
+    def reset(self) -> None:
+        self.conversations.clear()
+
     def set_mode(self, mode: Mode) -> None:
         self.mode = mode
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        talk: Conversation,
+        *,
+        from_client: bool,
+    ) -> None:
         try:
             while data := await reader.read(65536):
                 if self.mode == "silent":
                     continue  # swallow: the other side waits forever
+                if from_client and talk.server_spoke:
+                    talk.round_trips += 1
+                    talk.server_spoke = False
+                elif not from_client:
+                    talk.server_spoke = True
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):
@@ -49,14 +81,19 @@ class SwitchableRelay:
                 return
             upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
             self._writers.add(upstream_writer)
-            await asyncio.gather(self._pipe(reader, upstream_writer), self._pipe(upstream_reader, writer))
+            talk = Conversation()
+            self.conversations.append(talk)
+            await asyncio.gather(
+                self._pipe(reader, upstream_writer, talk, from_client=True),
+                self._pipe(upstream_reader, writer, talk, from_client=False),
+            )
         except (ConnectionError, OSError):
             pass
         finally:
             with contextlib.suppress(Exception):
                 writer.close()
 
-    def start(self) -> SwitchableRelay:
+    def start(self) -> Relay:
         ready = threading.Event()
 
         def serve() -> None:
@@ -72,7 +109,7 @@ class SwitchableRelay:
             loop.run_until_complete(asyncio.sleep(0))
             loop.close()
 
-        self._thread = threading.Thread(target=serve, name="fault-relay", daemon=True)
+        self._thread = threading.Thread(target=serve, name="relay", daemon=True)
         self._thread.start()
         if not ready.wait(10):
             raise RuntimeError("relay did not start")

@@ -1,16 +1,28 @@
-"""JSON log lines on stderr, one per event, with the database password scrubbed from every one."""
+"""The one JSON log line both programs write: `{"ts", "level", ...}` with a UTC millisecond stamp,
+and the `logging` formatter the probe uses to write it."""
 
 from __future__ import annotations
 
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final, TextIO
 
 # Attributes every LogRecord has; anything else was passed through `extra=` and is a field.
 STANDARD_ATTRIBUTES: Final = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+def utc_timestamp(seconds: float) -> str:
+    """`2026-11-26T09:17:51.454Z`: Unix time as ISO 8601 in UTC, to the millisecond."""
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def json_line(seconds: float, level: str, fields: Mapping[str, object]) -> str:
+    """One log line: the stamp and level first, then the fields in the order given."""
+    record: dict[str, object] = {"ts": utc_timestamp(seconds), "level": level, **fields}
+    return json.dumps(record, default=str, ensure_ascii=False)
 
 
 class JsonFormatter(logging.Formatter):
@@ -21,19 +33,12 @@ class JsonFormatter(logging.Formatter):
         self._scrub = scrub
 
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC)
-            .isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        entry.update({k: v for k, v in vars(record).items() if k not in STANDARD_ATTRIBUTES})
+        fields: dict[str, Any] = {"logger": record.name, "msg": record.getMessage()}
+        fields.update({k: v for k, v in vars(record).items() if k not in STANDARD_ATTRIBUTES})
         if record.exc_info and record.exc_info[0] is not None:
             # The type only: a driver's message can carry a host or user name.
-            entry["exception"] = record.exc_info[0].__name__
-        return self._scrub(json.dumps(entry, default=str))
+            fields["exception"] = record.exc_info[0].__name__
+        return self._scrub(json_line(record.created, record.levelname.lower(), fields))
 
 
 def configure_logging(scrub: Callable[[str], str], stream: TextIO = sys.stderr) -> None:

@@ -1,0 +1,162 @@
+"""The verbs of `kata-migrate`: a table of thin functions over the library, each returning 0 or
+raising the MigratorError that names its exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Final, TextIO
+
+import asyncpg
+
+from migrator import grants, privileges
+from migrator.connection import connect_with_retry, direct_url, read_url
+from migrator.errors import MigrationsPending
+from migrator.events import EventLog
+from migrator.options import MigratorSettings
+from migrator.runner import RunResult, baseline, check_drift, migrate
+from migrator.status import status_document, status_text
+from pgconn.dsn import DatabaseUrl
+from schema.catalog import Catalog
+from schema.verdicts import SchemaState, pending_files, read_state
+
+WAIT_INTERVAL: Final = 1.0
+
+
+@dataclass
+class Context:
+    settings: MigratorSettings
+    catalog: Catalog
+    log: EventLog
+    stdout: TextIO
+
+    @property
+    def application_name(self) -> str:
+        return self.settings.database.application_name
+
+    async def connect(self, url: DatabaseUrl) -> asyncpg.Connection:
+        conn = await connect_with_retry(
+            url, application_name=self.application_name, timeout=self.settings.connect_timeout, log=self.log
+        )
+        conn.add_log_listener(self._server_notice)
+        try:
+            await privileges.check_access(conn, self.settings.command)
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
+
+    def _server_notice(self, conn: object, message: asyncpg.PostgresLogMessage) -> None:
+        self.log.info("server_notice", str(getattr(message, "message", message)))
+
+    async def read_state(self) -> SchemaState:
+        conn = await self.connect(read_url(self.settings.database))
+        try:
+            return await read_state(conn, self.catalog)
+        finally:
+            await conn.close()
+
+    def print_json(self, document: object) -> None:
+        self.stdout.write(json.dumps(document, default=str) + "\n")
+
+
+def result_document(result: RunResult) -> dict[str, object]:
+    """`up --json`: what this run applied and the version the schema is at now."""
+    return {"applied": [m.filename for m in result.applied], "version": result.version}
+
+
+async def cmd_up(ctx: Context) -> int:
+    conn = await ctx.connect(direct_url(ctx.settings.database))
+    try:
+        await grants.check_roles(conn, ctx.settings.options.roles, ctx.log)
+        result = await migrate(conn, ctx.catalog, ctx.settings.options, ctx.application_name, ctx.log)
+    finally:
+        await conn.close()
+    if ctx.settings.as_json:
+        ctx.print_json(result_document(result))
+    return 0
+
+
+async def cmd_baseline(ctx: Context) -> int:
+    version = ctx.settings.baseline_version
+    assert version is not None  # the settings require it for this command
+    conn = await ctx.connect(direct_url(ctx.settings.database))
+    try:
+        await baseline(conn, ctx.catalog, version, ctx.settings.options, ctx.application_name, ctx.log)
+    finally:
+        await conn.close()
+    return 0
+
+
+async def cmd_status(ctx: Context) -> int:
+    state = await ctx.read_state()
+    if ctx.settings.as_json:
+        ctx.print_json(status_document(ctx.catalog, state))
+    else:
+        ctx.stdout.write(status_text(ctx.catalog, state))
+    if ctx.settings.exit_code:
+        check_drift(ctx.catalog, state)
+        raise_if_pending(ctx.catalog, state)
+    return 0
+
+
+async def cmd_plan(ctx: Context) -> int:
+    state = await ctx.read_state()
+    check_drift(ctx.catalog, state)
+    files = ctx.catalog.by_version()
+    for version in state.pending:
+        migration = files[version]
+        mode = "in its own transaction" if migration.transactional else "outside a transaction"
+        ctx.stdout.write(f"-- {migration.filename} (version {version}, {mode})\n")
+        ctx.stdout.write(migration.sql.replace("\r\n", "\n").rstrip("\n") + "\n\n")
+    ctx.log.info("plan", pending=len(state.pending), version=state.version)
+    return 0
+
+
+async def cmd_verify(ctx: Context) -> int:
+    state = await ctx.read_state()
+    check_drift(ctx.catalog, state)
+    raise_if_pending(ctx.catalog, state)
+    ctx.log.info("verified", "every migration is applied and unchanged", version=state.version)
+    return 0
+
+
+async def cmd_wait(ctx: Context) -> int:
+    started = time.monotonic()
+    deadline = started + ctx.settings.wait_timeout
+    conn = await ctx.connect(read_url(ctx.settings.database))
+    try:
+        announced = False
+        while True:
+            state = await read_state(conn, ctx.catalog)
+            check_drift(ctx.catalog, state)
+            if not state.pending:
+                break
+            if time.monotonic() >= deadline:
+                raise_if_pending(ctx.catalog, state, waited=time.monotonic() - started)
+            if not announced:
+                ctx.log.info("waiting", pending=len(state.pending), timeout_s=ctx.settings.wait_timeout)
+                announced = True
+            await asyncio.sleep(min(WAIT_INTERVAL, max(0.0, deadline - time.monotonic())))
+    finally:
+        await conn.close()
+    ctx.log.info("ready", version=state.version, waited_ms=round((time.monotonic() - started) * 1000, 1))
+    return 0
+
+
+def raise_if_pending(catalog: Catalog, state: SchemaState, *, waited: float | None = None) -> None:
+    if state.pending:
+        raise MigrationsPending(pending_files(catalog, state), waited=waited)
+
+
+COMMANDS: Final[dict[str, Callable[[Context], Awaitable[int]]]] = {
+    "up": cmd_up,
+    "status": cmd_status,
+    "plan": cmd_plan,
+    "verify": cmd_verify,
+    "wait": cmd_wait,
+    "baseline": cmd_baseline,
+}

@@ -1,0 +1,186 @@
+"""`kata-migrate`'s command line and settings: the option table, the parser and its help, and the
+frozen settings one invocation runs with."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import textwrap
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, NoReturn
+
+from migrator import grants
+from migrator.errors import EXIT_CODES, UsageError
+from migrator.events import FORMATS
+from migrator.runner import RunOptions
+from pgconn.options import Option, Sources, add_flags, parse_seconds
+from pgconn.settings import DATABASE_OPTIONS, MIGRATIONS_DIR, DatabaseSettings
+
+PROGRAM: Final = "kata-migrate"
+
+LOCK_TIMEOUT: Final = Option(
+    "lock_timeout",
+    "MIGRATOR_LOCK_TIMEOUT",
+    "--lock-timeout",
+    "120",
+    parse_seconds,
+    "seconds to wait for another migrator's lock before exit 7",
+    "SECONDS",
+)
+CONNECT_TIMEOUT: Final = Option(
+    "connect_timeout",
+    "MIGRATOR_CONNECT_TIMEOUT",
+    "--connect-timeout",
+    "60",
+    parse_seconds,
+    "seconds to keep retrying the connection before exit 3",
+    "SECONDS",
+)
+STATEMENT_TIMEOUT: Final = Option(
+    "statement_timeout",
+    "MIGRATOR_STATEMENT_TIMEOUT",
+    "--statement-timeout",
+    "3600",
+    parse_seconds,
+    "statement_timeout for each migration statement (0: none)",
+    "SECONDS",
+)
+DDL_LOCK_TIMEOUT: Final = Option(
+    "ddl_lock_timeout",
+    "MIGRATOR_DDL_LOCK_TIMEOUT",
+    "--ddl-lock-timeout",
+    "10",
+    parse_seconds,
+    "lock_timeout for each migration statement (0: none)",
+    "SECONDS",
+)
+WAIT_TIMEOUT: Final = Option(
+    "wait_timeout",
+    "MIGRATOR_WAIT_TIMEOUT",
+    "--timeout",
+    "300",
+    parse_seconds,
+    "seconds `wait` waits for pending migrations before exit 8",
+    "SECONDS",
+)
+# Every command takes these; `--timeout` belongs to `wait` alone.
+COMMON: Final = (MIGRATIONS_DIR, LOCK_TIMEOUT, CONNECT_TIMEOUT, STATEMENT_TIMEOUT, DDL_LOCK_TIMEOUT)
+OPTIONS: Final[tuple[Option[Any], ...]] = (*DATABASE_OPTIONS, *COMMON[1:], WAIT_TIMEOUT, *grants.ROLE_OPTIONS)
+LOG_FORMAT_ENV: Final = "MIGRATOR_LOG_FORMAT"
+
+COMMAND_HELP: Final = (
+    ("up", "", "apply pending migrations, exactly once, under a lock", "up --lock-timeout 300"),
+    ("status", "", "show applied and pending migrations (--json for machines)", "status --json --exit-code"),
+    ("plan", "", "print the SQL `up` would run; touches nothing", "plan > pending.sql"),
+    ("verify", "", "exit 0 when all applied and unchanged, 6 on drift, 8 when pending", "verify"),
+    (
+        "wait",
+        "",
+        "block until every migration of this image is applied (init containers)",
+        "wait --timeout 600",
+    ),
+    ("baseline", "VERSION", "record versions up to VERSION as applied without running them", "baseline 1"),
+)
+
+
+def epilog() -> str:
+    """The commands with an example each, the environment, and the exit codes, from their tables."""
+    lines = ["commands (default: up):"]
+    for name, argument, summary, example in COMMAND_HELP:
+        lines.append(f"  {f'{name} {argument}'.strip():<18} {summary}")
+        lines.append(f"  {'':<18}   {PROGRAM} {example}")
+    settings = ", ".join([*(o.env for o in OPTIONS), LOG_FORMAT_ENV, "POD_NAME"])
+    lines += ["", textwrap.fill(f"settings (environment): {settings}.", 100, subsequent_indent="  ")]
+    lines.append("exit codes:")
+    lines += [f"  {code:<9} {meaning}" for code, meaning in EXIT_CODES.items()]
+    return "\n".join(lines) + "\n"
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that raises UsageError (one line, exit 2) instead of printing usage and exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message}; see `{PROGRAM} --help`")
+
+
+def build_parser() -> ArgumentParser:
+    common = ArgumentParser(add_help=False)
+    common.add_argument("--log-format", choices=FORMATS, help="stderr events (default: json unless a TTY)")
+    add_flags(common, COMMON)
+    parser = ArgumentParser(
+        prog=PROGRAM,
+        description="Apply kata-context's SQL migrations exactly once (Kubernetes Job or laptop).",
+        epilog=epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
+    up = commands.add_parser("up", parents=[common], help="apply pending migrations (default)")
+    up.add_argument("--json", action="store_true", help="print the result (applied files, version) on stdout")
+    add_flags(up, grants.ROLE_OPTIONS)
+    status = commands.add_parser("status", parents=[common], help="show applied and pending migrations")
+    status.add_argument("--json", action="store_true", help="print JSON on stdout")
+    status.add_argument("--exit-code", action="store_true", help="exit 8 when pending, 6 on drift")
+    commands.add_parser("plan", parents=[common], help="print the SQL up would run")
+    commands.add_parser("verify", parents=[common], help="0 applied, 6 drift, 8 pending")
+    wait = commands.add_parser("wait", parents=[common], help="block until all migrations are applied")
+    add_flags(wait, [WAIT_TIMEOUT])
+    base = commands.add_parser("baseline", parents=[common], help="mark versions up to VERSION as applied")
+    base.add_argument("version", metavar="VERSION", help="highest version to record, e.g. 1")
+    return parser
+
+
+@dataclass(frozen=True)
+class MigratorSettings:
+    """Everything one invocation needs, from flags then environment; repr shows no password."""
+
+    command: str
+    database: DatabaseSettings
+    log_format: str
+    options: RunOptions
+    connect_timeout: float
+    wait_timeout: float
+    as_json: bool = False
+    exit_code: bool = False
+    baseline_version: int | None = None
+
+    @classmethod
+    def load(cls, argv: Sequence[str], env: Mapping[str, str], *, tty: bool) -> MigratorSettings:
+        args = build_parser().parse_args(with_default_command(argv))
+        sources = Sources(vars(args), env)
+        return cls(
+            command=args.command,
+            database=DatabaseSettings.from_env(env, program=PROGRAM, migrations_dir=args.migrations_dir),
+            log_format=args.log_format or log_format(env, tty=tty),
+            options=RunOptions(
+                lock_timeout=sources.value(LOCK_TIMEOUT),
+                statement_timeout=sources.value(STATEMENT_TIMEOUT),
+                ddl_lock_timeout=sources.value(DDL_LOCK_TIMEOUT),
+                roles=grants.roles_from(sources) if args.command == "up" else grants.NO_ROLES,
+            ),
+            connect_timeout=sources.value(CONNECT_TIMEOUT),
+            wait_timeout=sources.value(WAIT_TIMEOUT),
+            as_json=bool(getattr(args, "json", False)),
+            exit_code=bool(getattr(args, "exit_code", False)),
+            baseline_version=parse_version(args.version) if args.command == "baseline" else None,
+        )
+
+
+def parse_version(text: str) -> int:
+    if not re.fullmatch(r"[0-9]+", text) or int(text) <= 0:
+        raise UsageError(f"baseline VERSION must be a positive integer, not {text!r}")
+    return int(text)
+
+
+def with_default_command(argv: Sequence[str]) -> list[str]:
+    """No command means `up`; `--help` alone still shows the top-level help."""
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+        return ["up", *argv]
+    return list(argv)
+
+
+def log_format(env: Mapping[str, str], *, tty: bool) -> str:
+    chosen = env.get(LOG_FORMAT_ENV, "").strip().lower()
+    if chosen in FORMATS:
+        return chosen
+    return "text" if tty else "json"

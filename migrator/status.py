@@ -1,0 +1,56 @@
+"""What `status` prints: the catalog and the ledger side by side, as text or as a JSON document.
+Pure functions of a SchemaState, so they are tested without a database."""
+
+from __future__ import annotations
+
+from schema.catalog import Catalog
+from schema.verdicts import SchemaState
+
+
+def status_entries(catalog: Catalog, state: SchemaState) -> list[dict[str, object]]:
+    """One entry per version known to the files or the ledger, with its state."""
+    files = catalog.by_version()
+    rows = {row.version: row for row in state.applied}
+    entries: list[dict[str, object]] = []
+    for version in sorted(set(rows) | set(files)):
+        migration, row = files.get(version), rows.get(version)
+        if version in state.changed:
+            kind = "changed"
+        elif version in state.missing:
+            kind = "missing"
+        else:
+            kind = row.kind if row else "pending"
+        entries.append(
+            {
+                "version": version,
+                "name": migration.name if migration else row.name if row else "",
+                "file": migration.filename if migration else row.file if row else None,
+                "state": kind,
+                "applied_at": row.applied_at.isoformat() if row else None,
+                "applied_by": row.applied_by if row else None,
+                "duration_ms": row.duration_ms if row else None,
+            }
+        )
+    return entries
+
+
+def status_document(catalog: Catalog, state: SchemaState) -> dict[str, object]:
+    return {
+        "version": state.version,
+        "latest": catalog.latest_version,
+        "pending": list(state.pending),
+        "changed": list(state.changed),
+        "missing": list(state.missing),
+        "migrations": status_entries(catalog, state),
+    }
+
+
+def status_text(catalog: Catalog, state: SchemaState) -> str:
+    lines = [
+        f"schema version {state.version}, this image's latest {catalog.latest_version}, "
+        f"{len(state.pending)} pending" + (", DRIFT" if state.drifted else "")
+    ]
+    for entry in status_entries(catalog, state):
+        applied = f"  {entry['applied_at']}  by {entry['applied_by']}" if entry["applied_at"] else ""
+        lines.append(f"{entry['version']:>6}  {entry['state']:<8}  {entry['file'] or entry['name']}{applied}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,106 @@
+"""The settings mechanism both programs use: a table of options, each with its flag, environment
+variable, default, parser and help, and the parsers for the kinds of value they take."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class SettingsError(ValueError):
+    """A missing or malformed setting; the message names it and says how to fix it."""
+
+
+@dataclass(frozen=True)
+class Option(Generic[T]):
+    """One setting under its spellings: `key` (attribute and YAML key), environment variable and
+    command-line flag (None: not a flag). `default` is text, parsed like a given value."""
+
+    key: str
+    env: str
+    flag: str | None
+    default: str | None
+    parse: Callable[[str, str], T]
+    help: str
+    metavar: str = "VALUE"
+
+    def describe(self) -> str:
+        """The help line: what it does, its default and its environment variable."""
+        default = f", default {self.default}" if self.default not in (None, "") else ""
+        return f"{self.help} ({self.env}{default})"
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Where values come from, in order of precedence: flags, environment, a file, defaults.
+
+    `flags` holds what argparse parsed (by key, None when absent); `env` and `file` use
+    environment variable names."""
+
+    flags: Mapping[str, str | None]
+    env: Mapping[str, str]
+    file: Mapping[str, str] | None = None
+
+    def text(self, option: Option[Any]) -> tuple[str, str] | None:
+        """(the name to quote in an error, the text) of the first source that sets it."""
+        flag_value = self.flags.get(option.key)
+        if option.flag and flag_value is not None:
+            return option.flag, flag_value
+        for source in (self.env, self.file or {}):
+            given = source.get(option.env)
+            if given is not None and given.strip() != "":
+                return option.env, given
+        return None if option.default is None else (option.env, option.default)
+
+    def value(self, option: Option[T]) -> T:
+        found = self.text(option)
+        if found is None:
+            raise SettingsError(f"{option.env} is not set: {option.help}")
+        return option.parse(*found)
+
+    def raw(self, options: Sequence[Option[Any]]) -> dict[str, str]:
+        """The options that are set, by environment variable name, as text."""
+        return {o.env: found[1] for o in options if (found := self.text(o)) is not None}
+
+
+def add_flags(parser: argparse.ArgumentParser, options: Sequence[Option[Any]]) -> None:
+    """One argparse flag per option that has one; the value stays text until `Sources` parses it."""
+    for option in options:
+        if option.flag:
+            parser.add_argument(option.flag, dest=option.key, metavar=option.metavar, help=option.describe())
+
+
+def parse_text(name: str, text: str) -> str:
+    return text.strip()
+
+
+def parse_seconds(name: str, text: str, *, minimum: float = 0.0) -> float:
+    """A duration setting in seconds; `SettingsError` naming the setting when it is not one."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise SettingsError(f"{name}={text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or not value >= minimum:
+        raise SettingsError(f"{name}={text!r} must be a finite number of seconds >= {minimum:g}")
+    return value
+
+
+def seconds_at_least(minimum: float) -> Callable[[str, str], float]:
+    def parse(name: str, text: str) -> float:
+        return parse_seconds(name, text, minimum=minimum)
+
+    return parse
+
+
+def parse_port(name: str, text: str) -> int:
+    """A TCP port: ASCII digits only (no '٣', no '+1', no spaces inside), 1 to 65535."""
+    value = text.strip()
+    if not re.fullmatch(r"[0-9]{1,5}", value) or not 0 < int(value) < 65536:
+        raise SettingsError(f"{name}={text!r} is not a port number between 1 and 65535")
+    return int(value)

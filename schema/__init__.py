@@ -1,0 +1,1 @@
+"""What both programs know about the database schema: migration files, the ledger, verdicts."""

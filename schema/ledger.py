@@ -1,0 +1,107 @@
+"""The ledger table: its DDL, reading its rows, and the one rendering of a row to write."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+import asyncpg
+
+from schema.catalog import Migration
+
+TABLE: Final = "public.kata_schema_migrations"
+
+CREATE_TABLE: Final = f"""
+CREATE TABLE IF NOT EXISTS {TABLE} (
+    version      bigint PRIMARY KEY,
+    name         text NOT NULL,
+    checksum     text NOT NULL,
+    applied_at   timestamptz NOT NULL DEFAULT now(),
+    duration_ms  double precision NOT NULL,
+    applied_by   text NOT NULL,
+    kind         text NOT NULL DEFAULT 'applied' CHECK (kind IN ('applied', 'baseline')),
+    file         text
+)
+"""
+# Ledgers made before the file name was recorded: their rows keep file NULL.
+ADD_FILE_COLUMN: Final = f"ALTER TABLE {TABLE} ADD COLUMN file text"
+APPLIED: Final = "applied"
+BASELINE: Final = "baseline"
+
+
+@dataclass(frozen=True)
+class AppliedMigration:
+    """One ledger row. `name` is the file's slug (`add_index` for `0003_add_index.sql`), `file`
+    the file name itself (None in rows written before it was recorded)."""
+
+    version: int
+    name: str
+    checksum: str
+    applied_at: datetime
+    duration_ms: float
+    applied_by: str
+    kind: str
+    file: str | None = None
+
+    def describe(self) -> str:
+        """The file name when recorded; else version and slug, since `0003_x.sql` and `3_x.sql`
+        are both version 3 and a rebuilt name could name a file that never existed."""
+        return self.file or f"version {self.version} ({self.name})"
+
+
+async def ledger_exists(conn: asyncpg.Connection) -> bool:
+    found = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", TABLE)
+    return bool(found)
+
+
+async def create_ledger(conn: asyncpg.Connection) -> None:
+    """The table, or the column an older ledger lacks. The ALTER runs only when the column is
+    missing: ALTER TABLE takes an exclusive lock even when IF NOT EXISTS makes it a no-op."""
+    await conn.execute(CREATE_TABLE)
+    has_file = await conn.fetchval(
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass($1) "
+        "AND attname = 'file' AND NOT attisdropped)",
+        TABLE,
+    )
+    if not has_file:
+        await conn.execute(ADD_FILE_COLUMN)
+
+
+async def read_ledger(conn: asyncpg.Connection) -> tuple[AppliedMigration, ...]:
+    """All rows in version order; empty when the table does not exist yet. Read-only, and
+    `SELECT *` so a ledger without the newer `file` column still reads."""
+    if not await ledger_exists(conn):
+        return ()
+    rows = await conn.fetch(f"SELECT * FROM {TABLE} ORDER BY version")
+    return tuple(
+        AppliedMigration(
+            version=row["version"],
+            name=row["name"],
+            checksum=row["checksum"],
+            applied_at=row["applied_at"],
+            duration_ms=row["duration_ms"],
+            applied_by=row["applied_by"],
+            kind=row["kind"],
+            file=row.get("file"),
+        )
+        for row in rows
+    )
+
+
+def quote_literal(value: object) -> str:
+    """A SQL literal for the ledger row. An E'' string reads the same whatever
+    standard_conforming_strings is, and a migration may have changed that setting."""
+    if isinstance(value, int | float):
+        return repr(value)
+    text = str(value).replace("\x00", "").replace("\\", "\\\\").replace("'", "''")
+    return f"E'{text}'"
+
+
+def insert_row_sql(migration: Migration, duration_ms: float, applied_by: str, kind: str = APPLIED) -> str:
+    """The ledger row as one simple-protocol statement: no Parse/Bind round trip of its own, so it
+    can ride with COMMIT in the same query."""
+    row = (migration.version, migration.name, migration.checksum, duration_ms, applied_by, kind)
+    values = ", ".join(quote_literal(v) for v in (*row, migration.filename))
+    columns = "version, name, checksum, duration_ms, applied_by, kind, file"
+    return f"INSERT INTO {TABLE} ({columns}) VALUES ({values})"

@@ -1,0 +1,66 @@
+"""The ledger compared with the catalog: which versions are applied, pending, changed or missing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from schema.catalog import Catalog
+from schema.ledger import APPLIED, AppliedMigration, read_ledger
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    """The ledger compared with a catalog: what is applied, pending, changed or missing."""
+
+    applied: tuple[AppliedMigration, ...]
+    pending: tuple[int, ...]
+    changed: tuple[int, ...]
+    missing: tuple[int, ...]
+
+    @property
+    def version(self) -> int:
+        """The highest applied version, 0 for an empty or absent ledger."""
+        return max((row.version for row in self.applied), default=0)
+
+    @property
+    def drifted(self) -> bool:
+        return bool(self.changed or self.missing)
+
+
+def compare(catalog: Catalog, applied: tuple[AppliedMigration, ...]) -> SchemaState:
+    """Pure comparison. A baseline row records the file's checksum too, but its SQL never ran
+    here (another tool made that schema), so a later edit of the file changes nothing in this
+    database: only rows of kind 'applied' can drift."""
+    files = catalog.by_version()
+    done = {row.version: row for row in applied}
+    changed = tuple(
+        v
+        for v, row in done.items()
+        if v in files and row.kind == APPLIED and row.checksum != files[v].checksum
+    )
+    missing = tuple(v for v, row in done.items() if v not in files and row.kind == APPLIED)
+    pending = tuple(v for v in files if v not in done)
+    return SchemaState(applied=applied, pending=pending, changed=changed, missing=missing)
+
+
+def changed_files(catalog: Catalog, state: SchemaState) -> list[str]:
+    """The file names of the applied migrations whose text changed since."""
+    files = catalog.by_version()
+    return [files[v].filename for v in state.changed]
+
+
+def missing_files(state: SchemaState) -> list[str]:
+    """The applied migrations no file here has any more, by the file name the ledger recorded."""
+    rows = {row.version: row for row in state.applied}
+    return [rows[v].describe() for v in state.missing]
+
+
+def pending_files(catalog: Catalog, state: SchemaState) -> list[str]:
+    files = catalog.by_version()
+    return [files[v].filename for v in state.pending]
+
+
+async def read_state(conn: asyncpg.Connection, catalog: Catalog) -> SchemaState:
+    return compare(catalog, await read_ledger(conn))

@@ -1,0 +1,50 @@
+"""`status` rendering is a pure function of the catalog and the ledger rows: no database."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from migrator.status import status_document, status_text
+from schema.catalog import Catalog, parse_migration
+from schema.ledger import AppliedMigration
+from schema.verdicts import compare
+
+WHEN = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+
+
+def row(migration_file: str, checksum: str, kind: str = "applied") -> AppliedMigration:
+    version, _, rest = migration_file.partition("_")
+    return AppliedMigration(
+        int(version), rest.removesuffix(".sql"), checksum, WHEN, 1.5, "kata-migrate@pod", kind, migration_file
+    )
+
+
+def catalog(*files: tuple[str, str]) -> Catalog:
+    return Catalog(tuple(parse_migration(name, text.encode()) for name, text in files))
+
+
+def test_each_version_shows_its_state_and_a_missing_file_keeps_its_name() -> None:
+    files = catalog(("0001_a.sql", "SELECT 1;"), ("0002_b.sql", "SELECT 2;"), ("0004_d.sql", "SELECT 4;"))
+    a, b = files.migrations[0], files.migrations[1]
+    state = compare(files, (row("0001_a.sql", a.checksum), row("0002_b.sql", "old"), row("3_c.sql", "gone")))
+    document = status_document(files, state)
+    assert json.loads(json.dumps(document, default=str))["pending"] == [4]
+    states = {e["version"]: (e["state"], e["file"]) for e in document["migrations"]}  # type: ignore[attr-defined]
+    assert states == {
+        1: ("applied", "0001_a.sql"),
+        2: ("changed", "0002_b.sql"),
+        3: ("missing", "3_c.sql"),
+        4: ("pending", "0004_d.sql"),
+    }
+    assert b.filename == "0002_b.sql"
+    text = status_text(files, state)
+    assert text.splitlines()[0] == "schema version 3, this image's latest 4, 1 pending, DRIFT"
+    assert "     3  missing   3_c.sql  2026-11-26T09:00:00+00:00  by kata-migrate@pod" in text
+
+
+def test_a_baseline_row_never_drifts_even_when_its_file_changed() -> None:
+    files = catalog(("0001_a.sql", "SELECT 1;"))
+    state = compare(files, (row("0001_a.sql", "recorded-before-an-edit", kind="baseline"),))
+    assert not state.drifted
+    assert status_text(files, state).splitlines()[1].split()[:2] == ["1", "baseline"]
