@@ -10,6 +10,7 @@ import os
 import sys
 
 from bench import report
+from localk8s.database import deploy_database
 from localk8s.probe_container import INTERVAL, STALENESS, TIMEOUT
 from localk8s.scenarios import LIVENESS, READINESS, database_outage, migrate, stuck_monitor
 from localpg.throwaway import running_server, wheel_bin_dir
@@ -29,10 +30,10 @@ def run() -> str:
     with running_server(wheel_bin_dir()) as pg:
         print(f"bench: kubelet_sim {seconds:.0f} s database outage", file=sys.stderr)
         outage = database_outage(pg, seconds)
-        url = pg.url(pg.create_database("stuck"))
-        migrate(url)
+        secrets = deploy_database(pg).secrets()
+        migrate(secrets)
         print("bench: kubelet_sim stuck monitor", file=sys.stderr)
-        stuck = stuck_monitor(url, restart + 30)
+        stuck = stuck_monitor(secrets, restart + 30)
     rows = [
         [
             "outage -> kubelet takes the pod out (s)",

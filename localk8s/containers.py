@@ -81,7 +81,7 @@ class ManifestContainer:
     """One container of the built manifests, runnable with podman on the host network."""
 
     spec: Mapping[str, Any]
-    secrets: Mapping[str, str]
+    secrets: Mapping[str, Mapping[str, str]]  # Secret name -> key -> value
     pod_name: str = "kata-test-pod"
     overrides: Mapping[str, str] = field(default_factory=dict)
     options: tuple[str, ...] = ()  # more podman options (a test's own volume)
@@ -91,11 +91,12 @@ class ManifestContainer:
         for entry in self.spec.get("env", []):
             source = entry.get("valueFrom", {})
             if "secretKeyRef" in source:
-                key = source["secretKeyRef"]["key"]
-                if key in self.secrets:
-                    env[entry["name"]] = self.secrets[key]
-                elif not source["secretKeyRef"].get("optional", False):
-                    raise AssertionError(f"the test gives no Secret key {key}")
+                ref = source["secretKeyRef"]
+                value = self.secrets.get(ref["name"], {}).get(ref["key"])
+                if value is not None:
+                    env[entry["name"]] = value
+                elif not ref.get("optional", False):
+                    raise AssertionError(f"the test gives no Secret {ref['name']} key {ref['key']}")
             elif "fieldRef" in source:
                 assert source["fieldRef"]["fieldPath"] == "metadata.name"
                 env[entry["name"]] = self.pod_name
@@ -140,9 +141,9 @@ class ManifestContainer:
         ]
 
 
-def job(url: str) -> ManifestContainer:
-    """The migration Job's container against `url`."""
-    return ManifestContainer(container_spec("Job", "kata-db-migrate", "migrate"), {"DATABASE_URL": url})
+def job(secrets: Mapping[str, Mapping[str, str]]) -> ManifestContainer:
+    """The migration Job's container with these Secrets."""
+    return ManifestContainer(container_spec("Job", "kata-db-migrate", "migrate"), secrets)
 
 
 def diff(name: str) -> list[str]:

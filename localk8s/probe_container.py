@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from localk8s.containers import ManifestContainer, container_spec, podman, remove
+from localk8s.database import Secrets
 from localk8s.kubelet import http_get
 from localpg.throwaway import free_port
 
@@ -29,9 +30,9 @@ STALENESS = 3 * INTERVAL  # a round older than this counts as failing (README)
 
 @dataclass
 class ProbeContainer:
-    """The sidecar against `url`; PROBE_PORT alone differs (the host network is shared)."""
+    """The sidecar with these Secrets; PROBE_PORT alone differs (the host network is shared)."""
 
-    url: str
+    secrets: Secrets
     options: tuple[str, ...] = ()
     extra_env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
@@ -39,9 +40,7 @@ class ProbeContainer:
 
     def container(self) -> ManifestContainer:
         overrides = {"PROBE_PORT": str(self.port), **self.extra_env}
-        return ManifestContainer(
-            SIDECAR, {"DATABASE_URL": self.url}, overrides=overrides, options=self.options
-        )
+        return ManifestContainer(SIDECAR, self.secrets, overrides=overrides, options=self.options)
 
     def start(self, *, writable: bool = False) -> ProbeContainer:
         subprocess.run(

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from localk8s.containers import job, remove
+from localk8s.database import Secrets, deploy_database
 from localk8s.kubelet import Prober, ProbeSpec
 from localk8s.outage import frozen
 from localk8s.probe_container import SIDECAR, ProbeContainer, wedge_dir
@@ -25,11 +26,11 @@ READINESS = ProbeSpec.of(SIDECAR, "readinessProbe")
 START_TIMEOUT = 60.0
 
 
-def migrate(url: str) -> None:
-    """Run the migration Job's container to completion against `url`."""
+def migrate(secrets: Secrets) -> None:
+    """Run the migration Job's container to completion with these Secrets."""
     name = f"kata-test-job-{uuid.uuid4().hex[:12]}"
     try:
-        result = subprocess.run(job(url).podman_run(name), capture_output=True, text=True, timeout=300)
+        result = subprocess.run(job(secrets).podman_run(name), capture_output=True, text=True, timeout=300)
         if result.returncode != 0:
             raise AssertionError(f"the Job's container exited {result.returncode}:\n{result.stderr}")
     finally:
@@ -48,10 +49,11 @@ class Outage:
 
 
 def database_outage(server: PostgresServer, seconds: float) -> Outage:
-    """A sidecar on a fresh migrated database of `server`, which hangs for `seconds`."""
-    url = server.url(server.create_database())
-    migrate(url)
-    probe = ProbeContainer(url).start()
+    """A sidecar on a fresh migrated database of `server` (deploy/roles.sql applied), which
+    hangs for `seconds`."""
+    secrets = deploy_database(server).secrets()
+    migrate(secrets)
+    probe = ProbeContainer(secrets).start()
     try:
         probe.until_status("/readyz", 200, START_TIMEOUT)
         with (
@@ -82,11 +84,11 @@ class Stuck:
     process_running: bool
 
 
-def stuck_monitor(url: str, restart_timeout: float) -> Stuck:
-    """A sidecar on migrated `url` whose database calls hang and ignore their timeouts on demand."""
+def stuck_monitor(secrets: Secrets, restart_timeout: float) -> Stuck:
+    """A sidecar on a migrated database whose calls hang and ignore their timeouts on demand."""
     switch = wedge_dir(Path(tempfile.mkdtemp(prefix="kata-wedge-")))
     probe = ProbeContainer(
-        url, options=("--volume", f"{switch}:/kata-wedge:ro"), extra_env={"PYTHONPATH": "/kata-wedge"}
+        secrets, options=("--volume", f"{switch}:/kata-wedge:ro"), extra_env={"PYTHONPATH": "/kata-wedge"}
     ).start()
     try:
         probe.until_status("/readyz", 200, START_TIMEOUT)

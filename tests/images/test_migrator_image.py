@@ -24,8 +24,8 @@ from localk8s.containers import (
     remove,
     ulimits,
 )
-from localpg.throwaway import SUPERUSER_PASSWORD
-from tests.conftest import Database
+from localk8s.database import PASSWORDS, DeployedDatabase, Secrets, one_url
+from localpg.throwaway import PostgresServer
 
 pytestmark = pytest.mark.usefixtures("images")
 MIGRATIONS = sorted(int(p.name.split("_")[0]) for p in (ROOT / "migrations").glob("[0-9]*_*.sql"))
@@ -42,9 +42,8 @@ def names() -> Iterator[list[str]]:
         remove(name)
 
 
-def wait_for_schema(url: str) -> ManifestContainer:
-    spec = container_spec("Deployment", "kata-context", "wait-for-schema")
-    return ManifestContainer(spec, {"DATABASE_URL": url})
+def wait_for_schema(secrets: Secrets) -> ManifestContainer:
+    return ManifestContainer(container_spec("Deployment", "kata-context", "wait-for-schema"), secrets)
 
 
 def run(
@@ -65,51 +64,58 @@ def events(log: str) -> list[str]:
     return [json.loads(line)["event"] for line in log.splitlines() if line.startswith("{")]
 
 
-def applied(database: Database) -> list[int]:
-    rows = database.psql("SELECT version FROM public.kata_schema_migrations ORDER BY version")
+def applied(database: DeployedDatabase) -> list[int]:
+    rows = database.server.psql(
+        "SELECT version FROM public.kata_schema_migrations ORDER BY version", database.name
+    )
     return [int(row) for row in rows.splitlines()]
 
 
 def test_the_job_applies_every_migration_then_exits_0_with_nothing_to_do(
-    database: Database, names: list[str]
+    deployed: DeployedDatabase, names: list[str]
 ) -> None:
-    first = run(job(database.url), names)
+    database = deployed
+    first = run(job(database.secrets()), names)
     assert first.returncode == 0, first.stderr
     assert applied(database) == MIGRATIONS
-    assert database.psql("SELECT extname FROM pg_extension WHERE extname = 'vector'") == "vector"
+    owner = database.server.psql(
+        "SELECT tableowner FROM pg_tables WHERE tablename = 'messages'", database.name
+    )
+    assert owner == "kata_owner"
 
-    second = run(job(database.url), names)
+    second = run(job(database.secrets()), names)
     assert second.returncode == 0, second.stderr
     assert applied(database) == MIGRATIONS
     assert events(first.stderr).count("migration_applied") == len(MIGRATIONS)
     assert "migration_applied" not in events(second.stderr)
     assert "nothing_to_do" in events(second.stderr)
-    assert SUPERUSER_PASSWORD not in first.stderr + second.stderr
+    assert not [pw for pw in PASSWORDS.values() if pw in first.stderr + second.stderr]
 
 
 def test_the_job_exits_4_and_creates_nothing_on_a_server_without_pgvector(
-    database_without_pgvector: Database, names: list[str]
+    pg15_with_roles: PostgresServer, names: list[str]
 ) -> None:
-    result = run(job(database_without_pgvector.url), names)
+    name = pg15_with_roles.create_database()
+    result = run(job(one_url(pg15_with_roles.url(name))), names)
     assert result.returncode == 4, result.stderr
     assert "vector" in result.stderr
-    tables = database_without_pgvector.psql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+    tables = pg15_with_roles.psql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'", name)
     assert tables == "0"
 
 
 def test_the_job_exits_2_on_a_malformed_database_url(names: list[str]) -> None:
-    result = run(job("postgres://user:secret-pw@[::1/kata"), names)
+    result = run(job(one_url("postgres://user:secret-pw@[::1/kata")), names)
     assert result.returncode == 2, result.stderr
     assert "DATABASE_URL" in result.stderr
     assert "secret-pw" not in result.stderr
 
 
 def test_wait_for_schema_exits_0_once_the_job_has_applied_the_migrations(
-    database: Database, names: list[str]
+    deployed: DeployedDatabase, names: list[str]
 ) -> None:
     names.append(f"kata-test-wait-{uuid.uuid4().hex[:12]}")
     waiting = subprocess.run(
-        wait_for_schema(database.url).podman_run(names[-1], detach=True),
+        wait_for_schema(deployed.secrets()).podman_run(names[-1], detach=True),
         capture_output=True,
         text=True,
         timeout=RUN_TIMEOUT,
@@ -120,20 +126,20 @@ def test_wait_for_schema_exits_0_once_the_job_has_applied_the_migrations(
     state = podman("inspect", "--format", "{{.State.Running}}", names[-1], check=True).stdout.strip()
     assert state == "true"
 
-    assert run(job(database.url), names).returncode == 0
+    assert run(job(deployed.secrets()), names).returncode == 0
     finished = podman("wait", names[0], timeout=RUN_TIMEOUT, check=True)
     assert finished.stdout.strip() == "0", podman("logs", names[0]).stderr
 
 
 @pytest.mark.parametrize("container", ["job", "wait-for-schema"])
 def test_the_migrator_writes_nothing_to_the_image_filesystem(
-    container: str, database: Database, names: list[str]
+    container: str, deployed: DeployedDatabase, names: list[str]
 ) -> None:
     """Run with a writable root this once: a write would show in `podman diff` instead of
     failing (and perhaps being swallowed) on the read-only root the manifests give it."""
-    assert run(job(database.url), names, writable=True).returncode == 0
+    assert run(job(deployed.secrets()), names, writable=True).returncode == 0
     if container == "wait-for-schema":
-        assert run(wait_for_schema(database.url), names, writable=True).returncode == 0
+        assert run(wait_for_schema(deployed.secrets()), names, writable=True).returncode == 0
     assert diff(names[-1]) == []
 
 
@@ -164,7 +170,7 @@ def test_labels_tags_and_manifests_carry_the_version_of_pyproject() -> None:
     assert podman("image", "exists", base).returncode == 0, (
         f"base.name {base!r} is not the base it was built on"
     )
-    assert job("x").spec["image"] == MIGRATOR_IMAGE
+    assert job(one_url("x")).spec["image"] == MIGRATOR_IMAGE
     assert container_spec("Deployment", "kata-context", "db-probe")["image"] == PROBE_IMAGE
 
 

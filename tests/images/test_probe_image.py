@@ -12,11 +12,11 @@ from collections.abc import Iterator
 import pytest
 
 from localk8s.containers import PODMAN, diff, pod_spec
+from localk8s.database import PASSWORDS, DeployedDatabase, Secrets
 from localk8s.kubelet import Poll
 from localk8s.probe_container import INTERVAL, SHUTDOWN_DELAY, STALENESS, TIMEOUT, ProbeContainer
 from localk8s.scenarios import LIVENESS, READINESS, database_outage, migrate, stuck_monitor
-from localpg.throwaway import SUPERUSER_PASSWORD, PostgresServer, running_server, wheel_bin_dir
-from tests.conftest import Database
+from localpg.throwaway import PostgresServer, running_server, wheel_bin_dir
 
 pytestmark = pytest.mark.usefixtures("images")
 GRACE = float(pod_spec("Deployment", "kata-context")["terminationGracePeriodSeconds"])
@@ -26,9 +26,10 @@ OUTAGE = 60.0
 
 
 @pytest.fixture
-def migrated(database: Database) -> Database:
-    migrate(database.url)
-    return database
+def migrated(deployed: DeployedDatabase) -> Secrets:
+    """The Secrets of a database the Job has migrated."""
+    migrate(deployed.secrets())
+    return deployed.secrets()
 
 
 @pytest.fixture
@@ -47,22 +48,22 @@ def outage_server() -> Iterator[PostgresServer]:
 
 
 def test_the_sidecar_turns_ready_and_serves_its_metrics(
-    migrated: Database, probes: list[ProbeContainer]
+    migrated: Secrets, probes: list[ProbeContainer]
 ) -> None:
-    probe = ProbeContainer(migrated.url).start()
+    probe = ProbeContainer(migrated).start()
     probes.append(probe)
     probe.until_status("/readyz", 200, 60)
     assert probe.status("/livez") == 200
     metrics = probe.get_text("/metrics")
     assert "kata_db_up 1.0" in metrics
     assert 'kata_db_build_info{version="' in metrics
-    assert SUPERUSER_PASSWORD not in metrics
+    assert not [pw for pw in PASSWORDS.values() if pw in metrics]
 
 
 def test_on_sigterm_readyz_turns_503_it_drains_then_exits_0_within_the_grace_period(
-    migrated: Database, probes: list[ProbeContainer]
+    migrated: Secrets, probes: list[ProbeContainer]
 ) -> None:
-    probe = ProbeContainer(migrated.url).start()
+    probe = ProbeContainer(migrated).start()
     probes.append(probe)
     probe.until_status("/readyz", 200, 60)
     answers: list[Poll] = []
@@ -89,10 +90,10 @@ def test_on_sigterm_readyz_turns_503_it_drains_then_exits_0_within_the_grace_per
 
 
 def test_the_sidecar_writes_nothing_to_the_image_filesystem(
-    migrated: Database, probes: list[ProbeContainer]
+    migrated: Secrets, probes: list[ProbeContainer]
 ) -> None:
     """A writable root this once, so a write shows in `podman diff` instead of failing."""
-    probe = ProbeContainer(migrated.url).start(writable=True)
+    probe = ProbeContainer(migrated).start(writable=True)
     probes.append(probe)
     probe.until_status("/readyz", 200, 60)
     for path in ("/livez", "/healthz", "/readyz?verbose", "/readyz/schema", "/metrics", "/openapi.yaml"):
@@ -119,13 +120,13 @@ def test_kubelet_takes_the_pod_out_during_a_60_s_database_outage_and_never_resta
 
 
 def test_kubelet_restarts_a_sidecar_whose_monitor_is_stuck_within_the_stated_bound(
-    migrated: Database,
+    migrated: Secrets,
 ) -> None:
     # /livez fails once no round has finished for staleness + timeout (the last one finished up
     # to one interval before the wedge), then kubelet needs failureThreshold failed periods.
     livez_bound = STALENESS + TIMEOUT
     bound = livez_bound + LIVENESS.failure_threshold * LIVENESS.period
-    stuck = stuck_monitor(migrated.url, bound + MARGIN)
+    stuck = stuck_monitor(migrated, bound + MARGIN)
     assert stuck.restart_after <= bound + MARGIN
     # Never before that bound less one interval: a slow round (cut at its timeout) restarts nothing.
     assert stuck.livez_failing_after >= livez_bound - INTERVAL - 1
