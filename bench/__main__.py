@@ -17,6 +17,7 @@ BENCHMARKS = (
     "live_load",
     "hnsw_build",
     "schema_read",
+    "kubelet_sim",
 )
 
 
