@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import NoReturn, TextIO
 
 import asyncpg
@@ -17,22 +17,10 @@ from migrator.commands import COMMANDS, Context
 from migrator.errors import ConnectionLost, InternalError, Interrupted, MigratorError, UsageError, exit_status
 from migrator.events import EventLog
 from migrator.options import MigratorSettings, log_format
-from pgconn.dsn import raw_passwords
 from pgconn.options import SettingsError
-from pgconn.settings import DATABASE_OPTIONS
 from schema.catalog import Catalog, CatalogError, read_catalog
 
 __all__ = ["COMMANDS", "main", "run"]
-
-
-def raw_password_scrubbers(env: Mapping[str, str]) -> list[Callable[[str], str]]:
-    """Scrub passwords even from URLs too broken to parse, so a usage error cannot leak one."""
-    secrets = set().union(*(raw_passwords(env.get(o.env, "")) for o in DATABASE_OPTIONS))
-    return [_replacer(secret) for secret in secrets]
-
-
-def _replacer(secret: str) -> Callable[[str], str]:
-    return lambda text: text.replace(secret, "***")
 
 
 def error_for(exc: BaseException) -> MigratorError:
@@ -97,9 +85,6 @@ def execute(argv: Sequence[str], env: Mapping[str, str], stdout: TextIO, log: Ev
     started = time.monotonic()
     settings = MigratorSettings.load(argv, env, tty=stdout.isatty())
     log.fmt = settings.log_format
-    for url in (settings.database.url, settings.database.unpooled_url):
-        if url is not None:
-            log.add_scrubber(url.scrub)
     catalog = load_catalog(settings)
     log.info(
         "start",
@@ -115,7 +100,7 @@ def execute(argv: Sequence[str], env: Mapping[str, str], stdout: TextIO, log: Ev
 
 def run(argv: Sequence[str], env: Mapping[str, str], stdout: TextIO, stderr: TextIO) -> int:
     """The whole program, with its streams and environment passed in; returns the exit status."""
-    log = EventLog(stderr, fmt=log_format(env, tty=stdout.isatty()), scrubbers=raw_password_scrubbers(env))
+    log = EventLog(stderr, fmt=log_format(env, tty=stdout.isatty()))
     try:
         return execute(argv, env, stdout, log)
     except SystemExit as exc:  # --help

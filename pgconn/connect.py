@@ -30,7 +30,6 @@ def connect_options(url: DatabaseUrl, *, application_name: str, timeout: float) 
     that was not detected cannot break us; our queries run rarely, so a cache buys nothing.
     Only `application_name` is sent as a startup setting: PgBouncer rejects unknown ones.
     """
-    connect_timeout = url.param("connect_timeout")
     return {
         "host": url.host,
         "port": url.port,
@@ -38,7 +37,7 @@ def connect_options(url: DatabaseUrl, *, application_name: str, timeout: float) 
         "password": url.password,
         "database": url.database,
         "ssl": ssl_option(url),
-        "timeout": float(connect_timeout) if connect_timeout else timeout,
+        "timeout": url.connect_timeout or timeout,
         "statement_cache_size": 0,
         "server_settings": {"application_name": url.param("application_name") or application_name},
     }

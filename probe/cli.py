@@ -28,14 +28,13 @@ log = logging.getLogger("probe")
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `kata-probe` and `python -m probe`; returns the exit code."""
-    configure_logging(lambda text: text)
+    configure_logging()
     try:
         settings = ProbeSettings.load(sys.argv[1:] if argv is None else argv, os.environ)
         catalog = read_catalog(settings.database.migrations_dir)
     except (SettingsError, CatalogError) as exc:
         log.error(str(exc), extra={"event": "config_error"})
         return EXIT_USAGE
-    configure_logging(settings.database.url.scrub)
     try:
         asyncio.run(serve(settings, catalog))
     except OSError as exc:  # most likely the port is taken

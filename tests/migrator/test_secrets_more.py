@@ -11,7 +11,7 @@ import pytest
 
 from migrator.lock import LOCK_CLASS, LOCK_OBJECT
 from tests.conftest import Database
-from tests.migrator.conftest import Outcome, migrator_env, run_process
+from tests.migrator.conftest import Outcome, migrator_env, run_inprocess, run_process
 from tests.polling import wait_until
 
 SENTINEL = "S3ntinel-pw-x9"
@@ -89,3 +89,31 @@ def test_exit_7_on_a_held_lock_never_prints_the_password(
     assert outcome.code == 7, outcome.stderr
     assert "sentinel-holder" in outcome.stderr  # the message names the holder, not us
     assert_no_secret(outcome)
+
+
+@pytest.mark.parametrize("password", ["app", "a", "e", "error", "migration", "1"])
+def test_a_short_or_common_password_leaves_every_log_line_intact(database: Database, password: str) -> None:
+    """Scrubbing by substring turned `application_name` into `***lication_name` for the password
+    `app`: the lines must be exactly what they would be for any other password."""
+    role = f"short_{uuid.uuid4().hex[:8]}"
+    database.server.create_role(role, password, "SUPERUSER")
+    url = database.server.url(database.name, user=role, password=password)
+    outcome = run_inprocess(["up"], migrator_env(url))
+    assert outcome.code == 0, outcome.stderr
+    events = outcome.events()  # every line is valid JSON
+    assert len(events) == len(outcome.stderr.splitlines())
+    assert "***" not in outcome.stderr
+    assert events[0]["event"] == "start" and "application_name" in events[0]
+    assert "migration_applied" in outcome.names() and outcome.names()[-1] == "done"
+    assert ":***@" not in outcome.stderr  # no line needs the URL
+
+
+@pytest.mark.parametrize("password", ["app", "a", "e"])
+def test_a_short_password_leaves_failure_lines_intact(password: str) -> None:
+    url = f"postgresql://app:{password}@127.0.0.1:1/app?sslmode=disable"
+    outcome = run_inprocess(["status"], migrator_env(url, MIGRATOR_CONNECT_TIMEOUT="0"))
+    assert outcome.code == 3, outcome.stderr
+    assert outcome.names() == ["start", "database_unreachable"]
+    assert "postgresql://app:***@127.0.0.1:1/app?sslmode=disable" in outcome.final_message
+    assert "check that the server is up and reachable" in outcome.final_message
+    assert "database_unreachable" in outcome.stderr and "application_name" in outcome.stderr
