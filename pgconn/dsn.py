@@ -47,7 +47,7 @@ PERCENT_ENCODE: Final = (
     "reserved characters in the user name or password must be percent-encoded: "
     "'@' as %40, '/' as %2F, '?' as %3F, '#' as %23, '%' as %25 (and ':' in the user name as %3A)"
 )
-DNS_LABEL: Final = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+DNS_LABEL: Final = re.compile(r"[A-Za-z0-9_-]{1,63}")
 
 
 class InvalidDatabaseUrl(ValueError):
