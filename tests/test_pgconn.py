@@ -231,5 +231,5 @@ def test_flags_win_over_environment_over_file_over_default(
 def test_a_bad_value_is_named_by_where_it_came_from() -> None:
     with pytest.raises(SettingsError, match="--wait='soon' is not a number of seconds"):
         Sources({"wait": "soon"}, {}).value(SECONDS)
-    with pytest.raises(SettingsError, match="X_WAIT='0.0001' is out of range: use 0 to 2147483 seconds"):
+    with pytest.raises(SettingsError, match=r"X_WAIT='0\.0001' is out of range: use 0 to 2147483 seconds"):
         Sources({}, {"X_WAIT": "0.0001"}).value(SECONDS)
