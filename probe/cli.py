@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 
@@ -37,6 +38,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         asyncio.run(serve(settings, catalog))
+    except socket.gaierror as exc:  # a host name that does not resolve: the setting is wrong
+        log.error(
+            f"cannot listen on PROBE_HOST={settings.host}: {exc.strerror}; use 0.0.0.0, :: or an IP",
+            extra={"event": "config_error"},
+        )
+        return EXIT_USAGE
     except OSError as exc:  # most likely the port is taken
         log.error(
             f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}",

@@ -10,6 +10,8 @@ from typing import Any, Final
 
 import yaml
 
+from pgconn.dsn import host_problem
+from pgconn.files import read_regular_file
 from pgconn.options import (
     Option,
     SettingsError,
@@ -23,6 +25,7 @@ from pgconn.options import (
 from pgconn.settings import DATABASE_OPTIONS, DatabaseSettings
 
 PROGRAM: Final = "kata-probe"
+CONFIG_MAX_BYTES: Final = 1 << 20  # a settings file is a few hundred bytes; /dev/zero is not one
 # A result older than this many intervals counts as failing: three missed rounds.
 STALE_ROUNDS: Final = 3
 
@@ -36,6 +39,9 @@ def parse_host(name: str, text: str) -> str:
     host = text.strip()
     if not host:
         raise SettingsError(f"{name} is empty: use 0.0.0.0 (all addresses) or an IP to listen on")
+    problem = host_problem(host)
+    if problem:
+        raise SettingsError(f"{name}: {problem}; use 0.0.0.0 (all addresses), :: or an IP to listen on")
     return host
 
 
@@ -121,14 +127,17 @@ class ProbeSettings:
 
 def read_config_file(path: Path) -> dict[str, str]:
     """The YAML file as environment-style names; unknown keys and non-scalar values are errors."""
+    text = read_config_text(path)
     try:
-        document: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SettingsError(f"--config {str(path)!r} cannot be read: {exc.strerror}") from None
+        document: Any = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise SettingsError(f"--config {str(path)!r} is not valid YAML{where}") from None
+    except RecursionError:
+        raise SettingsError(
+            f"--config {str(path)!r} is nested too deeply: it must be a flat mapping"
+        ) from None
     if document is None:
         return {}
     if not isinstance(document, dict):
@@ -148,6 +157,25 @@ def read_config_file(path: Path) -> dict[str, str]:
             )
         values[by_key[key].env] = str(value)
     return values
+
+
+def read_config_text(path: Path) -> str:
+    """The file's text: a regular file (never a FIFO or device, which could block or never end),
+    at most CONFIG_MAX_BYTES, UTF-8."""
+    try:
+        raw = read_regular_file(path, CONFIG_MAX_BYTES)
+    except OSError as exc:
+        raise SettingsError(f"--config {str(path)!r} cannot be read: {exc.strerror}") from None
+    if len(raw) > CONFIG_MAX_BYTES:
+        raise SettingsError(
+            f"--config {str(path)!r} is larger than {CONFIG_MAX_BYTES} bytes: not a settings file"
+        )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SettingsError(
+            f"--config {str(path)!r} is not valid UTF-8 (byte {exc.start}): re-save it as UTF-8"
+        ) from None
 
 
 class _Parser(argparse.ArgumentParser):
