@@ -56,6 +56,10 @@ class DatabaseUnreachable(MigratorError):
     ADVICE: ClassVar[Mapping[str, str]] = {
         Reason.AUTHENTICATION: "check the user and password in the URL (the Secret); not retried",
         Reason.DATABASE_MISSING: "create the database or fix the database name in the URL",
+        Reason.TLS: (
+            "check the URL's sslmode and sslrootcert against the server's certificate (its CA, and for "
+            "verify-full the host name) and that the server has TLS on; not retried"
+        ),
     }
 
     def __init__(self, target: str, reason: str, waited: float) -> None:
