@@ -9,7 +9,7 @@ import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from typing import NoReturn, TextIO
+from typing import Final, NoReturn, TextIO
 
 import asyncpg
 
@@ -21,6 +21,10 @@ from pgconn.options import SettingsError
 from schema.catalog import Catalog, CatalogError, read_catalog
 
 __all__ = ["COMMANDS", "main", "run"]
+
+# SIGHUP (a closed terminal or session) stops a run like SIGTERM: rolled back, lock released, and
+# a final log line, where its default action ended the process silently with 129.
+STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def error_for(exc: BaseException) -> MigratorError:
@@ -44,7 +48,7 @@ def is_connection_loss(exc: BaseException) -> bool:
 
 
 async def run_command(ctx: Context) -> int:
-    """Run the verb; SIGTERM/SIGINT cancel it (asyncpg cancels the running statement)."""
+    """Run the verb; SIGTERM, SIGINT and SIGHUP cancel it (asyncpg cancels the running statement)."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
@@ -56,7 +60,7 @@ async def run_command(ctx: Context) -> int:
             ctx.log.warning("signal", f"received {signum.name}: cancelling", signal=signum.name)
             task.cancel()
 
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, stop, signum)
     try:
         return await COMMANDS[ctx.settings.command](ctx)
@@ -66,7 +70,7 @@ async def run_command(ctx: Context) -> int:
         signum = received[0]
         raise Interrupted(signum.name, 128 + signum.value) from None
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in STOP_SIGNALS:
             loop.remove_signal_handler(signum)
 
 

@@ -20,7 +20,7 @@ EXIT_CODES: Final[Mapping[str, str]] = {
     "7": "timed out waiting for another migrator's lock",
     "8": "migrations pending",
     "9": "refused: pooled connection and no `DATABASE_URL_UNPOOLED`",
-    "130 / 143": "interrupted by SIGINT / SIGTERM",
+    "129 / 130 / 143": "interrupted by SIGHUP / SIGINT / SIGTERM",
 }
 
 
@@ -155,7 +155,7 @@ class PoolerRefused(MigratorError):
 
 
 class Interrupted(MigratorError):
-    """SIGINT exits 130 and SIGTERM 143, as a shell reports a process killed by them."""
+    """SIGHUP exits 129, SIGINT 130 and SIGTERM 143, as a shell reports a process killed by them."""
 
     event = "interrupted"
 

@@ -10,7 +10,8 @@ from functools import partial
 from importlib import metadata
 from typing import Any, Final
 
-from aiohttp import web
+from aiohttp import hdrs, web
+from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from probe.checks import CHECK_NAMES, default_checks
@@ -23,6 +24,7 @@ from probe.settings import ProbeSettings
 from schema.catalog import Catalog, read_catalog
 
 NO_STORE: Final = {"Cache-Control": "no-store"}
+VERBOSE_VALUES: Final = {"": True, "1": True, "true": True, "0": False, "false": False}
 
 
 @dataclass
@@ -74,7 +76,7 @@ def create_app(
     for state in STATES:
         metrics.pool_connections.labels(state=state).set_function(partial(pool_count, pool, state))
 
-    app = web.Application()
+    app = web.Application(middlewares=[refuse_connect])
     app[SETTINGS] = settings
     app[REGISTRY] = registry
     app[METRICS] = metrics
@@ -161,13 +163,37 @@ async def readyz(request: web.Request) -> web.Response:
         snapshot = request.app[MONITOR].fresh()
         if snapshot is not None and snapshot.ok and not request.app[STATE].draining:
             return ready_response()
+    verbose = wants_verbose(request)
     view = current_view(request.app)
     answer = readiness(view, request.query.getall("exclude", []))
     status = 200 if answer.ok else 503
-    if wants_json(request) and "verbose" not in request.query:
+    if wants_json(request) and not verbose:
         names = [name for name in CHECK_NAMES if name not in answer.excluded]
         return readiness_json(view, request.app[VERSION], names, answer.ok)
-    return text_response(answer.text("verbose" in request.query), status)
+    return text_response(answer.text(verbose), status)
+
+
+def wants_verbose(request: web.Request) -> bool:
+    """`?verbose`, `?verbose=`, `=1`, `=true` list every check; `=0`, `=false` do not (kube-apiserver
+    reads presence alone, so `?verbose=false` was verbose there). Anything else is a 400."""
+    if "verbose" not in request.query:
+        return False
+    value = request.query["verbose"].strip().lower()
+    if value in VERBOSE_VALUES:
+        return VERBOSE_VALUES[value]
+    raise web.HTTPBadRequest(
+        text=f"400: verbose={value[:20]!r}: use verbose, verbose=1|true or verbose=0|false\n",
+        headers=NO_STORE,
+    )
+
+
+@web.middleware
+async def refuse_connect(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp reads a CONNECT target as an authority that no route matches (404); the probe is no
+    proxy, and every other method it does not serve answers 405."""
+    if request.method == hdrs.METH_CONNECT:
+        raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD"], headers=NO_STORE)
+    return await handler(request)
 
 
 async def readyz_one(request: web.Request) -> web.Response:

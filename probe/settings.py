@@ -75,7 +75,26 @@ SHUTDOWN_DELAY: Final = Option(
     "seconds to keep answering (readyz 503) after SIGTERM",
     "SECONDS",
 )
-OPTIONS: Final[tuple[Option[Any], ...]] = (*DATABASE_OPTIONS, HOST, PORT, INTERVAL, TIMEOUT, SHUTDOWN_DELAY)
+# aiohttp closes a connection that has not sent a whole request this long after it opened or
+# after its last response: one bound for idle keep-alive and for half-sent headers (slowloris).
+IDLE_TIMEOUT: Final = Option(
+    "idle_timeout",
+    "PROBE_IDLE_TIMEOUT",
+    "--idle-timeout",
+    "75",
+    seconds_at_least(1),
+    "seconds an HTTP connection may wait for its next complete request",
+    "SECONDS",
+)
+OPTIONS: Final[tuple[Option[Any], ...]] = (
+    *DATABASE_OPTIONS,
+    HOST,
+    PORT,
+    INTERVAL,
+    TIMEOUT,
+    SHUTDOWN_DELAY,
+    IDLE_TIMEOUT,
+)
 # Not settings of their own, but they name the connection (`application_name`).
 IDENTITY: Final = tuple(Option(n.lower(), n, None, None, parse_text, "") for n in ("POD_NAME", "HOSTNAME"))
 
@@ -90,6 +109,7 @@ class ProbeSettings:
     interval: float = 5.0
     timeout: float = 2.0
     shutdown_delay: float = 5.0
+    idle_timeout: float = 75.0
 
     @property
     def staleness(self) -> float:
@@ -122,6 +142,7 @@ class ProbeSettings:
             interval=interval,
             timeout=timeout,
             shutdown_delay=sources.value(SHUTDOWN_DELAY),
+            idle_timeout=sources.value(IDLE_TIMEOUT),
         )
 
 

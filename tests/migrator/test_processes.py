@@ -1,4 +1,4 @@
-"""Real processes: eight at once, SIGTERM/SIGINT mid-statement, SIGKILL mid-statement."""
+"""Real processes: eight at once, SIGTERM/SIGINT/SIGHUP mid-statement, SIGKILL mid-statement."""
 
 from __future__ import annotations
 
@@ -48,7 +48,9 @@ def test_eight_concurrent_migrators_all_succeed_and_apply_each_file_once(databas
     assert database.psql("SELECT count(DISTINCT applied_by) FROM kata_schema_migrations") == "1"
 
 
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.parametrize(
+    ("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGHUP, 129)]
+)
 def test_signal_cancels_the_statement_rolls_back_and_releases_the_lock(
     database: Database, migrations_dir: Files, signum: signal.Signals, code: int
 ) -> None:

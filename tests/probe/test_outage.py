@@ -15,7 +15,8 @@ from prometheus_client import CollectorRegistry
 
 from localpg.throwaway import PostgresServer, running_server, wheel_bin_dir
 from probe.app import MONITOR, create_app
-from tests.probe.conftest import make_settings, until
+from tests.conftest import Database
+from tests.probe.conftest import make_settings, ready_database, until
 
 pytestmark = pytest.mark.asyncio
 Client = TestClient[web.Request, web.Application]
@@ -56,6 +57,8 @@ async def not_ready(client: Client) -> bool:
 
 
 async def start(aiohttp_client: ClientFactory, server: PostgresServer, migrations: Path) -> Client:
+    """The probe, ready: an empty migrations folder is refused, so the server gets these applied."""
+    ready_database(Database(server, "postgres"), migrations)
     settings = make_settings(
         server.url(), migrations, PROBE_INTERVAL=str(INTERVAL), PROBE_TIMEOUT=str(TIMEOUT)
     )
@@ -65,9 +68,9 @@ async def start(aiohttp_client: ClientFactory, server: PostgresServer, migration
 
 
 async def test_frozen_database_fails_readiness_within_a_round_while_liveness_stays_fast(
-    aiohttp_client: ClientFactory, own_server: PostgresServer, tmp_path: Path
+    aiohttp_client: ClientFactory, own_server: PostgresServer, migrations_dir: Path
 ) -> None:
-    client = await start(aiohttp_client, own_server, tmp_path)
+    client = await start(aiohttp_client, own_server, migrations_dir)
     monitor = client.app[MONITOR]
     frozen = server_processes(own_server)
     for pid in frozen:  # postmaster first, so it cannot start a child we would miss
@@ -93,9 +96,9 @@ async def test_frozen_database_fails_readiness_within_a_round_while_liveness_sta
 
 
 async def test_killed_database_fails_readiness_and_recovers_after_restart(
-    aiohttp_client: ClientFactory, own_server: PostgresServer, tmp_path: Path
+    aiohttp_client: ClientFactory, own_server: PostgresServer, migrations_dir: Path
 ) -> None:
-    client = await start(aiohttp_client, own_server, tmp_path)
+    client = await start(aiohttp_client, own_server, migrations_dir)
     for pid in server_processes(own_server):  # the whole server, as when its container is OOM-killed
         os.kill(pid, signal.SIGKILL)
     await until(lambda: not_ready(client), INTERVAL + TIMEOUT + 0.5, "readyz 503 after SIGKILL")
