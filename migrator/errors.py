@@ -124,6 +124,19 @@ class DriftDetected(MigratorError):
         )
 
 
+class BaselineRefused(MigratorError):
+    """`baseline` on a database without tables would record a schema that is not there."""
+
+    exit_code = 6
+    event = "baseline_refused"
+
+    def __init__(self, version: int) -> None:
+        super().__init__(
+            f"baseline {version} refused: this database has no tables, so no schema made by another tool "
+            "is here to record; nothing was recorded. Run `kata-migrate up` to create the schema"
+        )
+
+
 class LockTimeout(MigratorError):
     exit_code = 7
     event = "lock_timeout"

@@ -4,15 +4,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from migrator.lock import LOCK_CLASS, LOCK_OBJECT
 from tests.conftest import Database
 from tests.migrator.conftest import Outcome, migrator_env, run_inprocess, run_process
-from tests.polling import wait_until
 
 SENTINEL = "S3ntinel-pw-x9"
 Files = Callable[[dict[str, str | bytes]], Path]
@@ -31,26 +29,6 @@ def assert_no_secret(outcome: Outcome) -> None:
     assert SENTINEL not in output
     assert SENTINEL.lower() not in output.lower()
     assert "Traceback" not in outcome.stderr
-
-
-@pytest.fixture
-def lock_holder(database: Database) -> Iterator[None]:
-    """Another session holding the migrator's advisory lock until the test ends."""
-    holder = database.server.psql_session(database.name, application_name="sentinel-holder")
-    assert holder.stdin is not None
-    try:
-        holder.stdin.write(f"SELECT pg_advisory_lock({LOCK_CLASS}, {LOCK_OBJECT});\n")
-        holder.stdin.flush()
-        wait_until(
-            lambda: (
-                database.psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted") == "1"
-            ),
-            what="the holder to take the lock",
-        )
-        yield
-    finally:
-        holder.stdin.close()  # psql ends its session at end of input, releasing the lock
-        holder.wait(10)
 
 
 @FORMATS
