@@ -119,3 +119,14 @@ def test_a_listen_address_that_is_no_address_is_a_setting_error(host: str) -> No
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "127.0.0.1", "::1", "localhost", "probe.kata.svc"])
 def test_listen_addresses_and_names_are_accepted(host: str) -> None:
     assert ProbeSettings.load([], {"DATABASE_URL": URL, "PROBE_HOST": host}).host == host
+
+
+@pytest.mark.parametrize("source", ["environment", "config file"])
+def test_a_raw_slash_in_the_password_leaks_nothing_from_env_or_yaml(tmp_path: Path, source: str) -> None:
+    url = "postgresql://app:Secr3t/Pa55@h:5432/db"
+    config = tmp_path / "probe.yaml"
+    config.write_text(f"database_url: '{url}'\n")
+    argv, env = (["--config", str(config)], {}) if source == "config file" else ([], {"DATABASE_URL": url})
+    with pytest.raises(SettingsError, match="must be percent-encoded") as caught:
+        ProbeSettings.load(argv, env)
+    assert "Secr3t" not in str(caught.value) and "Pa55" not in str(caught.value)
