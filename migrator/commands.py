@@ -12,6 +12,7 @@ from typing import Final, TextIO
 
 import asyncpg
 
+from migrator import grants, privileges
 from migrator.connection import connect_with_retry, direct_url, read_url
 from migrator.errors import BaselineRefused, MigrationsPending
 from migrator.events import EventLog
@@ -42,6 +43,11 @@ class Context:
             url, application_name=self.application_name, timeout=self.settings.connect_timeout, log=self.log
         )
         conn.add_log_listener(self._server_notice)
+        try:
+            await privileges.check_access(conn, self.settings.command)
+        except BaseException:
+            await conn.close()
+            raise
         return conn
 
     def _server_notice(self, conn: object, message: asyncpg.PostgresLogMessage) -> None:
@@ -66,6 +72,7 @@ def result_document(result: RunResult) -> dict[str, object]:
 async def cmd_up(ctx: Context) -> int:
     conn = await ctx.connect(direct_url(ctx.settings.database))
     try:
+        await grants.check_roles(conn, ctx.settings.options.roles, ctx.log)
         result = await migrate(conn, ctx.catalog, ctx.settings.options, ctx.application_name, ctx.log)
     finally:
         await conn.close()

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, NoReturn
 
+from migrator import grants
 from migrator.errors import EXIT_CODES, UsageError
 from migrator.events import FORMATS
 from migrator.runner import RunOptions
@@ -65,7 +66,7 @@ WAIT_TIMEOUT: Final = Option(
 )
 # Every command takes these; `--timeout` belongs to `wait` alone.
 COMMON: Final = (MIGRATIONS_DIR, LOCK_TIMEOUT, CONNECT_TIMEOUT, STATEMENT_TIMEOUT, DDL_LOCK_TIMEOUT)
-OPTIONS: Final[tuple[Option[Any], ...]] = (*DATABASE_OPTIONS, *COMMON[1:], WAIT_TIMEOUT)
+OPTIONS: Final[tuple[Option[Any], ...]] = (*DATABASE_OPTIONS, *COMMON[1:], WAIT_TIMEOUT, *grants.ROLE_OPTIONS)
 LOG_FORMAT_ENV: Final = "MIGRATOR_LOG_FORMAT"
 
 COMMAND_HELP: Final = (
@@ -116,6 +117,7 @@ def build_parser() -> ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     up = commands.add_parser("up", parents=[common], help="apply pending migrations (default)")
     up.add_argument("--json", action="store_true", help="print the result (applied files, version) on stdout")
+    add_flags(up, grants.ROLE_OPTIONS)
     status = commands.add_parser("status", parents=[common], help="show applied and pending migrations")
     status.add_argument("--json", action="store_true", help="print JSON on stdout")
     status.add_argument("--exit-code", action="store_true", help="exit 8 when pending, 6 on drift")
@@ -154,6 +156,7 @@ class MigratorSettings:
                 lock_timeout=sources.value(LOCK_TIMEOUT),
                 statement_timeout=sources.value(STATEMENT_TIMEOUT),
                 ddl_lock_timeout=sources.value(DDL_LOCK_TIMEOUT),
+                roles=grants.roles_from(sources) if args.command == "up" else grants.NO_ROLES,
             ),
             connect_timeout=sources.value(CONNECT_TIMEOUT),
             wait_timeout=sources.value(WAIT_TIMEOUT),

@@ -10,7 +10,7 @@ from typing import Final
 
 import asyncpg
 
-from migrator import lock, preflight
+from migrator import grants, lock, preflight, privileges
 from migrator.errors import DriftDetected, MigrationFailed
 from migrator.events import EventLog
 from pgconn.errors import classify_error
@@ -31,6 +31,8 @@ class RunOptions:
     lock_timeout: float = 120.0
     statement_timeout: float = 3600.0
     ddl_lock_timeout: float = 10.0
+    # Who `up` grants to after (and, through default privileges, while) applying.
+    roles: grants.Roles = grants.NO_ROLES
 
 
 @dataclass(frozen=True)
@@ -91,10 +93,12 @@ async def migrate(
         check_drift(catalog, state)
         if not state.pending:
             log.info("nothing_to_do", "the database is up to date", version=state.version)
+            await grants.apply(conn, options.roles, log)
             return RunResult((), state.version)
         extension = await preflight.ensure_pgvector(conn)
         log.info("pgvector_ready", version=extension.version, created=extension.created)
         await create_ledger(conn)
+        await grants.apply(conn, options.roles, log)  # before the files: see migrator/grants.py
         files = catalog.by_version()
         applied = []
         for version in state.pending:
@@ -107,6 +111,7 @@ async def migrate(
                 )
             await apply_migration(conn, migration, options, applied_by, log)
             applied.append(migration)
+        await grants.apply(conn, options.roles, log)
     version = max([state.version, *(m.version for m in applied)])
     log.info("migrations_applied", count=len(applied), version=version, duration_ms=_elapsed_ms(started))
     return RunResult(tuple(applied), version)
@@ -154,6 +159,8 @@ async def apply_migration(
                     await conn.execute("RESET lock_timeout; RESET statement_timeout")
             duration = _elapsed_ms(started)
             await conn.execute(insert_row_sql(migration, duration, applied_by))
+    except asyncpg.InsufficientPrivilegeError as exc:
+        raise await privileges.in_migration(conn, migration, current, exc) from exc
     except asyncpg.PostgresError as exc:
         raise failure(migration, current, exc) from exc
     except (asyncpg.InterfaceError, OSError) as exc:
