@@ -113,7 +113,7 @@ async def has_tables(conn: asyncpg.Connection) -> bool:
         """
         SELECT EXISTS (
             SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE c.relkind IN ('r', 'p') AND c.oid <> to_regclass($1)
+            WHERE c.relkind IN ('r', 'p') AND c.oid IS DISTINCT FROM to_regclass($1)
               AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
         )
         """,

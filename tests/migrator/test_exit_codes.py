@@ -34,7 +34,7 @@ def test_the_docs_list_every_exit_code_with_its_meaning(document: str) -> None:
 def test_help_lists_every_exit_code_with_its_meaning(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["--help"], {}, io.StringIO(), io.StringIO()) == 0
     text = capsys.readouterr().out.split("exit codes:", 1)[1]
-    listed = dict(re.findall(r"^  (\S+(?: / \S+)?)\s+(.+)$", text, flags=re.MULTILINE))
+    listed = dict(re.findall(r"^  (\S+(?: / \S+)*)\s+(.+)$", text, flags=re.MULTILINE))
     assert listed == dict(errors.EXIT_CODES)
 
 
