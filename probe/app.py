@@ -43,6 +43,17 @@ STATE: Final = web.AppKey("state", ProbeState)
 VERSION: Final = web.AppKey("version", str)
 
 
+# No endpoint reads a request body: after answering a request that declared one and did not send
+# it, wait this long for it (aiohttp's default is 10 s) before closing the connection.
+LINGERING_SECONDS: Final = 1.0
+
+
+def server_options(settings: ProbeSettings) -> dict[str, Any]:
+    """aiohttp's per-connection limits, for `web.AppRunner` (and the tests' servers): idle and
+    half-sent requests end after `idle_timeout`, an unsent body after LINGERING_SECONDS."""
+    return {"keepalive_timeout": settings.idle_timeout, "lingering_time": LINGERING_SECONDS}
+
+
 def pool_count(pool: ConnectionPool, state: str) -> float:
     return float(pool.count(state))
 

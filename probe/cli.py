@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from pgconn.logs import configure_logging
 from pgconn.options import SettingsError
-from probe.app import STATE, create_app, probe_version
+from probe.app import STATE, create_app, probe_version, server_options
 from probe.settings import ProbeSettings
 from schema.catalog import Catalog, CatalogError, read_catalog
 
@@ -73,11 +73,7 @@ async def serve(settings: ProbeSettings, catalog: Catalog | None = None) -> None
     """Run the app until SIGTERM or SIGINT, then answer 503 on /readyz for the drain delay."""
     app = create_app(settings, CollectorRegistry(), catalog=catalog)
     runner = web.AppRunner(
-        app,
-        access_log=None,
-        handle_signals=False,
-        shutdown_timeout=1.0,
-        keepalive_timeout=settings.idle_timeout,
+        app, access_log=None, handle_signals=False, shutdown_timeout=1.0, **server_options(settings)
     )
     await runner.setup()
     stop = asyncio.Event()
