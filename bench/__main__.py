@@ -7,7 +7,17 @@ import sys
 import time
 import warnings
 
-BENCHMARKS = ("probe_load", "db_cost", "latency", "footprint", "migrator_peers")
+BENCHMARKS = (
+    "probe_load",
+    "db_cost",
+    "latency",
+    "liveness",
+    "footprint",
+    "migrator_peers",
+    "live_load",
+    "hnsw_build",
+    "kubelet_sim",
+)
 
 
 def main(argv: list[str]) -> int:

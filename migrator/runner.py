@@ -10,7 +10,7 @@ from typing import Final
 
 import asyncpg
 
-from migrator import grants, lock, preflight, privileges
+from migrator import grants, lock, preflight, privileges, violations
 from migrator.errors import DriftDetected, MigrationFailed
 from migrator.events import EventLog
 from pgconn.errors import classify_error
@@ -162,7 +162,9 @@ async def apply_migration(
     except asyncpg.InsufficientPrivilegeError as exc:
         raise await privileges.in_migration(conn, migration, current, exc) from exc
     except asyncpg.PostgresError as exc:
-        raise failure(migration, current, exc) from exc
+        validation = violations.is_failed_validation(exc, current.text)
+        rows = await violations.rows_query(conn, exc) if validation else None
+        raise failure(migration, current, exc, rows) from exc
     except (asyncpg.InterfaceError, OSError) as exc:
         line, column = line_column(migration.sql, current.offset)
         raise MigrationFailed(
@@ -171,9 +173,11 @@ async def apply_migration(
     log.info("migration_applied", version=migration.version, file=migration.filename, duration_ms=duration)
 
 
-def failure(migration: Migration, statement: Statement, exc: asyncpg.PostgresError) -> MigrationFailed:
+def failure(
+    migration: Migration, statement: Statement, exc: asyncpg.PostgresError, rows_query: str | None = None
+) -> MigrationFailed:
     """Exit 5 with PostgreSQL's message and the line:column in the file (the statement's start when
-    the server gives no position)."""
+    the server gives no position); for a failed VALIDATE, the query that finds the rows."""
     position = getattr(exc, "position", None)
     offset = statement.offset
     if position and str(position).isdigit():
@@ -186,6 +190,8 @@ def failure(migration: Migration, statement: Statement, exc: asyncpg.PostgresErr
     hint = getattr(exc, "hint", None)
     if hint:
         message += f"; hint: {hint}"
+    if rows_query:
+        message += f"; find the rows that break it with: {rows_query}"
     return MigrationFailed(migration.filename, line, column, message, transactional=migration.transactional)
 
 
