@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from migrator.errors import BaselineRefused, SchemaDrift, UnrecordedSchema
+from migrator.errors import BaselineUnsatisfied, SchemaDrift, UnrecordedSchema
 from migrator.events import EventLog
 from schema.catalog import Catalog
 from schema.drift import Drift
@@ -102,7 +102,7 @@ def require_conformance(report: LiveReport, command: str, log: EventLog) -> None
 
 
 async def check_baseline(conn: asyncpg.Connection, catalog: Catalog, up_to: int, log: EventLog) -> None:
-    """BaselineRefused (exit 6) naming each missing object and its file unless the live schema
+    """BaselineUnsatisfied (exit 6) naming each missing object and its file unless the live schema
     satisfies snapshot `up_to`. Hand-written migrations without snapshots promise nothing that could
     be checked: recorded with a warning, as `up` and `verify` do (the shipped ones always have them)."""
     expected = ExpectedSchema.of(catalog)
@@ -112,5 +112,5 @@ async def check_baseline(conn: asyncpg.Connection, catalog: Catalog, up_to: int,
     live = await read_live_schema(conn)
     drift = expected.drift(up_to, live)
     if drift:
-        raise BaselineRefused(up_to, expected.explain(drift), expected.satisfied(live))
+        raise BaselineUnsatisfied(up_to, expected.explain(drift), expected.satisfied(live))
     log.info("baseline_checked", f"the live schema satisfies snapshot {up_to}", version=up_to)
