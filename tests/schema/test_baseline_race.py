@@ -6,18 +6,31 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from migrator.lock import LOCK_CLASS, LOCK_OBJECT
 from tests.conftest import Database
+from tests.fixtures.expected_schema import migrations_up_to
 from tests.migrator.conftest import ledger, migrator_env, run_inprocess, start_process
 from tests.polling import wait_until
 from tests.schema.conftest import LATEST
 
 
 @pytest.fixture
-def held_lock(database: Database) -> Iterator[subprocess.Popen[str]]:
+def previous_version(database: Database, tmp_path: Path) -> Database:
+    """An older image migrated to LATEST - 1: the new `up` (it builds LATEST's index) and a
+    `baseline LATEST` then start together. (An empty database is refused before the lock;
+    tests/migrator/test_processes.py covers that race.)"""
+    older = migrations_up_to(tmp_path, LATEST - 1)
+    assert run_inprocess(["up"], migrator_env(database.url, MIGRATIONS_DIR=str(older))).code == 0
+    return database
+
+
+@pytest.fixture
+def held_lock(previous_version: Database) -> Iterator[subprocess.Popen[str]]:
+    database = previous_version
     """The migrator lock held by a psql session; `release()` lets the waiters race for it."""
     holder = database.server.psql_session(database.name, application_name="race-holder")
     assert holder.stdin is not None
@@ -54,8 +67,8 @@ def test_baseline_and_up_started_together_leave_one_consistent_ledger(
     _, up_err = up.communicate(timeout=120)
     _, base_err = baseline.communicate(timeout=120)
     assert up.returncode == 0, up_err
-    # Whoever took the lock first: baseline before up finds an empty schema and records nothing
-    # (exit 6); baseline after up finds every version applied and has nothing to record (exit 0).
+    # Whoever took the lock first: baseline before up finds LATEST's index missing and records
+    # nothing (exit 6); baseline after up finds every version applied and nothing to record (0).
     assert baseline.returncode in (0, 6), base_err
     if baseline.returncode == 6:
         final = json.loads(base_err.strip().splitlines()[-1])
