@@ -20,6 +20,7 @@ from migrator.runner import RunResult, baseline, check_drift, migrate
 from migrator.status import status_document, status_text
 from pgconn.dsn import DatabaseUrl
 from schema.catalog import Catalog
+from schema.splitter import LINE_BREAK
 from schema.verdicts import SchemaState, pending_files, read_state
 
 WAIT_INTERVAL: Final = 1.0
@@ -104,7 +105,8 @@ async def cmd_plan(ctx: Context) -> int:
         migration = files[version]
         mode = "in its own transaction" if migration.transactional else "outside a transaction"
         ctx.stdout.write(f"-- {migration.filename} (version {version}, {mode})\n")
-        ctx.stdout.write(migration.sql.replace("\r\n", "\n").rstrip("\n") + "\n\n")
+        # A bare CR ends a line for PostgreSQL: print it as one, so what shows is what runs.
+        ctx.stdout.write(LINE_BREAK.sub("\n", migration.sql).rstrip("\n") + "\n\n")
     ctx.log.info("plan", pending=len(state.pending), version=state.version)
     return 0
 
