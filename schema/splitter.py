@@ -127,6 +127,26 @@ def _skip_token(sql: str, i: int, depth: _Depth) -> int:
     return i + 1
 
 
+def leading_words(text: str, count: int) -> tuple[str, ...]:
+    """The first `count` words of a statement, lowercased, skipping comments between them
+    (`SET /* x */ ROLE` reads as set, role); stops at the first token that is not a word."""
+    words: list[str] = []
+    i, n = 0, len(text)
+    while i < n and len(words) < count:
+        if text.startswith("--", i):
+            i = _skip_line_comment(text, i)
+        elif text.startswith("/*", i):
+            i = _skip_block_comment(text, i)
+        elif text[i].isspace():
+            i += 1
+        elif match := WORD.match(text, i):
+            words.append(match.group().lower())
+            i = match.end()
+        else:
+            break
+    return tuple(words)
+
+
 def line_column(text: str, offset: int) -> tuple[int, int]:
     """1-based line and column of a 0-based character offset, as an editor shows them: LF, CRLF
     and a bare CR each end a line."""

@@ -1,0 +1,170 @@
+"""Apply one migration file: its statements one by one, each followed by the session guard, then
+its ledger row; in one transaction unless the file says `-- migrate: no-transaction`."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Final
+
+import asyncpg
+
+from migrator.errors import MigrationFailed
+from migrator.events import EventLog
+from migrator.guard import SESSION_CHANGED, TRANSACTION_ENDED, SessionGuard, to_ms
+from migrator.progress import ProgressWatcher
+from pgconn.errors import classify_error
+from schema.catalog import Migration
+from schema.ledger import insert_row_sql
+from schema.splitter import Statement, line_column, split_statements
+
+CLOSED: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The limits of one run, in seconds (0 disables a PostgreSQL timeout), and the index build
+    settings for no-transaction files."""
+
+    lock_timeout: float = 120.0
+    statement_timeout: float = 3600.0
+    ddl_lock_timeout: float = 10.0
+    maintenance_work_mem_kb: int = 256 * 1024
+    max_parallel_maintenance_workers: int = 1
+
+    def session_settings(self, *, transactional: bool) -> tuple[str, ...]:
+        limits = (
+            f"lock_timeout = '{to_ms(self.ddl_lock_timeout)}ms'",
+            f"statement_timeout = '{to_ms(self.statement_timeout)}ms'",
+        )
+        if transactional:
+            return limits
+        return (
+            *limits,
+            f"maintenance_work_mem = '{self.maintenance_work_mem_kb}kB'",
+            f"max_parallel_maintenance_workers = {self.max_parallel_maintenance_workers}",
+        )
+
+
+@dataclass(frozen=True)
+class FileRunner:
+    """What applying a file needs: the locked connection, the limits, the guard, the reporters."""
+
+    conn: asyncpg.Connection
+    options: RunOptions
+    guard: SessionGuard
+    applied_by: str
+    log: EventLog
+    watcher: ProgressWatcher | None = None
+
+    async def apply(self, migration: Migration) -> None:
+        with self.log.scoped(file=migration.filename):
+            self.log.info("migration_started", version=migration.version, transaction=migration.transactional)
+            started = time.monotonic()
+            statements = split_statements(migration.sql)
+            try:
+                if migration.transactional:
+                    await self._in_transaction(migration, statements, started)
+                else:
+                    await self._autocommit(migration, statements, started)
+            except CLOSED as exc:  # BEGIN, the settings or the ledger row: not a statement of the file
+                raise statement_failure(migration, Statement(0, ""), exc) from exc
+            duration = round((time.monotonic() - started) * 1000, 1)
+            self.log.info("migration_applied", version=migration.version, duration_ms=duration)
+
+    async def _in_transaction(
+        self, migration: Migration, statements: tuple[Statement, ...], started: float
+    ) -> None:
+        """BEGIN with the limits in one round trip; each statement with its
+        guard in one; the ledger row with COMMIT in one (simple protocol, literals quoted here)."""
+        settings = [f"SET LOCAL {s}" for s in self.options.session_settings(transactional=True)]
+        await self.conn.execute("; ".join(["BEGIN", *settings]))
+        check = self.guard.check_sql(transactional=True)
+        try:
+            for statement in statements:
+                # A newline first: the statement may end in a `--` comment.
+                await self._run(migration, statement, f"{statement.text}\n;{check}")
+            duration = round((time.monotonic() - started) * 1000, 1)
+            await self.conn.execute(insert_row_sql(migration, duration, self.applied_by) + "; COMMIT")
+        except BaseException:
+            with contextlib.suppress(*CLOSED):
+                await self.conn.execute("ROLLBACK")
+            raise
+
+    async def _autocommit(
+        self, migration: Migration, statements: tuple[Statement, ...], started: float
+    ) -> None:
+        """Each statement commits on its own (CREATE INDEX CONCURRENTLY must be alone in its query),
+        then the guard; the ledger row only after all of them succeeded."""
+        settings = self.options.session_settings(transactional=False)
+        await self.conn.execute("; ".join(f"SET {s}" for s in settings))
+        check = self.guard.check_sql(transactional=False)
+        try:
+            for statement in statements:
+                await self._run(migration, statement, statement.text, check)
+        finally:
+            with contextlib.suppress(*CLOSED):
+                await self.conn.execute("; ".join(f"RESET {s.split(' = ')[0]}" for s in settings))
+        duration = round((time.monotonic() - started) * 1000, 1)
+        await self.conn.execute(insert_row_sql(migration, duration, self.applied_by))
+
+    async def _run(self, migration: Migration, statement: Statement, *queries: str) -> None:
+        """Run the statement's queries, reporting progress while they take long; an error becomes
+        MigrationFailed at the statement's line and column."""
+        line, _ = line_column(migration.sql, statement.offset)
+        try:
+            if self.watcher is None:
+                for query in queries:
+                    await self.conn.execute(query)
+                return
+            async with self.watcher.watching(self.conn.get_server_pid(), migration.filename, line):
+                for query in queries:
+                    await self.conn.execute(query)
+        except CLOSED as exc:
+            raise statement_failure(migration, statement, exc) from exc
+        if migration.transactional and not self.conn.is_in_transaction():
+            raise MigrationFailed(
+                migration.filename,
+                *line_column(migration.sql, statement.offset),
+                "the statement ended the migrator's transaction (COMMIT or ROLLBACK); check the schema",
+                transactional=True,
+                ended=True,
+            )
+        if not migration.transactional and self.conn.is_in_transaction():
+            raise MigrationFailed(
+                migration.filename,
+                *line_column(migration.sql, statement.offset),
+                "the statement left a transaction open (BEGIN) in a no-transaction file",
+                transactional=False,
+            )
+
+
+def statement_failure(migration: Migration, statement: Statement, exc: BaseException) -> MigrationFailed:
+    if isinstance(exc, asyncpg.PostgresError):
+        return failure(migration, statement, exc)
+    line, column = line_column(migration.sql, statement.offset)
+    return MigrationFailed(
+        migration.filename, line, column, classify_error(exc), transactional=migration.transactional
+    )
+
+
+def failure(migration: Migration, statement: Statement, exc: asyncpg.PostgresError) -> MigrationFailed:
+    """Exit 5 with PostgreSQL's message and the line:column in the file (the statement's start when
+    the server gives no position)."""
+    position = getattr(exc, "position", None)
+    offset = statement.offset
+    if position and str(position).isdigit() and exc.sqlstate not in (SESSION_CHANGED, TRANSACTION_ENDED):
+        offset += int(position) - 1
+    line, column = line_column(migration.sql, offset)
+    message = f"{getattr(exc, 'message', None) or exc} (SQLSTATE {exc.sqlstate})"
+    detail = getattr(exc, "detail", None)
+    if detail:
+        message += f"; {detail}"
+    hint = getattr(exc, "hint", None)
+    if hint:
+        message += f"; hint: {hint}"
+    ended = exc.sqlstate == TRANSACTION_ENDED
+    return MigrationFailed(
+        migration.filename, line, column, message, transactional=migration.transactional, ended=ended
+    )
