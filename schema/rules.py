@@ -66,9 +66,18 @@ class ForbiddenStatement(CatalogError):
         )
 
 
+NUL: Final = (
+    "PostgreSQL cannot take a NUL character in a query and would drop everything after it; "
+    "remove it (a binary file saved as .sql?)"
+)
+
+
 def violations(migration: Migration) -> tuple[Violation, ...]:
     """Every refused statement of the file, in order."""
     found = []
+    nul = migration.sql.find("\x00")
+    if nul >= 0:
+        found.append(Violation(*line_column(migration.sql, nul), "\\x00", NUL))
     for statement in split_statements(migration.sql):
         reason = refusal(statement)
         if reason is not None:

@@ -35,6 +35,7 @@ def up(database: Database, directory: Path) -> tuple[int, str, list[str]]:
         ("CREATE TABLE a(x int);\nSET SESSION AUTHORIZATION DEFAULT;\n", 2, "SET SESSION AUTHORIZATION"),
         ("CREATE TABLE a(x int);\nDISCARD ALL;\n", 2, "DISCARD ALL"),
         (NO_TX + "CREATE TABLE a(x int);\r\nBEGIN;\r\n", 3, "BEGIN"),
+        ("CREATE TABLE a(x int);\n\x00CREATE TABLE b(x int);\n", 2, "NUL character"),
     ],
 )
 def test_a_statement_that_would_break_the_migrators_session_is_refused_before_anything_runs(
