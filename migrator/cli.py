@@ -13,6 +13,7 @@ from typing import NoReturn, TextIO
 
 import asyncpg
 
+from migrator import privileges
 from migrator.commands import COMMANDS, Context
 from migrator.errors import ConnectionLost, InternalError, Interrupted, MigratorError, UsageError, exit_status
 from migrator.events import EventLog
@@ -77,6 +78,9 @@ async def run_command(ctx: Context) -> int:
             raise
         signum = received[0]
         raise Interrupted(signum.name, 128 + signum.value) from None
+    except asyncpg.InsufficientPrivilegeError as exc:  # one the checks did not foresee: still exit 10
+        database = ctx.settings.database
+        raise privileges.explain(exc, (database.unpooled_url or database.url).user) from exc
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)

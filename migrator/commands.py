@@ -12,6 +12,7 @@ from typing import Final, TextIO
 
 import asyncpg
 
+from migrator import grants, privileges
 from migrator.connection import connect_with_retry, direct_url, read_url
 from migrator.errors import MigrationsPending
 from migrator.events import EventLog
@@ -44,6 +45,11 @@ class Context:
             url, application_name=self.application_name, timeout=self.settings.connect_timeout, log=self.log
         )
         conn.add_log_listener(self._server_notice)
+        try:
+            await privileges.check_access(conn, self.settings.command)
+        except BaseException:
+            await conn.close()
+            raise
         return conn
 
     def _server_notice(self, conn: object, message: asyncpg.PostgresLogMessage) -> None:
@@ -82,6 +88,7 @@ async def cmd_up(ctx: Context) -> int:
     watcher = ProgressWatcher(lambda: ctx.connect(url), ctx.log)
     settings = ctx.settings
     try:
+        await grants.check_roles(conn, settings.options.roles, ctx.log)
         result = await migrate(conn, ctx.catalog, settings.options, ctx.application_name, ctx.log, watcher)
     finally:
         await watcher.close()

@@ -20,6 +20,7 @@ EXIT_CODES: Final[Mapping[str, str]] = {
     "7": "timed out waiting for another migrator's lock",
     "8": "migrations pending",
     "9": "refused: pooled connection and no `DATABASE_URL_UNPOOLED`",
+    "10": "insufficient privilege",
     "130 / 143": "interrupted by SIGINT / SIGTERM",
 }
 
@@ -155,6 +156,34 @@ class MigrationsPending(MigratorError):
 class PoolerRefused(MigratorError):
     exit_code = 9
     event = "pooler_refused"
+
+
+class RoleMissing(MigratorError):
+    """MIGRATOR_APP_ROLE / MIGRATOR_PROBE_ROLE name no role (or an unusable one): a setting to fix,
+    found right after connecting, before the lock and before anything is applied."""
+
+    exit_code = 2
+    event = "role_missing"
+
+
+class InsufficientPrivilege(MigratorError):
+    """The connected role lacks a privilege. A GRANT, or the right role's credentials, fixes it;
+    a retry cannot, hence a code of its own (README.md says why 10)."""
+
+    exit_code = 10
+    event = "insufficient_privilege"
+
+    def __init__(
+        self, role: str, missing: Sequence[str], fix: str, *, where: str = "", advice: str = ""
+    ) -> None:
+        self.role = role
+        self.missing = tuple(missing)
+        self.fix = fix
+        super().__init__(
+            f"permission denied: role {role} lacks {'; '.join(missing)}{where}; "
+            + (f"{advice} " if advice else "")
+            + f"to fix it run {fix}"
+        )
 
 
 class Interrupted(MigratorError):

@@ -10,6 +10,7 @@ from typing import Final
 
 import asyncpg
 
+from migrator import grants, privileges
 from migrator.errors import MigrationFailed
 from migrator.events import EventLog
 from migrator.guard import SESSION_CHANGED, TRANSACTION_ENDED, SessionGuard, to_ms
@@ -32,6 +33,8 @@ class RunOptions:
     ddl_lock_timeout: float = 10.0
     maintenance_work_mem_kb: int = 256 * 1024
     max_parallel_maintenance_workers: int = 1
+    # Who `up` grants to after (and, through default privileges, while) applying.
+    roles: grants.Roles = grants.NO_ROLES
 
     def session_settings(self, *, transactional: bool) -> tuple[str, ...]:
         limits = (
@@ -45,6 +48,16 @@ class RunOptions:
             f"maintenance_work_mem = '{self.maintenance_work_mem_kb}kB'",
             f"max_parallel_maintenance_workers = {self.max_parallel_maintenance_workers}",
         )
+
+
+class StatementError(Exception):
+    """A statement of the file failed; carried out of the transaction so that the report is built
+    after the rollback (finding a missing privilege needs a usable connection)."""
+
+    def __init__(self, statement: Statement, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.statement = statement
+        self.cause = cause
 
 
 @dataclass(frozen=True)
@@ -68,6 +81,8 @@ class FileRunner:
                     await self._in_transaction(migration, statements, started)
                 else:
                     await self._autocommit(migration, statements, started)
+            except StatementError as failed:
+                raise await self._report(migration, failed.statement, failed.cause) from failed.cause
             except CLOSED as exc:  # BEGIN, the settings or the ledger row: not a statement of the file
                 raise statement_failure(migration, Statement(0, ""), exc) from exc
             duration = round((time.monotonic() - started) * 1000, 1)
@@ -122,7 +137,7 @@ class FileRunner:
                 for query in queries:
                     await self.conn.execute(query)
         except CLOSED as exc:
-            raise statement_failure(migration, statement, exc) from exc
+            raise StatementError(statement, exc) from exc
         if migration.transactional and not self.conn.is_in_transaction():
             raise MigrationFailed(
                 migration.filename,
@@ -138,6 +153,11 @@ class FileRunner:
                 "the statement left a transaction open (BEGIN) in a no-transaction file",
                 transactional=False,
             )
+
+    async def _report(self, migration: Migration, statement: Statement, cause: BaseException) -> Exception:
+        if isinstance(cause, asyncpg.InsufficientPrivilegeError):
+            return await privileges.in_migration(self.conn, migration, statement, cause)
+        return statement_failure(migration, statement, cause)
 
 
 def statement_failure(migration: Migration, statement: Statement, exc: BaseException) -> MigrationFailed:

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, NoReturn
 
+from migrator import grants
 from migrator.errors import EXIT_CODES, UsageError
 from migrator.events import FORMATS
 from migrator.runner import RunOptions
@@ -95,7 +96,7 @@ COMMON: Final = (
     MAINTENANCE_WORK_MEM,
     MAX_PARALLEL_MAINTENANCE_WORKERS,
 )
-OPTIONS: Final[tuple[Option[Any], ...]] = (*DATABASE_OPTIONS, *COMMON[1:], WAIT_TIMEOUT)
+OPTIONS: Final[tuple[Option[Any], ...]] = (*DATABASE_OPTIONS, *COMMON[1:], WAIT_TIMEOUT, *grants.ROLE_OPTIONS)
 LOG_FORMAT_ENV: Final = "MIGRATOR_LOG_FORMAT"
 
 COMMAND_HELP: Final = (
@@ -146,6 +147,7 @@ def build_parser() -> ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     up = commands.add_parser("up", parents=[common], help="apply pending migrations (default)")
     up.add_argument("--json", action="store_true", help="print the result (applied files, version) on stdout")
+    add_flags(up, grants.ROLE_OPTIONS)
     status = commands.add_parser("status", parents=[common], help="show applied and pending migrations")
     status.add_argument("--json", action="store_true", help="print JSON on stdout")
     status.add_argument("--exit-code", action="store_true", help="exit 8 when pending, 6 on drift")
@@ -186,6 +188,7 @@ class MigratorSettings:
                 ddl_lock_timeout=sources.value(DDL_LOCK_TIMEOUT),
                 maintenance_work_mem_kb=sources.value(MAINTENANCE_WORK_MEM),
                 max_parallel_maintenance_workers=sources.value(MAX_PARALLEL_MAINTENANCE_WORKERS),
+                roles=grants.roles_from(sources) if args.command == "up" else grants.NO_ROLES,
             ),
             connect_timeout=sources.value(CONNECT_TIMEOUT),
             wait_timeout=sources.value(WAIT_TIMEOUT),

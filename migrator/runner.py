@@ -10,7 +10,7 @@ from typing import Final
 
 import asyncpg
 
-from migrator import lock, preflight
+from migrator import grants, lock, preflight
 from migrator.errors import DriftDetected
 from migrator.events import EventLog
 from migrator.execution import FileRunner, RunOptions
@@ -88,12 +88,14 @@ async def migrate(
         check_drift(catalog, state)
         if not state.pending:
             log.info("nothing_to_do", "the database is up to date", version=state.version)
+            await grants.apply(conn, options.roles, log)
             return RunResult((), state.version)
         files = catalog.by_version()
         check_migrations(files[version] for version in state.pending)
         extension = await preflight.ensure_pgvector(conn)
         log.info("pgvector_ready", version=extension.version, created=extension.created)
         await create_ledger(conn)
+        await grants.apply(conn, options.roles, log)  # before the files: see migrator/grants.py
         guard = await read_guard(conn, options.ddl_lock_timeout, options.statement_timeout)
         runner = FileRunner(conn, options, guard, applied_by, log, watcher)
         applied = []
@@ -107,6 +109,7 @@ async def migrate(
                 )
             await runner.apply(migration)
             applied.append(migration)
+        await grants.apply(conn, options.roles, log)
     version = max([state.version, *(m.version for m in applied)])
     log.info("migrations_applied", count=len(applied), version=version, duration_ms=_elapsed_ms(started))
     return RunResult(tuple(applied), version)

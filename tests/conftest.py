@@ -4,13 +4,14 @@ Debian's PostgreSQL 15 without pgvector, and the rule that a skip fails the run 
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from localpg.throwaway import PostgresServer, running_server, wheel_bin_dir
+from localpg.throwaway import SUPERUSER_PASSWORD, PostgresServer, running_server, wheel_bin_dir
 
 APT_HINT = "sudo apt-get install -y {package}"
 # Debian's PostgreSQL 15: no pgvector package at all, and built with OpenSSL (the TLS tests).
@@ -30,6 +31,47 @@ class Database:
 
     def psql(self, sql: str) -> str:
         return self.server.psql(sql, self.name)
+
+
+ROLES_SQL = Path(__file__).resolve().parents[1] / "deploy" / "roles.sql"
+
+
+@dataclass(frozen=True)
+class Roles:
+    """The three roles of deploy/roles.sql on one database: owner (the Job), app (the API), probe."""
+
+    database: Database
+    owner: str
+    app: str
+    probe: str
+    password: str
+
+    def url(self, role: str) -> str:
+        return self.database.server.url(self.database.name, user=role, password=self.password)
+
+
+def three_roles(database: Database, prefix: str) -> Roles:
+    """Run deploy/roles.sql, as an administrator would, in `database`. Role names are cluster-wide
+    and the server is shared: `prefix` (the test file's name) keeps them apart."""
+    names = {kind: f"{prefix}_{kind}" for kind in ("owner", "app", "probe")}
+    variables = [arg for kind, name in names.items() for arg in ("-v", f"{kind}={name}")]
+    subprocess.run(
+        [*database.server.psql_command(database.name), *variables, "-f", str(ROLES_SQL)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PGPASSWORD": SUPERUSER_PASSWORD},
+    )
+    password = f"{prefix}-pw-1"
+    for name in names.values():  # what `\password` does by hand
+        database.psql(f"ALTER ROLE \"{name}\" PASSWORD '{password}'")
+    return Roles(database, names["owner"], names["app"], names["probe"], password)
+
+
+@pytest.fixture
+def roles(database: Database, request: pytest.FixtureRequest) -> Roles:
+    """owner, app and probe roles from deploy/roles.sql on the test's fresh database."""
+    return three_roles(database, request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_"))
 
 
 def require_system_package(path: os.PathLike[str] | str, package: str) -> None:

@@ -166,10 +166,18 @@ def test_secret_example_is_valid_but_not_deployed(manifests: list[Manifest]) -> 
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     assert "secret.example.yaml" not in kustomization["resources"]
     assert not [m for m in manifests if m["kind"] == "Secret"]
-    example = yaml.safe_load((K8S / "secret.example.yaml").read_text())
-    kubernetes_validate.validate(example, kubernetes_validate.latest_version(), strict=True)
-    assert example["metadata"]["name"] == "kata-db"
-    assert set(example["stringData"]) == {"DATABASE_URL", "DATABASE_URL_UNPOOLED"}
+    examples = list(yaml.safe_load_all((K8S / "secret.example.yaml").read_text()))
+    for example in examples:
+        kubernetes_validate.validate(example, kubernetes_validate.latest_version(), strict=True)
+    keys = {e["metadata"]["name"]: set(e["stringData"]) for e in examples}
+    assert keys == {
+        "kata-db-owner": {"DATABASE_URL", "DATABASE_URL_UNPOOLED"},
+        "kata-db-app": {"DATABASE_URL"},
+        "kata-db-probe": {"DATABASE_URL"},
+    }
+    # The Secrets the workloads reference are exactly these, with these keys.
+    for secret, key in SECRET_OF.values():
+        assert key in keys[secret]
 
 
 # --- the contract with the programs --------------------------------------------------------
@@ -282,14 +290,26 @@ def test_probe_timings_follow_the_probe_settings(manifests: list[Manifest]) -> N
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 10
 
 
+# Least privilege: each container reads the Secret of its own role (deploy/roles.sql).
+SECRET_OF = {
+    "migrate": ("kata-db-owner", "DATABASE_URL_UNPOOLED"),
+    "db-probe": ("kata-db-probe", "DATABASE_URL"),
+    "wait-for-schema": ("kata-db-probe", "DATABASE_URL"),
+    "api": ("kata-db-app", "DATABASE_URL"),
+}
+
+
 def test_no_database_url_is_a_literal_value(manifests: list[Manifest]) -> None:
+    seen = set()
     for m in workloads(manifests):
         for c in containers(m):
             for name, var in env_of(c).items():
                 if name.startswith("DATABASE_URL"):
                     assert "value" not in var, f"{c['name']}: {name} is a literal"
                     ref = var["valueFrom"]["secretKeyRef"]
-                    assert (ref["name"], ref["key"]) == ("kata-db", name)
+                    assert (ref["name"], ref["key"]) == (SECRET_OF[c["name"]][0], name), c["name"]
+                    seen.add(c["name"])
+    assert seen == set(SECRET_OF)
     rendered = yaml.safe_dump_all(manifests)
     assert not re.search(r"postgres(ql)?://", rendered), "a connection URL is in the manifests"
 
@@ -310,7 +330,11 @@ def test_migration_job_settings(manifests: list[Manifest]) -> None:
     assert pod_spec(job)["restartPolicy"] == "Never"
     permanent = spec["podFailurePolicy"]["rules"][0]
     assert permanent["action"] == "FailJob"
-    assert set(permanent["onExitCodes"]["values"]) == {2, 4, 5, 6, 9}
+    assert set(permanent["onExitCodes"]["values"]) == {2, 4, 5, 6, 9, 10}
+    # The roles `up` grants to are the names deploy/roles.sql creates.
+    roles_sql = (ROOT / "deploy" / "roles.sql").read_text()
+    for name, role in (("MIGRATOR_APP_ROLE", "app"), ("MIGRATOR_PROBE_ROLE", "probe")):
+        assert f"\\set {role} {env[name]['value']}" in roles_sql
     assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert "optional" not in env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]
     assert env["DATABASE_URL_UNPOOLED"]["valueFrom"]["secretKeyRef"]["optional"] is True
