@@ -54,10 +54,11 @@ class StatementError(Exception):
     """A statement of the file failed; carried out of the transaction so that the report is built
     after the rollback (finding a missing privilege needs a usable connection)."""
 
-    def __init__(self, statement: Statement, cause: BaseException) -> None:
+    def __init__(self, statement: Statement, cause: BaseException, *, shift: int = 0) -> None:
         super().__init__(str(cause))
         self.statement = statement
         self.cause = cause
+        self.shift = shift  # characters sent before the statement in its query
 
 
 @dataclass(frozen=True)
@@ -78,30 +79,36 @@ class FileRunner:
             statements = split_statements(migration.sql)
             try:
                 if migration.transactional:
-                    await self._in_transaction(migration, statements, started)
+                    await self._in_transaction(migration, statements)
                 else:
                     await self._autocommit(migration, statements, started)
             except StatementError as failed:
-                raise await self._report(migration, failed.statement, failed.cause) from failed.cause
+                raise await self._report(migration, failed) from failed.cause
             except CLOSED as exc:  # BEGIN, the settings or the ledger row: not a statement of the file
                 raise statement_failure(migration, Statement(0, ""), exc) from exc
             duration = round((time.monotonic() - started) * 1000, 1)
             self.log.info("migration_applied", version=migration.version, duration_ms=duration)
 
-    async def _in_transaction(
-        self, migration: Migration, statements: tuple[Statement, ...], started: float
-    ) -> None:
-        """BEGIN with the limits in one round trip; each statement with its
-        guard in one; the ledger row with COMMIT in one (simple protocol, literals quoted here)."""
+    async def _in_transaction(self, migration: Migration, statements: tuple[Statement, ...]) -> None:
+        """One round trip per statement and none more: BEGIN and the limits ride with the first
+        statement, the ledger row and COMMIT with the last; each statement is followed by the guard
+        in its query (simple protocol, literals quoted here)."""
         settings = [f"SET LOCAL {s}" for s in self.options.session_settings(transactional=True)]
-        await self.conn.execute("; ".join(["BEGIN", *settings]))
-        check = self.guard.check_sql(transactional=True)
+        begin = "; ".join(["BEGIN", *settings]) + ";\n"
+        commit = f";\n{insert_row_sql(migration, None, self.applied_by)}; COMMIT"
+        if not statements:
+            await self.conn.execute(begin + commit.lstrip(";\n"))
+            return
+        last = len(statements) - 1
         try:
-            for statement in statements:
-                # A newline first: the statement may end in a `--` comment.
-                await self._run(migration, statement, f"{statement.text}\n;{check}")
-            duration = round((time.monotonic() - started) * 1000, 1)
-            await self.conn.execute(insert_row_sql(migration, duration, self.applied_by) + "; COMMIT")
+            for index, statement in enumerate(statements):
+                # The guard's "still our transaction" test needs BEGIN in an earlier query.
+                check = self.guard.check_sql(transactional=index > 0)
+                before = begin if index == 0 else ""
+                after = commit if index == last else ""
+                # A newline before the `;`: the statement may end in a `--` comment.
+                query = f"{statement.text}\n;{check}{after}"
+                await self._run(migration, statement, query, before=before, commits=index == last)
         except BaseException:
             with contextlib.suppress(*CLOSED):
                 await self.conn.execute("ROLLBACK")
@@ -124,24 +131,32 @@ class FileRunner:
         duration = round((time.monotonic() - started) * 1000, 1)
         await self.conn.execute(insert_row_sql(migration, duration, self.applied_by))
 
-    async def _run(self, migration: Migration, statement: Statement, *queries: str) -> None:
-        """Run the statement's queries, reporting progress while they take long; an error becomes
-        MigrationFailed at the statement's line and column."""
+    async def _run(
+        self,
+        migration: Migration,
+        statement: Statement,
+        *queries: str,
+        before: str = "",
+        commits: bool = False,
+    ) -> None:
+        """Run the statement's queries (`before` prefixes the first one; `commits`: they end with
+        the file's COMMIT), reporting progress while they take long; an error becomes
+        StatementError, positions counted from the statement."""
         line, _ = line_column(migration.sql, statement.offset)
         try:
-            if self.watcher is None:
-                for query in queries:
-                    await self.conn.execute(query)
-                return
-            async with self.watcher.watching(self.conn.get_server_pid(), migration.filename, line):
-                for query in queries:
-                    await self.conn.execute(query)
+            async with contextlib.AsyncExitStack() as stack:
+                if self.watcher is not None:
+                    pid = self.conn.get_server_pid()
+                    await stack.enter_async_context(self.watcher.watching(pid, migration.filename, line))
+                for index, query in enumerate(queries):
+                    await self.conn.execute(before + query if index == 0 else query)
         except CLOSED as exc:
-            raise StatementError(statement, exc) from exc
-        if migration.transactional and not self.conn.is_in_transaction():
+            raise StatementError(statement, exc, shift=len(before)) from exc
+        if migration.transactional and not commits and not self.conn.is_in_transaction():
             raise MigrationFailed(
                 migration.filename,
-                *line_column(migration.sql, statement.offset),
+                line,
+                line_column(migration.sql, statement.offset)[1],
                 "the statement ended the migrator's transaction (COMMIT or ROLLBACK); check the schema",
                 transactional=True,
                 ended=True,
@@ -154,28 +169,35 @@ class FileRunner:
                 transactional=False,
             )
 
-    async def _report(self, migration: Migration, statement: Statement, cause: BaseException) -> Exception:
-        if isinstance(cause, asyncpg.InsufficientPrivilegeError):
-            return await privileges.in_migration(self.conn, migration, statement, cause)
-        return statement_failure(migration, statement, cause)
+    async def _report(self, migration: Migration, failed: StatementError) -> Exception:
+        if isinstance(failed.cause, asyncpg.InsufficientPrivilegeError):
+            return await privileges.in_migration(self.conn, migration, failed.statement, failed.cause)
+        return statement_failure(migration, failed.statement, failed.cause, shift=failed.shift)
 
 
-def statement_failure(migration: Migration, statement: Statement, exc: BaseException) -> MigrationFailed:
+def statement_failure(
+    migration: Migration, statement: Statement, exc: BaseException, *, shift: int = 0
+) -> MigrationFailed:
     if isinstance(exc, asyncpg.PostgresError):
-        return failure(migration, statement, exc)
+        return failure(migration, statement, exc, shift=shift)
     line, column = line_column(migration.sql, statement.offset)
     return MigrationFailed(
         migration.filename, line, column, classify_error(exc), transactional=migration.transactional
     )
 
 
-def failure(migration: Migration, statement: Statement, exc: asyncpg.PostgresError) -> MigrationFailed:
+def failure(
+    migration: Migration, statement: Statement, exc: asyncpg.PostgresError, *, shift: int = 0
+) -> MigrationFailed:
     """Exit 5 with PostgreSQL's message and the line:column in the file (the statement's start when
-    the server gives no position)."""
+    the server gives no position, or points outside the statement). The position counts characters
+    of the query, which starts with `shift` characters that are not the file's."""
     position = getattr(exc, "position", None)
     offset = statement.offset
-    if position and str(position).isdigit() and exc.sqlstate not in (SESSION_CHANGED, TRANSACTION_ENDED):
-        offset += int(position) - 1
+    guard = exc.sqlstate in (SESSION_CHANGED, TRANSACTION_ENDED)
+    within = int(position) - 1 - shift if position and str(position).isdigit() and not guard else -1
+    if 0 <= within <= len(statement.text):
+        offset += within
     line, column = line_column(migration.sql, offset)
     message = f"{getattr(exc, 'message', None) or exc} (SQLSTATE {exc.sqlstate})"
     detail = getattr(exc, "detail", None)

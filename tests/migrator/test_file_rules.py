@@ -104,6 +104,14 @@ def test_a_failing_statement_is_located_by_line_and_column_across_cr_crlf_and_lf
     assert "failed at line 4, column 17" in message, message
 
 
+def test_the_first_statement_is_located_although_begin_rides_in_its_query(
+    database: Database, migrations_dir: Files
+) -> None:
+    code, message, _ = up(database, migrations_dir({"0001_pos.sql": "  SELECT x FROM nowhere_t;\n"}))
+    assert code == 5
+    assert "failed at line 1, column 17" in message, message
+
+
 ATOMIC = (
     "CREATE FUNCTION sign_of(x int) RETURNS text LANGUAGE sql IMMUTABLE\n"
     "BEGIN ATOMIC\n"
