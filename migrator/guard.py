@@ -9,7 +9,7 @@ from typing import Final
 
 import asyncpg
 
-from migrator.lock import LOCK_CLASS, LOCK_OBJECT
+from migrator.lock import HELD_HERE
 from schema.ledger import quote_literal
 
 # The SQLSTATE the guard raises (class KM: "kata migrator"); PL/pgSQL accepts any 5-character code.
@@ -36,9 +36,7 @@ class SessionGuard:
         checks = [
             (
                 SESSION_CHANGED,
-                f"NOT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND granted AND "
-                f"pid = pg_backend_pid() AND classid = {LOCK_CLASS}::oid AND objid = {LOCK_OBJECT}::oid "
-                "AND objsubid = 2)",
+                f"NOT {HELD_HERE}",
                 "released the lock (pg_advisory_unlock*): another migrator could run at once",
             ),
             (

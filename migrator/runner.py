@@ -68,8 +68,14 @@ async def holding_lock(conn: asyncpg.Connection, timeout: float, log: EventLog) 
     finally:
         # Closing the connection releases it too; unlocking first is just tidier for pg_locks.
         with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-            await lock.release(conn)
-            log.info("lock_released")
+            if await lock.release(conn):
+                log.info("lock_released")
+            else:
+                log.warning(
+                    "lock_lost",
+                    "this session no longer held the migration lock when it finished (a statement released "
+                    "it); another migrator may have run meanwhile: check `kata-migrate status`",
+                )
 
 
 async def migrate(
