@@ -4,7 +4,7 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint venv bench clean-data
+.PHONY: run test lint lint-migrations venv bench clean-data
 
 # The project's environment: created once, refreshed when pyproject.toml changes.
 $(VENV)/.installed-dev: pyproject.toml
@@ -34,11 +34,25 @@ test: $(VENV)/.installed-dev
 	@VENV=$(VENV) scripts/install-deploy-tools.sh >/dev/null
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
-## lint: ruff and mypy --strict
+## lint: ruff, mypy --strict and squawk over the migrations
 lint: $(VENV)/.installed-dev
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/mypy --strict pgconn schema migrator probe localpg scripts/run_local.py
+	@$(MAKE) --no-print-directory lint-migrations
+
+# squawk (.squawk.toml) as the migrator runs each file: a transactional file inside the
+# transaction the migrator wraps it in, a `-- migrate: no-transaction` file (first non-blank
+# line, as the migrator reads it) statement by statement in autocommit.
+MIGRATIONS_DIR ?= migrations
+NO_TRANSACTION_FILES = $(shell awk 'NF { if ($$0 ~ /^[ \t]*--[ \t]*migrate:[ \t]*no-transaction[ \t]*$$/) print FILENAME; nextfile }' $(MIGRATIONS_DIR)/*.sql)
+TRANSACTIONAL_FILES = $(filter-out $(NO_TRANSACTION_FILES),$(wildcard $(MIGRATIONS_DIR)/*.sql))
+
+## lint-migrations: squawk over migrations/ (or MIGRATIONS_DIR)
+lint-migrations:
+	@$(if $(TRANSACTIONAL_FILES),$(VENV)/bin/squawk --config .squawk.toml --assume-in-transaction $(TRANSACTIONAL_FILES))
+	@$(if $(NO_TRANSACTION_FILES),$(VENV)/bin/squawk --config .squawk.toml --no-assume-in-transaction $(NO_TRANSACTION_FILES))
+	@echo "squawk: $(words $(TRANSACTIONAL_FILES)) transactional and $(words $(NO_TRANSACTION_FILES)) no-transaction migration(s) pass"
 
 ## bench: benchmarks that print figures (not tests)
 bench: $(VENV)/.installed-dev

@@ -7,7 +7,16 @@ import sys
 import time
 import warnings
 
-BENCHMARKS = ("probe_load", "db_cost", "latency", "footprint", "migrator_peers", "file_round_trips")
+BENCHMARKS = (
+    "probe_load",
+    "db_cost",
+    "latency",
+    "footprint",
+    "migrator_peers",
+    "live_load",
+    "hnsw_build",
+    "file_round_trips",
+)
 
 
 def main(argv: list[str]) -> int:

@@ -10,7 +10,7 @@ from typing import Final
 
 import asyncpg
 
-from migrator import grants, privileges
+from migrator import grants, privileges, violations
 from migrator.errors import MigrationFailed
 from migrator.events import EventLog
 from migrator.guard import SESSION_CHANGED, TRANSACTION_ENDED, SessionGuard, to_ms
@@ -170,9 +170,16 @@ class FileRunner:
             )
 
     async def _report(self, migration: Migration, failed: StatementError) -> Exception:
-        if isinstance(failed.cause, asyncpg.InsufficientPrivilegeError):
-            return await privileges.in_migration(self.conn, migration, failed.statement, failed.cause)
-        return statement_failure(migration, failed.statement, failed.cause, shift=failed.shift)
+        """The error for a failed statement, built after the rollback: a missing privilege is
+        explained (exit 10), a failed VALIDATE gives the query that finds the rows."""
+        cause, statement = failed.cause, failed.statement
+        if isinstance(cause, asyncpg.InsufficientPrivilegeError):
+            return await privileges.in_migration(self.conn, migration, statement, cause)
+        if isinstance(cause, asyncpg.PostgresError):
+            validation = violations.is_failed_validation(cause, statement.text)
+            rows = await violations.rows_query(self.conn, cause) if validation else None
+            return failure(migration, statement, cause, shift=failed.shift, rows_query=rows)
+        return statement_failure(migration, statement, cause, shift=failed.shift)
 
 
 def statement_failure(
@@ -187,11 +194,17 @@ def statement_failure(
 
 
 def failure(
-    migration: Migration, statement: Statement, exc: asyncpg.PostgresError, *, shift: int = 0
+    migration: Migration,
+    statement: Statement,
+    exc: asyncpg.PostgresError,
+    *,
+    shift: int = 0,
+    rows_query: str | None = None,
 ) -> MigrationFailed:
     """Exit 5 with PostgreSQL's message and the line:column in the file (the statement's start when
     the server gives no position, or points outside the statement). The position counts characters
-    of the query, which starts with `shift` characters that are not the file's."""
+    of the query, which starts with `shift` characters that are not the file's. For a failed
+    VALIDATE, `rows_query` finds the rows that break the constraint."""
     position = getattr(exc, "position", None)
     offset = statement.offset
     guard = exc.sqlstate in (SESSION_CHANGED, TRANSACTION_ENDED)
@@ -206,6 +219,8 @@ def failure(
     hint = getattr(exc, "hint", None)
     if hint:
         message += f"; hint: {hint}"
+    if rows_query:
+        message += f"; find the rows that break it with: {rows_query}"
     ended = exc.sqlstate == TRANSACTION_ENDED
     return MigrationFailed(
         migration.filename, line, column, message, transactional=migration.transactional, ended=ended

@@ -94,7 +94,7 @@ def test_unique_check_and_primary_key_constraints(migrated: Database) -> None:
         "ORDER BY 1"
     )
     assert rows.splitlines() == [
-        "contexts_fork_pair:c:CHECK (((parent_id IS NULL) = (fork_version IS NULL)))",
+        "contexts_fork_pair:c:CHECK (((parent_id IS NULL) OR (fork_version IS NOT NULL)))",
         "contexts_latest_version_non_negative:c:CHECK ((latest_version >= 0))",
         "contexts_message_count_non_negative:c:CHECK ((message_count >= 0))",
         "contexts_pkey:p:PRIMARY KEY (id)",
@@ -124,7 +124,9 @@ def test_indexes_including_a_valid_hnsw_cosine_index(migrated: Database) -> None
 def test_constraints_reject_bad_rows(migrated: Database) -> None:
     for sql in (
         "INSERT INTO contexts (message_count) VALUES (-1)",
-        "INSERT INTO contexts (fork_version) VALUES (3)",
+        # A fork (a parent) without the version it forked at.
+        "WITH parent AS (INSERT INTO contexts DEFAULT VALUES RETURNING id) "
+        "INSERT INTO contexts (parent_id) SELECT id FROM parent",
         "INSERT INTO messages (context_id, version, role, content) "
         "VALUES (gen_random_uuid(), 1, 'user', 'x')",
     ):
