@@ -96,11 +96,10 @@ class FileRunner:
         settings = [f"SET LOCAL {s}" for s in self.options.session_settings(transactional=True)]
         begin = "; ".join(["BEGIN", *settings]) + ";\n"
         commit = f";\n{insert_row_sql(migration, None, self.applied_by)}; COMMIT"
-        if not statements:
-            await self.conn.execute(begin + commit.lstrip(";\n"))
-            return
         last = len(statements) - 1
         try:
+            if not statements:  # only comments: still recorded, as it was applied
+                await self.conn.execute(begin + commit.lstrip(";\n"))
             for index, statement in enumerate(statements):
                 # The guard's "still our transaction" test needs BEGIN in an earlier query.
                 check = self.guard.check_sql(transactional=index > 0)

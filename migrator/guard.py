@@ -47,9 +47,8 @@ class SessionGuard:
             ),
             (
                 SESSION_CHANGED,
-                "(SELECT setting FROM pg_settings WHERE name = 'lock_timeout') <> "
-                f"'{self.lock_timeout_ms}' OR (SELECT setting FROM pg_settings WHERE name = "
-                f"'statement_timeout') <> '{self.statement_timeout_ms}'",
+                f"{changed('lock_timeout', self.lock_timeout_ms)} OR "
+                f"{changed('statement_timeout', self.statement_timeout_ms)}",
                 "changed lock_timeout or statement_timeout (RESET ALL, SET, set_config): set them with "
                 "MIGRATOR_DDL_LOCK_TIMEOUT and MIGRATOR_STATEMENT_TIMEOUT instead",
             ),
@@ -67,6 +66,11 @@ class SessionGuard:
             for code, condition, problem in checks
         )
         return f"DO $kata_guard$ BEGIN {body} END $kata_guard$"
+
+
+def changed(setting: str, milliseconds: int) -> str:
+    # current_setting, not pg_settings: that view builds every setting, 3 ms a statement.
+    return f"current_setting('{setting}')::interval <> interval '{milliseconds} ms'"
 
 
 async def read_guard(conn: asyncpg.Connection, lock_timeout: float, statement_timeout: float) -> SessionGuard:
