@@ -11,6 +11,7 @@ BENCHMARKS = (
     "probe_load",
     "db_cost",
     "latency",
+    "liveness",
     "footprint",
     "migrator_peers",
     "live_load",

@@ -10,6 +10,13 @@ def median(values: Sequence[float]) -> float:
     return float(statistics.median(values)) if values else float("nan")
 
 
+def percentile(values: Sequence[float], percent: int) -> float:
+    """The `percent`th percentile (1..99), interpolated between the nearest samples."""
+    if len(values) < 2:
+        return float(values[0]) if values else float("nan")
+    return float(statistics.quantiles(values, n=100, method="inclusive")[percent - 1])
+
+
 def ratio(value: float, baseline: float) -> str:
     return f"{value / baseline:.2f}x" if baseline else "n/a"
 

@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -94,6 +95,34 @@ class PostgresServer:
 
     def postmaster_pid(self) -> int:
         return self.cluster.postmaster_pid()
+
+    def processes(self) -> list[int]:
+        """The postmaster and its children (backends, checkpointer, walwriter...)."""
+        postmaster = self.postmaster_pid()
+        children = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    stat = (entry / "stat").read_text()
+                except OSError:
+                    continue
+                if int(stat.rpartition(")")[2].split()[1]) == postmaster:
+                    children.append(int(entry.name))
+        return [postmaster, *children]
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """The whole server stopped with SIGSTOP (a hung host, a storage stall) and always
+        resumed with SIGCONT: its sockets stay open, and nothing on them is ever answered."""
+        pids = self.processes()
+        try:
+            for pid in pids:  # postmaster first, so it cannot start a child we would miss
+                os.kill(pid, signal.SIGSTOP)
+            yield
+        finally:
+            for pid in reversed(pids):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
 
     def stop(self) -> None:
         self.halt("immediate")

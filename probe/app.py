@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -13,7 +14,8 @@ from typing import Any, Final
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from probe.checks import CHECK_NAMES, default_checks
+from probe.check import Check
+from probe.checks import default_checks
 from probe.health import View, check_verdict, health_body, readiness, shutdown_verdict
 from probe.metrics import ProbeMetrics, define_metrics
 from probe.monitor import Monitor
@@ -23,6 +25,8 @@ from probe.settings import ProbeSettings
 from schema.catalog import Catalog, read_catalog
 
 NO_STORE: Final = {"Cache-Control": "no-store"}
+# A check's name is a path segment, a metric label value and a `?exclude=` item.
+CHECK_NAME: Final = re.compile(r"[a-z][a-z0-9_]*")
 
 
 @dataclass
@@ -39,6 +43,7 @@ POOL: Final = web.AppKey("pool", ConnectionPool)
 MONITOR: Final = web.AppKey("monitor", Monitor)
 STATE: Final = web.AppKey("state", ProbeState)
 VERSION: Final = web.AppKey("version", str)
+CHECKS: Final = web.AppKey[Sequence[Check[Any]]]("checks")
 
 
 def pool_count(pool: ConnectionPool, state: str) -> float:
@@ -53,17 +58,29 @@ def probe_version() -> str:
 
 
 def create_app(
-    settings: ProbeSettings, registry: CollectorRegistry, *, catalog: Catalog | None = None
+    settings: ProbeSettings,
+    registry: CollectorRegistry,
+    *,
+    catalog: Catalog | None = None,
+    checks: Sequence[Check[Any]] | None = None,
 ) -> web.Application:
-    """Build the app; nothing connects until startup. CatalogError if the migrations are unusable."""
-    catalog = catalog if catalog is not None else read_catalog(settings.database.migrations_dir)
+    """Build the app around `checks` (default: every probe's, over `catalog` or the settings'
+    migrations); nothing connects until startup. CatalogError if the migrations are unusable.
+    """
+    if checks is None:
+        migrations_dir = settings.database.migrations_dir
+        checks = default_checks(catalog if catalog is not None else read_catalog(migrations_dir))
+    listed = tuple(checks)
+    names = [check.name for check in listed]
+    if len(set(names)) != len(names) or not all(CHECK_NAME.fullmatch(name) for name in names):
+        raise ValueError(f"check names must be unique words ({CHECK_NAME.pattern}), got {names}")
     version = probe_version()
-    metrics = define_metrics(registry, version=version)
+    metrics = define_metrics(registry, version=version, checks=listed)
     db = settings.database
     pool = ConnectionPool(db.url, application_name=db.application_name, timeout=settings.timeout)
     monitor = Monitor(
         pool=pool,
-        checks=default_checks(catalog),
+        checks=listed,
         observer=PoolerObserver(db.url, db.pooled),
         interval=settings.interval,
         timeout=settings.timeout,
@@ -82,6 +99,7 @@ def create_app(
     app[MONITOR] = monitor
     app[STATE] = ProbeState()
     app[VERSION] = version
+    app[CHECKS] = listed
     app.cleanup_ctx.append(pool_context)  # first in, last out: the monitor stops before the pool closes
     app.cleanup_ctx.append(monitor_context)
     app.router.add_get("/livez", liveness)
@@ -141,18 +159,16 @@ def ready_response() -> web.Response:
     )
 
 
-def readiness_json(view: View, version: str, names: list[str], ok: bool) -> web.Response:
+def readiness_json(view: View, version: str, checks: Sequence[Check[Any]], ok: bool) -> web.Response:
     """The health body for the checks asked about, 200 or 503 by the readiness verdict."""
-    body = health_body(view, version, names)
-    if not ok and body["status"] == "healthy":  # only the shutdown line failed
-        body["status"] = "unhealthy"
-    return json_response(body, 200 if ok else 503)
+    return json_response(health_body(view, version, checks), 200 if ok else 503)
 
 
 async def liveness(request: web.Request) -> web.Response:
     """200 while the loop and the monitor run, whatever the database does; the body reports it."""
     view = current_view(request.app)
-    return json_response(health_body(view, request.app[VERSION]), 200 if view.alive else 503)
+    body = health_body(view, request.app[VERSION], request.app[CHECKS])
+    return json_response(body, 200 if view.alive else 503)
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -162,23 +178,26 @@ async def readyz(request: web.Request) -> web.Response:
         if snapshot is not None and snapshot.ok and not request.app[STATE].draining:
             return ready_response()
     view = current_view(request.app)
-    answer = readiness(view, request.query.getall("exclude", []))
+    checks = request.app[CHECKS]
+    answer = readiness(view, checks, request.query.getall("exclude", []))
     status = 200 if answer.ok else 503
     if wants_json(request) and "verbose" not in request.query:
-        names = [name for name in CHECK_NAMES if name not in answer.excluded]
-        return readiness_json(view, request.app[VERSION], names, answer.ok)
+        asked = [check for check in checks if check.name not in answer.excluded]
+        return readiness_json(view, request.app[VERSION], asked, answer.ok)
     return text_response(answer.text("verbose" in request.query), status)
 
 
 async def readyz_one(request: web.Request) -> web.Response:
+    """`/readyz/<name>`: one check of the list and the shutdown line; 404 naming the list otherwise."""
     name = request.match_info["name"]
-    if name not in CHECK_NAMES:
-        return text_response(f"404: no check named {name!r}; checks: {', '.join(CHECK_NAMES)}\n", 404)
+    by_name = {check.name: check for check in request.app[CHECKS]}
+    if name not in by_name:
+        return text_response(f"404: no check named {name!r}; checks: {', '.join(by_name)}\n", 404)
     view = current_view(request.app)
     verdicts = (shutdown_verdict(view), check_verdict(view, name))
     ok = all(v.ok for v in verdicts)
     if wants_json(request):
-        return readiness_json(view, request.app[VERSION], [name], ok)
+        return readiness_json(view, request.app[VERSION], [by_name[name]], ok)
     failed = [v.line() for v in verdicts if not v.ok]
     return text_response("ok\n" if ok else "\n".join(failed) + "\n", 200 if ok else 503)
 

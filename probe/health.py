@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from probe.checks import CHECK_NAMES, DATABASE, PGVECTOR, SCHEMA, CheckResult
-from probe.monitor import Snapshot
+from probe.check import Check, Snapshot, Verdict
 
 SHUTDOWN: Final = "shutdown"
 
@@ -23,20 +22,6 @@ class View:
     alive: bool
     draining: bool
     now: datetime
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """One named line of a readiness answer."""
-
-    name: str
-    ok: bool
-    reason: str = ""
-
-    def line(self, excluded: bool = False) -> str:
-        if excluded:
-            return f"[+]{self.name} excluded: {'ok' if self.ok else 'failed'}"
-        return f"[+]{self.name} ok" if self.ok else f"[-]{self.name} failed: {self.reason}"
 
 
 def check_verdict(view: View, name: str) -> Verdict:
@@ -77,66 +62,40 @@ class Readiness:
         return "\n".join(lines) + "\n"
 
 
-def readiness(view: View, exclude: Iterable[str] = ()) -> Readiness:
+def readiness(view: View, checks: Sequence[Check[Any]], exclude: Iterable[str] = ()) -> Readiness:
     """Every check plus the shutdown line; `shutdown` itself cannot be excluded."""
+    names = [check.name for check in checks]
     asked = [name for raw in exclude for name in raw.split(",") if name]
-    excluded = frozenset(name for name in asked if name in CHECK_NAMES)
-    unknown = tuple(dict.fromkeys(name for name in asked if name not in CHECK_NAMES))
-    verdicts = (shutdown_verdict(view), *(check_verdict(view, name) for name in CHECK_NAMES))
+    excluded = frozenset(name for name in asked if name in names)
+    unknown = tuple(dict.fromkeys(name for name in asked if name not in names))
+    verdicts = (shutdown_verdict(view), *(check_verdict(view, name) for name in names))
     return Readiness(verdicts, excluded, unknown)
 
 
-def overall_status(view: View, names: Sequence[str] = CHECK_NAMES) -> str:
+def overall_status(view: View, checks: Sequence[Check[Any]]) -> str:
     """healthy: everything passes; unhealthy: the probe itself cannot vouch; else degraded."""
     if view.draining or not view.alive:
         return "unhealthy"
-    return "healthy" if all(check_verdict(view, name).ok for name in names) else "degraded"
+    return "healthy" if all(check_verdict(view, check.name).ok for check in checks) else "degraded"
 
 
-def health_body(view: View, version: str, names: Sequence[str] = CHECK_NAMES) -> dict[str, Any]:
+def health_body(view: View, version: str, checks: Sequence[Check[Any]]) -> dict[str, Any]:
     """The JSON body, compatible with kata-context's original health endpoint."""
     snapshot = view.snapshot
     return {
-        "status": overall_status(view, names),
+        "status": overall_status(view, checks),
         "timestamp": view.now.isoformat().replace("+00:00", "Z"),
         "version": version,
         "checkedAt": snapshot.finished_at.isoformat().replace("+00:00", "Z") if snapshot else None,
-        "checks": {name: check_body(view, name) for name in names},
+        "checks": {check.name: check_body(view, check) for check in checks},
     }
 
 
-def check_body(view: View, name: str) -> dict[str, Any]:
-    verdict = check_verdict(view, name)
-    result = view.snapshot.results.get(name) if view.snapshot and not view.stale else None
-    if name == DATABASE:
-        return database_body(view, verdict, result)
-    if name == PGVECTOR:
-        body: dict[str, Any] = {"status": "installed" if verdict.ok else "unknown"}
-        if result is not None and result.details.get("installed") is False:
-            body["status"] = "missing"
-        if result is not None and "version" in result.details:
-            body["version"] = result.details["version"]
-    elif name == SCHEMA:
-        body = {"status": "current" if verdict.ok else "unknown"}
-        if result is not None and "version" in result.details:
-            body["status"] = (
-                "current" if verdict.ok else ("drift" if result.details["changed"] else "pending")
-            )
-            body.update({k: result.details[k] for k in ("version", "expected", "pending")})
-    else:
-        body = {"status": "ok" if verdict.ok else "failed"}
-    if not verdict.ok:
-        body["error"] = verdict.reason
-    return body
-
-
-def database_body(view: View, verdict: Verdict, result: CheckResult | None) -> dict[str, Any]:
-    pooled = view.snapshot.pooled if view.snapshot else None
-    body: dict[str, Any] = {"status": "connected" if verdict.ok else "disconnected"}
-    if verdict.ok and result is not None:
-        body["latencyMs"] = round(float(result.details["latency"]) * 1000, 3)
-    body["pooled"] = bool(pooled and pooled.pooled)
-    body["pooledSource"] = pooled.source if pooled else "default"
+def check_body(view: View, check: Check[Any]) -> dict[str, Any]:
+    """The check's own JSON from its fresh finding (None when stale), then the reason it failed."""
+    verdict = check_verdict(view, check.name)
+    result = view.snapshot.results.get(check.name) if view.snapshot and not view.stale else None
+    body = check.body(verdict, result.found if result else None, view.snapshot)
     if not verdict.ok:
         body["error"] = verdict.reason
     return body

@@ -1,12 +1,14 @@
-"""Every metric the probe exports, defined in one place on the registry it is given."""
+"""Every metric the probe exports, defined on the registry it is given: its own and each check's."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
-from probe.checks import CHECK_NAMES
+from probe.check import Check, Recorder
 from probe.pool import STATES
 
 # From a loopback round trip (~0.1 ms) to the longest sensible PROBE_TIMEOUT.
@@ -16,7 +18,10 @@ RESULTS = ("ok", "failed")
 
 @dataclass(frozen=True)
 class ProbeMetrics:
-    """The metric objects; the monitor sets them after each round, scrapes only read them."""
+    """The metric objects; the monitor sets them after each round, scrapes only read them.
+
+    `recorders` holds each check's own metrics, by check name, as the check defined them.
+    """
 
     up: Gauge
     check_duration: Histogram
@@ -24,15 +29,14 @@ class ProbeMetrics:
     last_success: Gauge
     pooled: Gauge
     pool_connections: Gauge
-    pgvector_installed: Gauge
-    schema_version: Gauge
-    schema_expected_version: Gauge
-    schema_pending: Gauge
     build_info: Gauge
+    recorders: Mapping[str, Recorder]
 
 
-def define_metrics(registry: CollectorRegistry, *, version: str) -> ProbeMetrics:
-    """Register all of the probe's metrics (and the process collector) on `registry`."""
+def define_metrics(
+    registry: CollectorRegistry, *, version: str, checks: Sequence[Check[Any]]
+) -> ProbeMetrics:
+    """Register all of the probe's metrics, the checks' own and the process collector, on `registry`."""
     metrics = ProbeMetrics(
         up=Gauge(
             "kata_db_up",
@@ -61,32 +65,17 @@ def define_metrics(registry: CollectorRegistry, *, version: str) -> ProbeMetrics
             ["state"],
             registry=registry,
         ),
-        pgvector_installed=Gauge(
-            "kata_db_pgvector_installed", "1 when the vector extension is installed", registry=registry
-        ),
-        schema_version=Gauge(
-            "kata_db_schema_version", "Highest migration version applied to the database", registry=registry
-        ),
-        schema_expected_version=Gauge(
-            "kata_db_schema_expected_version",
-            "Highest migration version this image ships (kata_db_schema_version should reach it)",
-            registry=registry,
-        ),
-        schema_pending=Gauge(
-            "kata_db_schema_pending_migrations",
-            "Migrations of this image not yet applied to the database",
-            registry=registry,
-        ),
         build_info=Gauge(
             "kata_db_build_info", "The probe's version, value always 1", ["version"], registry=registry
         ),
+        recorders={check.name: check.metrics(registry) for check in checks},
     )
     ProcessCollector(registry=registry)
     metrics.build_info.labels(version=version).set(1)
-    for check in CHECK_NAMES:
-        metrics.check_duration.labels(check=check)
+    for check in checks:
+        metrics.check_duration.labels(check=check.name)
         for result in RESULTS:
-            metrics.checks.labels(check=check, result=result)
+            metrics.checks.labels(check=check.name, result=result)
     for state in STATES:
         metrics.pool_connections.labels(state=state)
     return metrics

@@ -6,36 +6,21 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
 
 from pgconn.errors import classify_error
-from pgconn.pooler import PoolerVerdict
-from probe.checks import DATABASE, Check, CheckResult, run_check, skipped
+from probe.check import Check, CheckResult, Snapshot, run_check, skipped
 from probe.metrics import ProbeMetrics
 from probe.pool import ConnectionPool
 from probe.pooled import PoolerObserver
 from probe.settings import staleness
 
 log = logging.getLogger("probe.monitor")
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """One finished round: every check's result, the pooled verdict, and when it ended."""
-
-    results: Mapping[str, CheckResult]
-    pooled: PoolerVerdict
-    finished: float  # loop clock (monotonic)
-    finished_at: datetime
-
-    @property
-    def ok(self) -> bool:
-        return all(result.ok for result in self.results.values())
-
-    def failures(self) -> list[str]:
-        return [f"{r.name}: {r.reason}" for r in self.results.values() if not r.ok]
 
 
 class Monitor:
@@ -49,7 +34,7 @@ class Monitor:
         self,
         *,
         pool: ConnectionPool,
-        checks: Sequence[Check],
+        checks: Sequence[Check[Any]],
         observer: PoolerObserver,
         interval: float,
         timeout: float,
@@ -90,8 +75,11 @@ class Monitor:
         return self._clock() - self._last_tick <= self.staleness + self.timeout
 
     def database_up(self) -> bool:
+        """The latest round is fresh and the check that speaks for the connection passed."""
         snapshot = self.fresh()
-        return snapshot is not None and snapshot.results[DATABASE].ok
+        return snapshot is not None and all(
+            snapshot.results[check.name].ok for check in self._checks if check.covers_connection
+        )
 
     def start(self) -> None:
         self._last_tick = self._clock()
@@ -121,37 +109,52 @@ class Monitor:
     async def run_round(self) -> Snapshot:
         """Acquire, then run each check, the whole round bounded by the timeout. Never raises."""
         deadline = asyncio.get_running_loop().time() + self.timeout
-        results: dict[str, CheckResult] = {}
         started = time.perf_counter()
         async with contextlib.AsyncExitStack() as stack:
             try:
                 async with asyncio.timeout_at(deadline):
                     conn = await stack.enter_async_context(self._pool.connection())
-            except Exception as exc:  # no connection: the database check carries why
-                results[DATABASE] = CheckResult(
-                    DATABASE, False, classify_error(exc), time.perf_counter() - started, raised=True
-                )
+                    await self._observe(conn)
+            except Exception as exc:  # no usable connection: the check covering it carries why
+                self._pool.discard()
+                results = self._unconnected(classify_error(exc), time.perf_counter() - started)
             else:
-                acquired = time.perf_counter() - started
-                for check in self._checks:
-                    result = await run_check(check, conn, deadline)
-                    if check.name == DATABASE:
-                        result = replace(result, duration=result.duration + acquired)
-                        if result.ok:
-                            self._observer.observe(conn.get_server_pid(), int(result.details["backend_pid"]))
-                    results[check.name] = result
-                    if not result.ok and check.name == DATABASE:
-                        break
-                if any(result.raised for result in results.values()):
-                    self._pool.discard()
-        for check in self._checks:
-            results.setdefault(check.name, skipped(check.name))
+                results = await self._run_checks(conn, deadline, time.perf_counter() - started)
         return Snapshot(
-            results=results,
+            results={check.name: results.get(check.name) or skipped(check.name) for check in self._checks},
             pooled=self._observer.verdict,
             finished=self._clock(),
             finished_at=datetime.now(UTC),
         )
+
+    def _unconnected(self, reason: str, elapsed: float) -> dict[str, CheckResult[Any]]:
+        """The round without a connection: the covering check fails with why; the rest will skip."""
+        return {
+            check.name: CheckResult(check.name, False, reason, elapsed, raised=True)
+            for check in self._checks
+            if check.covers_connection
+        }
+
+    async def _run_checks(
+        self, conn: asyncpg.Connection, deadline: float, acquired: float
+    ) -> dict[str, CheckResult[Any]]:
+        """Each check in order; after the covering check fails, the rest skip (nothing to ask)."""
+        results: dict[str, CheckResult[Any]] = {}
+        for check in self._checks:
+            result = await run_check(check, conn, deadline)
+            if check.covers_connection:  # acquiring the connection is part of what it measures
+                result = replace(result, duration=result.duration + acquired)
+            results[check.name] = result
+            if check.covers_connection and not result.ok:
+                break
+        if any(result.raised for result in results.values()):
+            self._pool.discard()  # an exception left the connection in an unknown state
+        return results
+
+    async def _observe(self, conn: asyncpg.Connection) -> None:
+        """Feed pooler detection: the backend pid this transaction ran on, against the announced one."""
+        backend_pid = await conn.fetchval("SELECT pg_backend_pid()")
+        self._observer.observe(conn.get_server_pid(), int(backend_pid))
 
     def publish(self, snapshot: Snapshot) -> None:
         """Make `snapshot` the latest, update the metrics, and log a change of state once."""
@@ -171,19 +174,12 @@ class Monitor:
 
 
 def record(metrics: ProbeMetrics, snapshot: Snapshot) -> None:
-    """Copy one round's outcome into the metrics."""
+    """Copy one round's outcome into the metrics, each check's own through its recorder."""
     for result in snapshot.results.values():
-        if result.reason != "database unavailable":
+        if result.ran:
             metrics.check_duration.labels(check=result.name).observe(result.duration)
         metrics.checks.labels(check=result.name, result="ok" if result.ok else "failed").inc()
+        metrics.recorders[result.name](result)
     if snapshot.ok:
         metrics.last_success.set(snapshot.finished_at.timestamp())
     metrics.pooled.set(1 if snapshot.pooled.pooled else 0)
-    pgvector = snapshot.results.get("pgvector")
-    if pgvector is not None and "installed" in pgvector.details:
-        metrics.pgvector_installed.set(1 if pgvector.details["installed"] else 0)
-    schema = snapshot.results.get("schema")
-    if schema is not None and "version" in schema.details:
-        metrics.schema_version.set(schema.details["version"])
-        metrics.schema_expected_version.set(schema.details["expected"])
-        metrics.schema_pending.set(schema.details["pending"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -15,14 +16,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from localpg.throwaway import free_port
+from tests.kubelet import probe_contract
 from tests.polling import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 INTERVAL = 0.5
 TIMEOUT = 0.3
-# Our own polling (every 10 ms) and a busy 2-core CI box: the allowance on top of each bound.
-SLACK = 0.3
-LIVENESS_LIMIT = 0.1
+FAILED_ROUNDS = re.compile(r'^kata_db_checks_total\{check="database",result="failed"\}\s+([\d.e+]+)', re.M)
+
+
+def liveness_bound() -> float:
+    """Seconds within which kubelet needs a /livez answer: the manifests' timeoutSeconds. The
+    probe answers in milliseconds, so the bound holds on a loaded machine with a wide margin."""
+    return probe_contract().liveness.timeout
+
+
+def readiness_bound() -> float:
+    """Seconds within which kubelet sees /readyz follow the database: one round of the probe
+    (interval + timeout), then one readiness periodSeconds of the manifests until kubelet asks."""
+    return INTERVAL + TIMEOUT + probe_contract().readiness.period
 
 
 @dataclass
@@ -49,7 +61,7 @@ class LivenessWatch:
     def __enter__(self) -> LivenessWatch:
         def poll() -> None:
             while not self._stop.is_set():
-                answer = self.probe.get("/livez")
+                answer = self.probe.get("/livez", timeout=liveness_bound())
                 self.statuses.append(answer.status)
                 self.slowest = max(self.slowest, answer.seconds)
                 self._stop.wait(0.01)
@@ -100,6 +112,14 @@ class ProbeProcess:
             return Answer(exc.code, exc.read(), time.perf_counter() - started)
         except OSError:
             return Answer(0, b"", time.perf_counter() - started)
+
+    def failed_rounds(self) -> int:
+        """Rounds whose database check failed, from the probe's own counter in /metrics."""
+        text = self.get("/metrics").body.decode()
+        match = re.search(
+            r'^kata_db_checks_total\{check="database",result="failed"\}\s+([\d.e+]+)', text, re.M
+        )
+        return int(float(match[1])) if match else 0
 
     def health(self) -> dict[str, object]:
         return self.get("/healthz").json()

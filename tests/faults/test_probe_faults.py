@@ -1,8 +1,9 @@
 """The probe under database faults, as a real process against real servers.
 
-For every fault: /livez stays 200 and answers in under 100 ms throughout, /readyz turns 503
-within interval + timeout, returns to 200 within interval + timeout of the recovery, the
-error is classified, memory does not grow from one fault cycle to the next, and no exception
+For every fault: /livez stays 200 and answers within the manifests' liveness timeoutSeconds
+throughout, /readyz turns 503 within interval + timeout + the manifests' readiness periodSeconds
+(what kubelet can notice), returns to 200 within the same bound of the recovery, the error is
+classified, memory does not grow from one fault cycle to the next, and no exception
 escapes into the log. Frozen and killed servers are in tests/probe/test_outage.py.
 """
 
@@ -11,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import re
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 
 import asyncpg
@@ -22,27 +22,23 @@ from localpg.relay import Relay
 from localpg.throwaway import SUPERUSER, SUPERUSER_PASSWORD, PostgresServer
 from tests.conftest import Database, require_system_package
 from tests.faults.conftest import migrate
-from tests.faults.probe_process import INTERVAL, LIVENESS_LIMIT, SLACK, TIMEOUT, LivenessWatch, ProbeProcess
+from tests.faults.probe_process import LivenessWatch, ProbeProcess, liveness_bound, readiness_bound
 from tests.pgbouncer import PGBOUNCER, running_pgbouncer, wait_listening
 
-ROUND = INTERVAL + TIMEOUT + SLACK
 FIRST_READY = 20.0
 MIB = 2**20
 RSS_GROWTH_LIMIT = 3 * MIB
 # What /healthz says before the process listens and before its first round ends.
 PENDING = ("", "no check round finished yet")
-
-
-def failed_rounds(probe: ProbeProcess) -> int:
-    text = probe.get("/metrics").body.decode()
-    match = re.search(r'^kata_db_checks_total\{check="database",result="failed"\}\s+([\d.e+]+)', text, re.M)
-    return int(float(match[1])) if match else 0
+SLOT_TRIES = 50
 
 
 def hold_fault(probe: ProbeProcess, rounds: int = 2) -> None:
     """Let `rounds` more failed rounds pass (read from /metrics) while the fault lasts."""
-    target = failed_rounds(probe) + rounds
-    probe.until(lambda: failed_rounds(probe) >= target, rounds * ROUND + SLACK, f"{rounds} failed rounds")
+    target = probe.failed_rounds() + rounds
+    probe.until(
+        lambda: probe.failed_rounds() >= target, rounds * readiness_bound(), f"{rounds} failed rounds"
+    )
     assert probe.get("/readyz").status == 503
 
 
@@ -60,13 +56,15 @@ def exercise(
     for _ in range(cycles):
         with LivenessWatch(probe) as watch:
             inject()
-            probe.until_ready(503, ROUND)
-            probe.until(lambda: probe.database_error() in errors, ROUND, f"database error in {errors}")
+            probe.until_ready(503, readiness_bound())
+            probe.until(
+                lambda: probe.database_error() in errors, readiness_bound(), f"database error in {errors}"
+            )
             hold_fault(probe)
             recover()
-            probe.until_ready(200, ROUND)
+            probe.until_ready(200, readiness_bound())
         assert watch.statuses and set(watch.statuses) == {200}, watch.statuses
-        assert watch.slowest < LIVENESS_LIMIT, f"slowest /livez {watch.slowest * 1000:.0f} ms"
+        assert watch.slowest < liveness_bound(), f"slowest /livez {watch.slowest * 1000:.0f} ms"
         rss.append(probe.rss())
     assert rss[-1] - rss[0] < RSS_GROWTH_LIMIT, f"RSS grew {(rss[-1] - rss[0]) / MIB:.1f} MiB"
     assert probe.unhandled() == []
@@ -84,7 +82,7 @@ def never_ready(probe: ProbeProcess, error: str) -> None:
         hold_fault(probe, 6)
         after = probe.rss()
     assert set(watch.statuses) == {200}, watch.statuses
-    assert watch.slowest < LIVENESS_LIMIT, f"slowest /livez {watch.slowest * 1000:.0f} ms"
+    assert watch.slowest < liveness_bound(), f"slowest /livez {watch.slowest * 1000:.0f} ms"
     assert after - before < RSS_GROWTH_LIMIT, f"RSS grew {(after - before) / MIB:.1f} MiB"
     assert probe.unhandled() == []
 
@@ -135,7 +133,7 @@ def test_wrong_password_then_fixed(
     probe = start_probe(server.url(name, user=role, password="wrong-password-2"))
     never_ready(probe, "authentication failed")
     server.psql(f"ALTER ROLE \"{role}\" PASSWORD 'wrong-password-2'")
-    probe.until_ready(200, ROUND)
+    probe.until_ready(200, readiness_bound())
     assert "wrong-password-2" not in probe.logs()
     assert probe.unhandled() == []
 
@@ -178,13 +176,14 @@ def test_max_connections_exhausted(
     def exhaust() -> None:
         # An established connection survives a full server: cut the probe's, as a restart or a
         # network blip would, and take the freed slot before its next round reconnects.
-        deadline = time.monotonic() + 10
-        while True:
+        # The probe may win the freed slot back a few times; a count of tries, not a clock,
+        # bounds the race (each try takes the slot at once: it is usually the first or second).
+        for _ in range(SLOT_TRIES):
             loop.run_until_complete(fill())
             if small_pg.psql(f"SELECT count(*) {probe_backends}") == "0":
                 return
-            assert time.monotonic() < deadline, "could not take the probe's connection slot"
             small_pg.psql(f"SELECT pg_terminate_backend(pid, 1000) {probe_backends}")
+        raise AssertionError(f"the probe won its connection slot back {SLOT_TRIES} times in a row")
 
     def release() -> None:
         while fillers:

@@ -28,6 +28,10 @@ MIGRATIONS = {
 # Fast rounds keep outage tests short; the timeout stays well above a loopback round (~1 ms).
 FAST = {"PROBE_INTERVAL": "0.5", "PROBE_TIMEOUT": "0.3", "PROBE_SHUTDOWN_DELAY": "0"}
 REPO = Path(__file__).resolve().parents[2]
+# One round's transactions: the backend pid, SELECT 1, pgvector, the ledger's existence, its rows.
+TRANSACTIONS_PER_ROUND = 5
+# A backend's start-up reads the catalogs in a transaction of its own: one per connection opened.
+TRANSACTIONS_PER_CONNECTION = 1
 
 
 @pytest.fixture
@@ -65,6 +69,18 @@ def probe_env(url: str, directory: Path, **extra: str) -> dict[str, str]:
 
 def make_settings(url: str, directory: Path, **extra: str) -> ProbeSettings:
     return ProbeSettings.from_values(probe_env(url, directory, **extra))
+
+
+def transactions(database: Database) -> int:
+    """Transactions the server counted in `database`; exact only once the sessions measured closed."""
+    sql = f"SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = '{database.name}'"
+    return int(database.server.psql(sql))
+
+
+async def no_sessions(database: Database) -> bool:
+    """No session is open on `database`: each has flushed its counters as it exited."""
+    sql = f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{database.name}'"
+    return int(database.server.psql(sql)) == 0
 
 
 async def until(condition: Callable[[], Awaitable[bool]], timeout: float, what: str) -> float:

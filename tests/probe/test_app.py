@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,19 @@ from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 
 from probe.app import MONITOR, create_app
+from probe.checks import PgvectorCheck
 from tests.conftest import Database
-from tests.probe.conftest import apply_migrations, make_settings, ready_database, until
+from tests.metric_families import sample_value
+from tests.probe.conftest import (
+    TRANSACTIONS_PER_CONNECTION,
+    TRANSACTIONS_PER_ROUND,
+    apply_migrations,
+    make_settings,
+    no_sessions,
+    ready_database,
+    transactions,
+    until,
+)
 
 pytestmark = pytest.mark.asyncio
 Client = TestClient[web.Request, web.Application]
@@ -60,7 +72,7 @@ async def test_all_endpoints_answer_200_when_every_check_passes(
     async with client.get("/metrics") as response:
         assert response.status == 200
         assert response.headers["Content-Type"].startswith("text/plain; version=")
-        assert "kata_db_up 1.0" in await response.text()
+        assert sample_value(await response.text(), "kata_db_up") == 1
 
 
 async def test_json_body_matches_the_original_health_endpoint_shape(
@@ -153,16 +165,24 @@ async def test_unknown_check_path_and_method_get_short_errors(
 async def test_requests_never_query_the_database(
     aiohttp_client: ClientFactory, database: Database, migrations_dir: Path
 ) -> None:
+    """Counted by the server: every transaction in the database while the probe served 1,000
+    requests, against what its rounds account for. A handler querying would add one per request.
+    """
     ready_database(database, migrations_dir)
+    await until(partial(no_sessions, database), 10, "the setup sessions gone")
+    before = transactions(database)
     client = await start_probe(
         aiohttp_client, database.url, migrations_dir, PROBE_INTERVAL="30", PROBE_TIMEOUT="2"
     )
-    monitor = client.app[MONITOR]
-    rounds = monitor.rounds
     for _ in range(200):
-        await status_of(client, "/readyz")
-        await status_of(client, "/healthz")
-    assert monitor.rounds == rounds
+        for path in ("/readyz", "/readyz/schema", "/healthz", "/livez", "/metrics"):
+            await status_of(client, path, JSON)
+    await client.close()  # the cleanup contexts stop the monitor and close its connection
+    rounds = client.app[MONITOR].rounds
+    await until(partial(no_sessions, database), 10, "the probe's session gone")
+    used = transactions(database) - before
+    # One connection, held throughout: a healthy database gives the probe no reason to reconnect.
+    assert used <= TRANSACTIONS_PER_CONNECTION + TRANSACTIONS_PER_ROUND * rounds, (used, rounds)
 
 
 async def test_unreachable_database_reports_classified_error_and_stays_live(
@@ -184,4 +204,14 @@ async def test_unreachable_database_reports_classified_error_and_stays_live(
     assert body["checks"]["schema"]["error"] == "database unavailable"
     assert (await status_of(client, "/readyz"))[0] == 503
     async with client.get("/metrics") as response:
-        assert "kata_db_up 0.0" in await response.text()
+        assert sample_value(await response.text(), "kata_db_up") == 0
+
+
+@pytest.mark.parametrize("names", [("database", "database"), ("database", "pg vector"), ("Schema",)])
+async def test_create_app_refuses_check_names_that_cannot_be_routes_and_labels(
+    migrations_dir: Path, names: tuple[str, ...]
+) -> None:
+    checks = [type(f"Check{i}", (PgvectorCheck,), {"name": name})() for i, name in enumerate(names)]
+    settings = make_settings("postgresql://probe@127.0.0.1:1/kata", migrations_dir)
+    with pytest.raises(ValueError, match="check names must be unique words"):
+        create_app(settings, CollectorRegistry(), checks=checks)

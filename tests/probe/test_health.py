@@ -8,26 +8,32 @@ import pytest
 
 from pgconn.dsn import parse_database_url
 from pgconn.pooler import PoolerSetting, PoolerVerdict
-from probe.checks import CheckResult
+from probe.check import CheckResult, Snapshot
+from probe.checks import DatabaseCheck, Extension, PgvectorCheck, RoundTrip, SchemaCheck, SchemaState
 from probe.health import View, health_body, readiness
-from probe.monitor import Snapshot
 from probe.pooled import PoolerObserver
+from schema.catalog import Catalog
 
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
-DB_OK = CheckResult("database", True, details={"latency": 0.0012, "backend_pid": 7})
-DB_DOWN = CheckResult("database", False, "connection refused", raised=True)
-VECTOR_OK = CheckResult("pgvector", True, details={"installed": True, "version": "0.8.5"})
-VECTOR_MISSING = CheckResult(
-    "pgvector", False, "extension vector is not installed", details={"installed": False}
+CHECKS = (DatabaseCheck(), PgvectorCheck(), SchemaCheck(Catalog(migrations=())))
+DB_OK = CheckResult("database", True, found=RoundTrip(latency=0.0012))
+DB_DOWN = CheckResult[RoundTrip]("database", False, "connection refused", raised=True)
+VECTOR_OK = CheckResult("pgvector", True, found=Extension(installed=True, version="0.8.5"))
+VECTOR_MISSING = CheckResult("pgvector", False, "extension vector is not installed", found=Extension(False))
+SCHEMA_OK = CheckResult("schema", True, found=SchemaState(2, 2, 0, changed=(), ahead=()))
+SCHEMA_PENDING = CheckResult("schema", False, "1 pending", found=SchemaState(1, 2, 1, changed=(), ahead=()))
+SCHEMA_CHANGED = CheckResult(
+    "schema", False, "drift: migration 1 changed", found=SchemaState(2, 2, 0, changed=(1,), ahead=())
 )
-SCHEMA_OK = CheckResult("schema", True, details={"version": 2, "expected": 2, "pending": 0, "changed": []})
-SCHEMA_PENDING = CheckResult(
-    "schema", False, "1 pending", details={"version": 1, "expected": 2, "pending": 1, "changed": []}
-)
-UNAVAILABLE = {name: CheckResult(name, False, "database unavailable") for name in ("pgvector", "schema")}
+UNAVAILABLE = {
+    name: CheckResult[object](name, False, "database unavailable", ran=False)
+    for name in ("pgvector", "schema")
+}
 
 
-def view(*results: CheckResult, stale: bool = False, alive: bool = True, draining: bool = False) -> View:
+def view(
+    *results: CheckResult[object], stale: bool = False, alive: bool = True, draining: bool = False
+) -> View:
     snapshot = Snapshot(
         results={r.name: r for r in results},
         pooled=PoolerVerdict(False, "observed"),
@@ -92,9 +98,9 @@ EMPTY = View(None, None, False, True, False, NOW)
 def test_readiness_and_status(
     current: View, exclude: tuple[str, ...], ready: bool, status: str, failed_lines: list[str]
 ) -> None:
-    answer = readiness(current, exclude)
+    answer = readiness(current, CHECKS, exclude)
     assert answer.ok is ready
-    assert health_body(current, "1.2.3")["status"] == status
+    assert health_body(current, "1.2.3", CHECKS)["status"] == status
     lines = answer.text(verbose=True).splitlines()
     assert [line for line in lines if line.startswith("[-]")] == failed_lines
     assert lines[-1] == f"readyz check {'passed' if ready else 'failed'}"
@@ -102,7 +108,7 @@ def test_readiness_and_status(
 
 
 def test_json_body_keeps_the_original_keys_and_hides_latency_when_down() -> None:
-    body = health_body(view(DB_OK, VECTOR_OK, SCHEMA_OK), "1.2.3")
+    body = health_body(view(DB_OK, VECTOR_OK, SCHEMA_OK), "1.2.3", CHECKS)
     assert body["timestamp"] == "2025-01-02T03:04:05Z"
     assert body["version"] == "1.2.3"
     assert body["checks"]["database"] == {
@@ -111,9 +117,55 @@ def test_json_body_keeps_the_original_keys_and_hides_latency_when_down() -> None
         "pooled": False,
         "pooledSource": "observed",
     }
-    down = health_body(view(DB_DOWN, *UNAVAILABLE.values()), "1.2.3")["checks"]
+    down = health_body(view(DB_DOWN, *UNAVAILABLE.values()), "1.2.3", CHECKS)["checks"]
     assert down["database"]["error"] == "connection refused" and "latencyMs" not in down["database"]
     assert down["pgvector"] == {"status": "unknown", "error": "database unavailable"}
+
+
+@pytest.mark.parametrize(
+    ("results", "stale", "pgvector", "schema"),
+    [
+        (
+            (DB_OK, VECTOR_OK, SCHEMA_OK),
+            False,
+            {"status": "installed", "version": "0.8.5"},
+            {"status": "current", "version": 2, "expected": 2, "pending": 0},
+        ),
+        (
+            (DB_OK, VECTOR_MISSING, SCHEMA_PENDING),
+            False,
+            {"status": "missing", "error": "extension vector is not installed"},
+            {"status": "pending", "version": 1, "expected": 2, "pending": 1, "error": "1 pending"},
+        ),
+        (
+            (DB_OK, VECTOR_OK, SCHEMA_CHANGED),
+            False,
+            {"status": "installed", "version": "0.8.5"},
+            {
+                "status": "drift",
+                "version": 2,
+                "expected": 2,
+                "pending": 0,
+                "error": "drift: migration 1 changed",
+            },
+        ),
+        (
+            (DB_OK, VECTOR_OK, SCHEMA_OK),
+            True,  # a stale round's findings are not shown: only that it is stale
+            {"status": "unknown", "error": "stale: last round ended 20.0s ago"},
+            {"status": "unknown", "error": "stale: last round ended 20.0s ago"},
+        ),
+    ],
+)
+def test_each_check_writes_its_own_json_from_its_finding(
+    results: tuple[CheckResult[object], ...],
+    stale: bool,
+    pgvector: dict[str, object],
+    schema: dict[str, object],
+) -> None:
+    checks = health_body(view(*results, stale=stale), "1.2.3", CHECKS)["checks"]
+    assert list(checks) == ["database", "pgvector", "schema"]
+    assert (checks["pgvector"], checks["schema"]) == (pgvector, schema)
 
 
 @pytest.mark.parametrize(

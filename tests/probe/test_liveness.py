@@ -2,16 +2,15 @@
 
 A round is bounded by the runner's timeout, so the only way to get stuck is a check that defeats
 that bound: one that swallows the cancellation the timeout sends (as a misbehaving driver call
-can). `Gate` makes a real check behave like that on demand, then lets it go, so each test shows
-liveness falling to 503 while the loop is wedged and coming back once it runs again.
+can). `Gate` makes the real database check behave like that on demand, then lets it go, so each test
+shows liveness falling to 503 while the loop is wedged and coming back once it runs again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,32 +18,23 @@ import asyncpg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from prometheus_client import CollectorRegistry
 
 from pgconn.dsn import parse_database_url
 from pgconn.pooler import PoolerSetting
-from probe.app import (
-    MONITOR,
-    POOL,
-    STATE,
-    VERSION,
-    ProbeState,
-    liveness,
-    monitor_context,
-    pool_context,
-    readyz,
-)
-from probe.checks import DATABASE, Check, CheckFunction, database_check, default_checks
+from probe.app import MONITOR, create_app
+from probe.checks import DatabaseCheck, PgvectorCheck, RoundTrip, SchemaCheck
 from probe.monitor import Monitor
 from probe.pool import ConnectionPool
 from probe.pooled import PoolerObserver
 from schema.catalog import read_catalog
 from tests.conftest import Database
-from tests.probe.conftest import ready_database, until
+from tests.probe.conftest import make_settings, ready_database, until
 
 pytestmark = pytest.mark.asyncio
 Client = TestClient[web.Request, web.Application]
 ClientFactory = Callable[[web.Application], Awaitable[Client]]
-INTERVAL = 0.1
+INTERVAL = 0.2  # the settings refuse a timeout longer than the interval
 TIMEOUT = 0.2
 BOUND = 3 * INTERVAL + TIMEOUT  # Monitor.alive(): staleness (3 x interval) plus one round's timeout
 
@@ -71,53 +61,54 @@ class Gate:
         if self.entered.is_set():
             await asyncio.wait_for(self.left.wait(), 10)
 
-    def wrap(self, run: CheckFunction) -> CheckFunction:
-        async def gated(conn: asyncpg.Connection) -> Mapping[str, Any]:
-            if self.closed:
-                self.entered.set()
-                while not self.opened.is_set():
-                    with contextlib.suppress(asyncio.CancelledError):  # the bug: timeout is swallowed
-                        await self.opened.wait()
-                self.left.set()
-            return await run(conn)
+    async def passage(self) -> None:
+        """Return at once while open; while closed, wait for the gate and swallow every cancellation."""
+        if self.closed:
+            self.entered.set()
+            while not self.opened.is_set():
+                with contextlib.suppress(asyncio.CancelledError):  # the bug: timeout is swallowed
+                    await self.opened.wait()
+            self.left.set()
 
-        return gated
+
+class GatedDatabaseCheck(DatabaseCheck):
+    """The real database check behind a gate."""
+
+    def __init__(self, gate: Gate) -> None:
+        self._gate = gate
+
+    async def run(self, conn: asyncpg.Connection) -> RoundTrip:
+        await self._gate.passage()
+        return await super().run(conn)
+
+
+def gated_checks(migrations: Path, gate: Gate) -> tuple[DatabaseCheck, PgvectorCheck, SchemaCheck]:
+    return (GatedDatabaseCheck(gate), PgvectorCheck(), SchemaCheck(read_catalog(migrations)))
+
+
+def liveness_app(database: Database, migrations: Path, gate: Gate) -> web.Application:
+    """The production app, its rounds every INTERVAL, around a gated database check."""
+    settings = make_settings(
+        database.url, migrations, PROBE_INTERVAL=str(INTERVAL), PROBE_TIMEOUT=str(TIMEOUT)
+    )
+    return create_app(settings, CollectorRegistry(), checks=gated_checks(migrations, gate))
 
 
 def gated_monitor(
-    database: Database, migrations: Path, gate: Gate, clock: Callable[[], float] = time.monotonic
+    database: Database, migrations: Path, gate: Gate, clock: Callable[[], float]
 ) -> tuple[ConnectionPool, Monitor]:
+    """A bare monitor on a clock of the test's own, to find liveness's exact bound."""
     url = parse_database_url(database.url)
     pool = ConnectionPool(url, application_name="kata-liveness-test", timeout=TIMEOUT)
-    checks = tuple(
-        Check(check.name, gate.wrap(check.run)) if check.name == DATABASE else check
-        for check in default_checks(read_catalog(migrations))
-    )
-    assert checks[0].run is not database_check  # the gate is really in the round
     monitor = Monitor(
         pool=pool,
-        checks=checks,
+        checks=gated_checks(migrations, gate),
         observer=PoolerObserver(url, PoolerSetting.AUTO),
         interval=INTERVAL,
         timeout=TIMEOUT,
         clock=clock,
     )
     return pool, monitor
-
-
-def liveness_app(pool: ConnectionPool, monitor: Monitor) -> web.Application:
-    """The production handlers and cleanup contexts around a monitor built with a gated check."""
-    app = web.Application()
-    app[POOL] = pool
-    app[MONITOR] = monitor
-    app[STATE] = ProbeState()
-    app[VERSION] = "test"
-    app.cleanup_ctx.append(pool_context)
-    app.cleanup_ctx.append(monitor_context)
-    app.router.add_get("/livez", liveness)
-    app.router.add_get("/healthz", liveness)
-    app.router.add_get("/readyz", readyz)
-    return app
 
 
 @contextlib.asynccontextmanager
@@ -140,8 +131,8 @@ async def test_livez_and_healthz_answer_503_while_the_monitor_is_stuck_and_200_o
 ) -> None:
     ready_database(database, migrations_dir)
     async with opened_at_exit(Gate()) as gate:
-        pool, monitor = gated_monitor(database, migrations_dir, gate)
-        client = await aiohttp_client(liveness_app(pool, monitor))
+        client = await aiohttp_client(liveness_app(database, migrations_dir, gate))
+        monitor = client.app[MONITOR]
 
         async def rounds_span_the_bound() -> bool:
             # Enough rounds that a monitor judged on its start time alone would already look stuck.

@@ -1,26 +1,22 @@
-"""A database that freezes, dies and comes back, on a server of the test's own."""
+"""A database that freezes, dies and comes back, under a real `kata-probe` process watched from
+outside as kubelet watches it: the time bounds are the manifests' probe timings."""
 
 from __future__ import annotations
 
 import os
 import signal
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
-from prometheus_client import CollectorRegistry
 
 from localpg.throwaway import PostgresServer, running_server, wheel_bin_dir
-from probe.app import MONITOR, create_app
-from tests.probe.conftest import make_settings, until
+from tests.faults.probe_process import Answer, ProbeProcess, liveness_bound, readiness_bound
 
-pytestmark = pytest.mark.asyncio
-Client = TestClient[web.Request, web.Application]
-ClientFactory = Callable[[web.Application], Awaitable[Client]]
-INTERVAL, TIMEOUT = 0.5, 0.3
+FIRST_READY = 20.0
+# Hundreds of answers, spread over several rounds that each time out against the frozen server.
+LIVENESS_REQUESTS = 300
+FROZEN_ROUNDS = 3
 
 
 @pytest.fixture
@@ -31,81 +27,59 @@ def own_server() -> Iterator[PostgresServer]:
         yield server
 
 
-def server_processes(server: PostgresServer) -> list[int]:
-    """The postmaster and its children (backends, checkpointer, walwriter...)."""
-    postmaster = server.postmaster_pid()
-    children = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rpartition(")")[2].split()[1]) == postmaster:
-                children.append(int(entry.name))
-    return [postmaster, *children]
+@pytest.fixture
+def probe(own_server: PostgresServer, tmp_path: Path) -> Iterator[ProbeProcess]:
+    """A probe whose image expects no migrations: every check passes on a server with pgvector."""
+    migrations = tmp_path / "migrations"
+    migrations.mkdir()
+    process = ProbeProcess(own_server.url(), tmp_path / "probe.log", {"MIGRATIONS_DIR": str(migrations)})
+    process.start().until_ready(200, FIRST_READY)
+    yield process
+    process.stop()
 
 
-async def ready(client: Client) -> bool:
-    async with client.get("/readyz") as response:
-        return response.status == 200
+def livez_over_rounds(probe: ProbeProcess) -> list[Answer]:
+    """/livez asked back to back until both LIVENESS_REQUESTS answers and FROZEN_ROUNDS more
+    failed rounds (the probe's own count) have passed."""
+    target = probe.failed_rounds() + FROZEN_ROUNDS
+    answers: list[Answer] = []
+
+    def enough() -> bool:
+        answers.append(probe.get("/livez", timeout=liveness_bound()))
+        return len(answers) >= LIVENESS_REQUESTS and probe.failed_rounds() >= target
+
+    probe.until(enough, FROZEN_ROUNDS * readiness_bound() + FIRST_READY, f"{FROZEN_ROUNDS} failed rounds")
+    return answers
 
 
-async def not_ready(client: Client) -> bool:
-    return not await ready(client)
-
-
-async def start(aiohttp_client: ClientFactory, server: PostgresServer, migrations: Path) -> Client:
-    settings = make_settings(
-        server.url(), migrations, PROBE_INTERVAL=str(INTERVAL), PROBE_TIMEOUT=str(TIMEOUT)
-    )
-    client = await aiohttp_client(create_app(settings, CollectorRegistry()))
-    await until(lambda: ready(client), 10, "ready before the outage")
-    return client
-
-
-async def test_frozen_database_fails_readiness_within_a_round_while_liveness_stays_fast(
-    aiohttp_client: ClientFactory, own_server: PostgresServer, tmp_path: Path
+def test_frozen_database_fails_readiness_within_a_round_while_liveness_answers_every_request(
+    own_server: PostgresServer, probe: ProbeProcess
 ) -> None:
-    client = await start(aiohttp_client, own_server, tmp_path)
-    monitor = client.app[MONITOR]
-    frozen = server_processes(own_server)
-    for pid in frozen:  # postmaster first, so it cannot start a child we would miss
-        os.kill(pid, signal.SIGSTOP)
-    try:
-        took = await until(lambda: not_ready(client), INTERVAL + TIMEOUT + 0.5, "readyz 503 after the freeze")
-        assert took <= INTERVAL + TIMEOUT + 0.2
-        rounds = monitor.rounds
-        # Liveness while frozen, for three more rounds: always 200, always quick.
-        while monitor.rounds < rounds + 3:
-            started = time.monotonic()
-            async with client.get("/livez") as response:
-                assert response.status == 200
-                body = await response.json()
-            assert time.monotonic() - started < 0.1
-            assert body["status"] in ("degraded", "healthy")
-        assert body["checks"]["database"]["error"] == "timeout"
-        assert body["status"] == "degraded"
-    finally:
-        for pid in reversed(frozen):
-            os.kill(pid, signal.SIGCONT)
-    await until(lambda: ready(client), 5 * INTERVAL + 5, "readyz 200 after SIGCONT")
+    with own_server.frozen():
+        probe.until_ready(503, readiness_bound())
+        answers = livez_over_rounds(probe)
+        body = probe.health()
+    slowest = max(answer.seconds for answer in answers)
+    assert {answer.status for answer in answers} == {200}, [a.status for a in answers if a.status != 200]
+    assert slowest < liveness_bound(), f"slowest /livez {slowest * 1000:.0f} ms"
+    assert body["status"] == "degraded"
+    assert body["checks"]["database"]["error"] == "timeout"  # type: ignore[index]
+    probe.until_ready(200, readiness_bound())
+    assert probe.unhandled() == []
 
 
-async def test_killed_database_fails_readiness_and_recovers_after_restart(
-    aiohttp_client: ClientFactory, own_server: PostgresServer, tmp_path: Path
+def test_killed_database_fails_readiness_and_recovers_after_restart(
+    own_server: PostgresServer, probe: ProbeProcess
 ) -> None:
-    client = await start(aiohttp_client, own_server, tmp_path)
-    for pid in server_processes(own_server):  # the whole server, as when its container is OOM-killed
+    for pid in own_server.processes():  # the whole server, as when its container is OOM-killed
         os.kill(pid, signal.SIGKILL)
-    await until(lambda: not_ready(client), INTERVAL + TIMEOUT + 0.5, "readyz 503 after SIGKILL")
-    async with client.get("/livez") as response:
-        assert response.status == 200
-        body = await response.json()
-    assert body["checks"]["database"]["error"] in ("connection refused", "connection lost")
+    probe.until_ready(503, readiness_bound())
+    answer = probe.get("/livez", timeout=liveness_bound())
+    assert answer.status == 200
+    assert answer.json()["checks"]["database"]["error"] in ("connection refused", "connection lost")  # type: ignore[index]
     # The killed processes stay zombies here (this container's PID 1 does not reap orphans), so
     # their lock files look owned; a restarted container would not have them. Then crash recovery.
     (own_server.data_dir / "postmaster.pid").unlink()
     (own_server.socket_dir / f".s.PGSQL.{own_server.port}.lock").unlink(missing_ok=True)
     own_server.resume()
-    await until(lambda: ready(client), 10, "readyz 200 after the restart")
+    probe.until_ready(200, readiness_bound())

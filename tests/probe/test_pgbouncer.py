@@ -42,7 +42,7 @@ async def busy_client(url: str, number: int) -> int:
 
 
 async def test_probe_behind_transaction_pooler_is_ready_and_observes_pooling(
-    aiohttp_client: ClientFactory, database: Database, migrations_dir: Path
+    aiohttp_client: ClientFactory, database: Database, migrations_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     require_system_package(PGBOUNCER, "pgbouncer")
     ready_database(database, migrations_dir)
@@ -62,6 +62,12 @@ async def test_probe_behind_transaction_pooler_is_ready_and_observes_pooling(
         assert results == [n * QUERIES_EACH + sum(range(QUERIES_EACH)) for n in range(CLIENTS)]
         await until(ready, 10, f"ready through PgBouncer: {monitor.latest}")
         rounds = monitor.rounds
+        registry = client.app[REGISTRY]
+        failed = {"check": "database", "result": "failed"}
+        # While 20 clients held the 4 server connections, a round on a slow machine may have
+        # waited past its timeout: that is speed. Named prepared statements would fail every
+        # round, the quiet ones after the load too: that is the bug this test is for.
+        failed_under_load = registry.get_sample_value("kata_db_checks_total", failed) or 0
 
         async def two_more_rounds() -> bool:
             return monitor.rounds >= rounds + 2
@@ -72,9 +78,9 @@ async def test_probe_behind_transaction_pooler_is_ready_and_observes_pooling(
         assert body["status"] == "healthy"
         assert body["checks"]["database"]["pooled"] is True
         assert body["checks"]["database"]["pooledSource"] == "observed"
-        assert client.app[REGISTRY].get_sample_value("kata_db_pooled") == 1
-        failed = client.app[REGISTRY].get_sample_value(
-            "kata_db_checks_total", {"check": "database", "result": "failed"}
-        )
-        assert failed == 0
+        assert registry.get_sample_value("kata_db_pooled") == 1
+        assert registry.get_sample_value("kata_db_checks_total", failed) == failed_under_load
+        not_ready = [r.__dict__["reasons"] for r in caplog.records if r.__dict__.get("event") == "not_ready"]
+        speed = (": timeout", ": database unavailable")  # a slow round, and the checks it held up
+        assert all(reason.endswith(speed) for reasons in not_ready for reason in reasons), not_ready
         assert "prepared statement" not in bouncer.logs()
