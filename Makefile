@@ -4,7 +4,7 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint lint-migrations venv bench clean-data
+.PHONY: run test lint lint-migrations venv bench clean-data images lock
 
 # The project's environment: created once, refreshed when pyproject.toml changes.
 $(VENV)/.installed-dev: pyproject.toml
@@ -38,7 +38,7 @@ test: $(VENV)/.installed-dev
 lint: $(VENV)/.installed-dev
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
-	@$(VENV)/bin/mypy --strict pgconn schema migrator probe localpg scripts/run_local.py
+	@$(VENV)/bin/mypy --strict pgconn schema migrator probe localpg localk8s scripts/run_local.py
 	@$(MAKE) --no-print-directory lint-migrations
 
 # squawk (.squawk.toml) as the migrator runs each file: a transactional file inside the
@@ -58,6 +58,20 @@ lint-migrations:
 bench: $(VENV)/.installed-dev
 	@scripts/system-packages.sh
 	@$(PY) -m bench
+
+## images: both images with podman + runc (kata-context/db-migrator, db-probe:<pyproject version>)
+images:
+	@scripts/system-packages.sh
+	@scripts/images.sh
+
+## lock: refresh requirements/*.txt, the hash-locked dependencies both images install
+# Only PyPI (no local wheel directories or indexes of this machine's pip config) goes into a lock.
+lock: $(VENV)/.installed-dev
+	@$(PY) -m pip install --quiet --disable-pip-version-check pip-tools
+	PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= $(VENV)/bin/pip-compile --quiet --upgrade --generate-hashes \
+		--strip-extras --output-file=requirements/runtime.txt pyproject.toml
+	PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= $(VENV)/bin/pip-compile --quiet --upgrade --generate-hashes \
+		--allow-unsafe --output-file=requirements/build.txt requirements/build.in
 
 clean-data:
 	rm -rf .data

@@ -554,24 +554,42 @@ def instructions(dockerfile: str) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("dockerfile", sorted(DOCKERFILES))
 def test_dockerfile_shape(dockerfile: str) -> None:
+    text = (ROOT / dockerfile).read_text()
+    assert "# syntax=" not in text, "a syntax line makes BuildKit fetch a frontend image"
     steps = instructions(dockerfile)
     args = dict(a.split("=", 1) for k, a in steps if k == "ARG" and "=" in a)
     assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", args["PYTHON_IMAGE"])
     froms = [i for i, (k, _) in enumerate(steps) if k == "FROM"]
-    assert len(froms) == 2, "multi-stage: build, then runtime"
-    build, runtime = steps[froms[0] : froms[1]], steps[froms[1] :]
-    assert any(k == "RUN" and "pip wheel" in a for k, a in build)
-    assert any(k == "RUN" and "python -m venv /opt/venv" in a for k, a in build)
+    build, runtime = steps[froms[0] : froms[-1]], steps[froms[-1] :]
+    assert runtime[0] == ("FROM", "${PYTHON_IMAGE}")
+    installs = [a for k, a in build if k == "RUN" and "pip install" in a]
+    for install in installs:  # every install is by hash from a lock, or of the local wheel
+        locked = "--require-hashes" in install and "-r requirements/" in install
+        assert locked or "--no-index" in install, install
+        if "--no-index" not in install:  # pip's index and CA only as build secrets
+            assert "--mount=type=secret,id=pip.conf" in install, install
+    assert any(k == "RUN" and "pip uninstall --yes --quiet setuptools pip" in a for k, a in build)
     assert not [a for k, a in runtime if k == "RUN"], "the runtime stage needs no shell"
-    assert ("COPY", "--from=build /opt/venv /opt/venv") in runtime
+    assert ("COPY", "--from=deps /opt/venv /opt/venv") in runtime
     users = [a for k, a in runtime if k == "USER"]
     assert len(users) == 1 and re.fullmatch(r"[1-9]\d{3,}:[1-9]\d{3,}", users[0]), users
     entrypoint = [json.loads(a) for k, a in runtime if k == "ENTRYPOINT"]
     assert entrypoint == [[f"{VENV_BIN}/{DOCKERFILES[dockerfile]}"]]
     assert DOCKERFILES[dockerfile] in console_scripts()
     labels = " ".join(a for k, a in runtime if k == "LABEL")
-    for key in ("title", "description", "version", "licenses", "base.name"):
+    for key in ("title", "description", "licenses"):
         assert f"org.opencontainers.image.{key}=" in labels
+    # One source each: pyproject.toml's version (checked in the build), the base actually used.
+    assert 'org.opencontainers.image.version="${VERSION}"' in labels
+    assert 'org.opencontainers.image.base.name="${PYTHON_IMAGE}"' in labels
+
+
+def test_both_dockerfiles_are_the_same_up_to_the_user_so_the_images_share_their_layers() -> None:
+    prefixes = []
+    for dockerfile in sorted(DOCKERFILES):
+        steps = instructions(dockerfile)
+        prefixes.append(steps[: steps.index(next(s for s in steps if s[0] == "USER")) + 1])
+    assert prefixes[0] == prefixes[1]
 
 
 def test_migrator_image_defaults_to_up() -> None:
@@ -605,7 +623,17 @@ def test_dockerignore_keeps_the_context_small_and_complete() -> None:
         if k == "COPY" and not a.startswith("--from")
         for src in a.split()[:-1]
     }
-    assert copied == {"pyproject.toml", "README.md", "pgconn", "schema", "migrator", "probe", "migrations"}
+    assert copied == {
+        "pyproject.toml",
+        "README.md",
+        "pgconn",
+        "schema",
+        "migrator",
+        "probe",
+        "migrations",
+        "requirements/build.txt",
+        "requirements/runtime.txt",
+    }
     ignored_roots = {p.rstrip("/").rstrip("*") for p in patterns}
     assert not copied & ignored_roots
 
