@@ -11,7 +11,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import HealthCheck, example, given, note, settings
 from hypothesis import strategies as st
 
 from localpg.throwaway import SUPERUSER_PASSWORD, PostgresServer
@@ -21,7 +21,7 @@ from tests.migrator.conftest import ledger, migrator_env, run_inprocess
 
 BASE = b"SELECT 1;\n"
 TABLES = ("a", "b", "c")
-STATEMENTS = (
+GOOD = (
     "CREATE TABLE {t}(x int)",
     "CREATE INDEX ON {t}(x)",
     "INSERT INTO {t} VALUES (1)",
@@ -32,28 +32,43 @@ STATEMENTS = (
     "CREATE FUNCTION f_{t}(x int) RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT CASE WHEN x > 0 THEN 1 END; "
     "END",
     "CREATE RULE r_{t} AS ON INSERT TO {t} DO ALSO (SELECT 1; SELECT 2)",
-    # What a migration may not do, spelled out or hidden from the text.
-    "COMMIT",
-    "ROLLBACK",
-    "BEGIN",
-    "SAVEPOINT s",
+)
+# What a migration may not do, spelled out or hidden from the text.
+TRANSACTION = ("COMMIT", "END", "ROLLBACK", "BEGIN", "SAVEPOINT s")
+SESSION = (
     "RESET ALL",
     "SELECT set_config('lock_timeout', '0', false)",
     "SELECT pg_advisory_unlock_all()",
-    # Bad syntax and failures at run time.
-    "CREATE TABLE {t}(",
-    "SELEC 1",
-    "SELECT 1/0",
+    "DO $$ BEGIN EXECUTE 'RESET ' || 'ALL'; END $$",
 )
+# Bad syntax and failures at run time.
+BAD = ("CREATE TABLE {t}(", "SELEC 1", "SELECT 1/0")
 BREAKS = ("\n", "\r", "\r\n", " ")
 COMMENTS = ("-- c;", "/* c; */", "-- ", "/* open")
-FRAGMENTS = st.one_of(
-    st.builds(lambda s, t: s.format(t=t).encode(), st.sampled_from(STATEMENTS), st.sampled_from(TABLES)),
-    st.sampled_from([";", *(";" + b for b in BREAKS), *BREAKS, *COMMENTS]).map(str.encode),
+
+
+def statements(templates: tuple[str, ...]) -> st.SearchStrategy[bytes]:
+    return st.builds(lambda s, t: s.format(t=t).encode(), st.sampled_from(templates), st.sampled_from(TABLES))
+
+
+SEPARATOR = st.sampled_from([";" + b for b in BREAKS] + [";"]).map(str.encode)
+NOISE = st.one_of(
+    st.sampled_from([*BREAKS, *COMMENTS]).map(str.encode),
     st.sampled_from([b"\xff", b"\xc3", b"'", b"$$", b"(", b")", b"\x00"]),
     st.binary(max_size=6),
 )
-FILES = st.lists(FRAGMENTS, min_size=1, max_size=10).map(b"".join)
+# Mostly whole statements with a separator, so that COMMIT or RESET ALL stands as a statement of
+# its own; sometimes noise, which may join, break or comment out its neighbours.
+PIECE = st.one_of(
+    *[st.tuples(statements(k), SEPARATOR).map(b"".join) for k in (GOOD, GOOD, TRANSACTION, SESSION, BAD)],
+    NOISE,
+)
+# Half the files start with a table, so that whatever follows has something to half-apply.
+FIRST_TABLE = st.tuples(statements(("CREATE TABLE {t}(x int)",)), SEPARATOR).map(b"".join)
+FILES = st.one_of(
+    st.lists(PIECE, min_size=1, max_size=8).map(b"".join),
+    st.tuples(FIRST_TABLE, st.lists(PIECE, min_size=1, max_size=7).map(b"".join)).map(b"".join),
+)
 
 
 def schema_dump(server: PostgresServer, database: str) -> str:
@@ -111,8 +126,15 @@ async def execute_whole(url: str, sql: str) -> bool:
     return True
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(content=FILES)
+# The issue's reproductions, always run besides what hypothesis draws.
+@example(content=b"CREATE TABLE a(x int); COMMIT; CREATE TABLE b(x int); CREATE TABLE c(;")
+@example(content=b"BEGIN; CREATE TABLE a(x int); COMMIT; CREATE TABLE b(;")
+@example(content=b"CREATE TABLE r1(x int); ROLLBACK; CREATE TABLE r2(x int);")
+@example(content=b"-- c\rCREATE TABLE t(x int);\r")
+@example(content=b"SELECT pg_advisory_unlock_all(); CREATE TABLE a3(x int);")
+@example(content=b"CREATE TABLE a(x int); RESET ALL; CREATE TABLE b(x int);")
 def test_any_file_is_applied_whole_and_recorded_or_leaves_nothing(
     template: Database, tmp_path: Path, content: bytes
 ) -> None:
