@@ -8,8 +8,8 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import NoReturn, TextIO
+from collections.abc import Mapping, Sequence
+from typing import Final, NoReturn, TextIO
 
 import asyncpg
 
@@ -18,22 +18,14 @@ from migrator.commands import COMMANDS, Context
 from migrator.errors import ConnectionLost, InternalError, Interrupted, MigratorError, UsageError, exit_status
 from migrator.events import EventLog
 from migrator.options import MigratorSettings, log_format
-from pgconn.dsn import raw_passwords
 from pgconn.options import SettingsError
-from pgconn.settings import DATABASE_OPTIONS
 from schema.catalog import Catalog, CatalogError, read_catalog
 
 __all__ = ["COMMANDS", "main", "run"]
 
-
-def raw_password_scrubbers(env: Mapping[str, str]) -> list[Callable[[str], str]]:
-    """Scrub passwords even from URLs too broken to parse, so a usage error cannot leak one."""
-    secrets = set().union(*(raw_passwords(env.get(o.env, "")) for o in DATABASE_OPTIONS))
-    return [_replacer(secret) for secret in secrets]
-
-
-def _replacer(secret: str) -> Callable[[str], str]:
-    return lambda text: text.replace(secret, "***")
+# SIGHUP (a closed terminal or session) stops a run like SIGTERM: rolled back, lock released, and
+# a final log line, where its default action ended the process silently with 129.
+STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def error_for(exc: BaseException) -> MigratorError:
@@ -57,7 +49,7 @@ def is_connection_loss(exc: BaseException) -> bool:
 
 
 async def run_command(ctx: Context) -> int:
-    """Run the verb; SIGTERM/SIGINT cancel it (asyncpg cancels the running statement)."""
+    """Run the verb; SIGTERM, SIGINT and SIGHUP cancel it (asyncpg cancels the running statement)."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
@@ -69,7 +61,7 @@ async def run_command(ctx: Context) -> int:
             ctx.log.warning("signal", f"received {signum.name}: cancelling", signal=signum.name)
             task.cancel()
 
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, stop, signum)
     try:
         return await COMMANDS[ctx.settings.command](ctx)
@@ -82,7 +74,7 @@ async def run_command(ctx: Context) -> int:
         database = ctx.settings.database
         raise privileges.explain(exc, (database.unpooled_url or database.url).user) from exc
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in STOP_SIGNALS:
             loop.remove_signal_handler(signum)
 
 
@@ -101,9 +93,6 @@ def execute(argv: Sequence[str], env: Mapping[str, str], stdout: TextIO, log: Ev
     started = time.monotonic()
     settings = MigratorSettings.load(argv, env, tty=stdout.isatty())
     log.fmt = settings.log_format
-    for url in (settings.database.url, settings.database.unpooled_url):
-        if url is not None:
-            log.add_scrubber(url.scrub)
     catalog = load_catalog(settings)
     log.info(
         "start",
@@ -119,7 +108,7 @@ def execute(argv: Sequence[str], env: Mapping[str, str], stdout: TextIO, log: Ev
 
 def run(argv: Sequence[str], env: Mapping[str, str], stdout: TextIO, stderr: TextIO) -> int:
     """The whole program, with its streams and environment passed in; returns the exit status."""
-    log = EventLog(stderr, fmt=log_format(env, tty=stdout.isatty()), scrubbers=raw_password_scrubbers(env))
+    log = EventLog(stderr, fmt=log_format(env, tty=stdout.isatty()))
     try:
         return execute(argv, env, stdout, log)
     except SystemExit as exc:  # --help

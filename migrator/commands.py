@@ -14,7 +14,7 @@ import asyncpg
 
 from migrator import grants, privileges
 from migrator.connection import connect_with_retry, direct_url, read_url
-from migrator.errors import MigrationsPending
+from migrator.errors import BaselineRefused, MigrationsPending
 from migrator.events import EventLog
 from migrator.options import MigratorSettings
 from migrator.progress import ProgressWatcher
@@ -22,6 +22,7 @@ from migrator.runner import RunResult, baseline, check_drift, migrate
 from migrator.status import status_document, status_text
 from pgconn.dsn import DatabaseUrl
 from schema.catalog import Catalog
+from schema.ledger import has_tables
 from schema.rules import check_migrations
 from schema.splitter import LINE_BREAK
 from schema.verdicts import SchemaState, pending_files, read_state
@@ -103,6 +104,10 @@ async def cmd_baseline(ctx: Context) -> int:
     assert version is not None  # the settings require it for this command
     conn = await ctx.connect(direct_url(ctx.settings.database))
     try:
+        # Checked before the lock, and still safe against a racing `up`: tables only ever appear,
+        # and `up` commits them with their ledger rows, which baseline then skips.
+        if not await has_tables(conn):
+            raise BaselineRefused(version)
         await baseline(conn, ctx.catalog, version, ctx.settings.options, ctx.application_name, ctx.log)
     finally:
         await conn.close()

@@ -20,7 +20,9 @@ FIRST_BACKOFF: Final = 0.25
 MAX_BACKOFF: Final = 5.0
 ATTEMPT_TIMEOUT: Final = 10.0
 # Retrying cannot fix these: stop at once rather than hammer the server until the deadline.
-FINAL_REASONS: Final = frozenset({Reason.AUTHENTICATION, Reason.DATABASE_MISSING})
+# A certificate the client rejects (wrong CA, host name not in it) or a server without TLS for
+# an sslmode that needs it stays so for the next attempt too.
+FINAL_REASONS: Final = frozenset({Reason.AUTHENTICATION, Reason.DATABASE_MISSING, Reason.TLS})
 
 
 def direct_url(settings: DatabaseSettings) -> DatabaseUrl:

@@ -21,7 +21,7 @@ EXIT_CODES: Final[Mapping[str, str]] = {
     "8": "migrations pending",
     "9": "refused: pooled connection and no `DATABASE_URL_UNPOOLED`",
     "10": "insufficient privilege",
-    "130 / 143": "interrupted by SIGINT / SIGTERM",
+    "129 / 130 / 143": "interrupted by SIGHUP / SIGINT / SIGTERM",
 }
 
 
@@ -57,6 +57,10 @@ class DatabaseUnreachable(MigratorError):
     ADVICE: ClassVar[Mapping[str, str]] = {
         Reason.AUTHENTICATION: "check the user and password in the URL (the Secret); not retried",
         Reason.DATABASE_MISSING: "create the database or fix the database name in the URL",
+        Reason.TLS: (
+            "check the URL's sslmode and sslrootcert against the server's certificate (its CA, and for "
+            "verify-full the host name) and that the server has TLS on; not retried"
+        ),
     }
 
     def __init__(self, target: str, reason: str, waited: float) -> None:
@@ -128,6 +132,19 @@ class DriftDetected(MigratorError):
         )
 
 
+class BaselineRefused(MigratorError):
+    """`baseline` on a database without tables would record a schema that is not there."""
+
+    exit_code = 6
+    event = "baseline_refused"
+
+    def __init__(self, version: int) -> None:
+        super().__init__(
+            f"baseline {version} refused: this database has no tables, so no schema made by another tool "
+            "is here to record; nothing was recorded. Run `kata-migrate up` to create the schema"
+        )
+
+
 class LockTimeout(MigratorError):
     exit_code = 7
     event = "lock_timeout"
@@ -187,7 +204,7 @@ class InsufficientPrivilege(MigratorError):
 
 
 class Interrupted(MigratorError):
-    """SIGINT exits 130 and SIGTERM 143, as a shell reports a process killed by them."""
+    """SIGHUP exits 129, SIGINT 130 and SIGTERM 143, as a shell reports a process killed by them."""
 
     event = "interrupted"
 

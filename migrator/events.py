@@ -1,11 +1,13 @@
-"""One event per line on stderr, JSON or text, with every known password scrubbed out."""
+"""One event per line on stderr, JSON or text. Nothing is scrubbed from a line: the password never
+enters one (URLs render redacted, errors are built from safe parts), and replacing a short
+password by substring would mangle keys like `application_name`."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import TextIO
 
 from pgconn.logs import json_line, utc_timestamp
@@ -21,24 +23,14 @@ class EventLog:
         stream: TextIO,
         *,
         fmt: str = "json",
-        scrubbers: Iterable[Callable[[str], str]] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.stream = stream
         self.fmt = fmt
-        self.scrubbers = list(scrubbers)
         self.clock = clock
         # Fields every event carries while set (the file being applied); see `scoped`.
         self.scope: dict[str, object] = {}
         self._transient_shown = False
-
-    def add_scrubber(self, scrubber: Callable[[str], str]) -> None:
-        self.scrubbers.append(scrubber)
-
-    def scrub(self, text: str) -> str:
-        for scrubber in self.scrubbers:
-            text = scrubber(text)
-        return text
 
     @contextlib.contextmanager
     def scoped(self, **fields: object) -> Iterator[None]:
@@ -73,7 +65,7 @@ class EventLog:
         clear = "\r\x1b[K" if on_terminal and (transient or self._transient_shown) else ""
         end = "" if on_terminal and transient else "\n"
         self._transient_shown = on_terminal and transient
-        self.stream.write(clear + self.scrub(line) + end)
+        self.stream.write(clear + line + end)
         self.stream.flush()
 
     def info(self, event: str, message: str = "", **fields: object) -> None:

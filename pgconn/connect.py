@@ -8,19 +8,40 @@ from typing import Any
 import asyncpg
 
 from pgconn.dsn import DatabaseUrl
+from pgconn.options import SettingsError
 
 
 def ssl_option(url: DatabaseUrl) -> ssl.SSLContext | str | bool:
-    """asyncpg's `ssl=` for the URL's sslmode; verify-ca/verify-full honour `sslrootcert`."""
+    """asyncpg's `ssl=` for the URL's sslmode; verify-ca/verify-full honour `sslrootcert`.
+
+    SettingsError when a certificate file cannot be used: that is configuration, which no retry
+    fixes, not a network error."""
     mode = url.sslmode
     if mode not in ("verify-ca", "verify-full"):
         return mode
-    context = ssl.create_default_context(cafile=url.param("sslrootcert"))
+    try:
+        context = ssl.create_default_context(cafile=url.param("sslrootcert"))
+    except OSError as exc:  # ssl.SSLError included
+        raise SettingsError(certificate_problem("sslrootcert", url.param("sslrootcert"), exc)) from None
     context.check_hostname = mode == "verify-full"
     cert, key = url.param("sslcert"), url.param("sslkey")
     if cert:
-        context.load_cert_chain(cert, key)
+        try:
+            context.load_cert_chain(cert, key)
+        except OSError as exc:  # ssl.SSLError included
+            raise SettingsError(certificate_problem("sslcert/sslkey", cert, exc)) from None
     return context
+
+
+def certificate_problem(param: str, path: str | None, exc: OSError) -> str:
+    if isinstance(exc, ssl.SSLError):  # a subclass of OSError: test it first
+        problem = f"not a usable PEM certificate or key ({exc.reason or 'unknown reason'})"
+    else:
+        problem = exc.strerror or type(exc).__name__
+    return (
+        f"the URL's {param} file {path!r} cannot be used: {problem}; fix the path (in Kubernetes, "
+        "the mounted Secret) or the sslmode"
+    )
 
 
 def connect_options(url: DatabaseUrl, *, application_name: str, timeout: float) -> dict[str, Any]:
@@ -30,7 +51,6 @@ def connect_options(url: DatabaseUrl, *, application_name: str, timeout: float) 
     that was not detected cannot break us; our queries run rarely, so a cache buys nothing.
     Only `application_name` is sent as a startup setting: PgBouncer rejects unknown ones.
     """
-    connect_timeout = url.param("connect_timeout")
     return {
         "host": url.host,
         "port": url.port,
@@ -38,7 +58,7 @@ def connect_options(url: DatabaseUrl, *, application_name: str, timeout: float) 
         "password": url.password,
         "database": url.database,
         "ssl": ssl_option(url),
-        "timeout": float(connect_timeout) if connect_timeout else timeout,
+        "timeout": url.connect_timeout or timeout,
         "statement_cache_size": 0,
         "server_settings": {"application_name": url.param("application_name") or application_name},
     }

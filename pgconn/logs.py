@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final, TextIO
 
@@ -26,11 +26,8 @@ def json_line(seconds: float, level: str, fields: Mapping[str, object]) -> str:
 
 
 class JsonFormatter(logging.Formatter):
-    """`{"ts", "level", "logger", "msg", "event", ...}`; `scrub` removes secrets from the line."""
-
-    def __init__(self, scrub: Callable[[str], str] = lambda text: text) -> None:
-        super().__init__()
-        self._scrub = scrub
+    """`{"ts", "level", "logger", "msg", "event", ...}`. Nothing is scrubbed: no secret is ever
+    put into a record (see `pgconn.dsn`)."""
 
     def format(self, record: logging.LogRecord) -> str:
         fields: dict[str, Any] = {"logger": record.name, "msg": record.getMessage()}
@@ -38,12 +35,12 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info and record.exc_info[0] is not None:
             # The type only: a driver's message can carry a host or user name.
             fields["exception"] = record.exc_info[0].__name__
-        return self._scrub(json_line(record.created, record.levelname.lower(), fields))
+        return json_line(record.created, record.levelname.lower(), fields)
 
 
-def configure_logging(scrub: Callable[[str], str], stream: TextIO = sys.stderr) -> None:
+def configure_logging(stream: TextIO = sys.stderr) -> None:
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter(scrub))
+    handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)

@@ -4,11 +4,10 @@ variable, default, parser and help, and the parsers for the kinds of value they 
 from __future__ import annotations
 
 import argparse
-import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -80,15 +79,26 @@ def parse_text(name: str, text: str) -> str:
     return text.strip()
 
 
+# PostgreSQL's timeouts are int32 milliseconds: 2,147,483 s (24.8 days) is the most any duration
+# setting may be, and a millisecond the least above 0 (0.0001 s would round to 0 ms, "no timeout").
+SECONDS_MAX: Final = 2_147_483.0
+SECONDS_RESOLUTION: Final = 0.001
+DECIMAL: Final = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
+
+
 def parse_seconds(name: str, text: str, *, minimum: float = 0.0) -> float:
-    """A duration setting in seconds; `SettingsError` naming the setting when it is not one."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise SettingsError(f"{name}={text!r} is not a number of seconds") from None
-    if not math.isfinite(value) or not value >= minimum:
-        raise SettingsError(f"{name}={text!r} must be a finite number of seconds >= {minimum:g}")
-    return value
+    """A duration setting in seconds: plain ASCII decimal, 0 or at least a millisecond, at least
+    `minimum`, at most SECONDS_MAX; `SettingsError` naming the setting and the range otherwise."""
+    value = text.strip()
+    if not DECIMAL.fullmatch(value):
+        raise SettingsError(f"{name}={text[:40]!r} is not a number of seconds (digits and one '.', e.g. 2.5)")
+    seconds = float(value)
+    if seconds < minimum or seconds > SECONDS_MAX or 0 < seconds < SECONDS_RESOLUTION:
+        raise SettingsError(
+            f"{name}={text[:40]!r} is out of range: use {minimum:g} to {SECONDS_MAX:.0f} seconds"
+            + (", at least 0.001 above 0" if minimum < SECONDS_RESOLUTION else "")
+        )
+    return seconds
 
 
 def seconds_at_least(minimum: float) -> Callable[[str, str], float]:

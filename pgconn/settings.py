@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from pgconn.connect import ssl_option
 from pgconn.dsn import DatabaseUrl, InvalidDatabaseUrl, parse_database_url
 from pgconn.options import Option, SettingsError, parse_text
 from pgconn.pooler import PoolerSetting
@@ -85,6 +86,9 @@ class DatabaseSettings:
             pooled = PoolerSetting.parse(env.get("DATABASE_POOLED", "auto"))
         except (InvalidDatabaseUrl, ValueError) as exc:
             raise SettingsError(str(exc)) from None
+        for checked in (url, unpooled):
+            if checked is not None:
+                ssl_option(checked)  # a missing sslrootcert is exit 2 at start, not a retried "network error"
         directory = migrations_dir or env.get("MIGRATIONS_DIR") or None
         return cls(
             url=url,

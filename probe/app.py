@@ -11,7 +11,8 @@ from functools import partial
 from importlib import metadata
 from typing import Any, Final
 
-from aiohttp import web
+from aiohttp import hdrs, web
+from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from probe.check import Check
@@ -25,6 +26,7 @@ from probe.settings import ProbeSettings
 from schema.catalog import Catalog, read_catalog
 
 NO_STORE: Final = {"Cache-Control": "no-store"}
+NOT_VERBOSE: Final = frozenset({"0", "false"})
 # A check's name is a path segment, a metric label value and a `?exclude=` item.
 CHECK_NAME: Final = re.compile(r"[a-z][a-z0-9_]*")
 
@@ -44,6 +46,17 @@ MONITOR: Final = web.AppKey("monitor", Monitor)
 STATE: Final = web.AppKey("state", ProbeState)
 VERSION: Final = web.AppKey("version", str)
 CHECKS: Final = web.AppKey[Sequence[Check[Any]]]("checks")
+
+
+# No endpoint reads a request body: after answering a request that declared one and did not send
+# it, wait this long for it (aiohttp's default is 10 s) before closing the connection.
+LINGERING_SECONDS: Final = 1.0
+
+
+def server_options(settings: ProbeSettings) -> dict[str, Any]:
+    """aiohttp's per-connection limits, for `web.AppRunner` (and the tests' servers): idle and
+    half-sent requests end after `idle_timeout`, an unsent body after LINGERING_SECONDS."""
+    return {"keepalive_timeout": settings.idle_timeout, "lingering_time": LINGERING_SECONDS}
 
 
 def pool_count(pool: ConnectionPool, state: str) -> float:
@@ -91,7 +104,7 @@ def create_app(
     for state in STATES:
         metrics.pool_connections.labels(state=state).set_function(partial(pool_count, pool, state))
 
-    app = web.Application()
+    app = web.Application(middlewares=[refuse_connect])
     app[SETTINGS] = settings
     app[REGISTRY] = registry
     app[METRICS] = metrics
@@ -177,14 +190,32 @@ async def readyz(request: web.Request) -> web.Response:
         snapshot = request.app[MONITOR].fresh()
         if snapshot is not None and snapshot.ok and not request.app[STATE].draining:
             return ready_response()
+    verbose = wants_verbose(request)
     view = current_view(request.app)
     checks = request.app[CHECKS]
     answer = readiness(view, checks, request.query.getall("exclude", []))
     status = 200 if answer.ok else 503
-    if wants_json(request) and "verbose" not in request.query:
+    if wants_json(request) and not verbose:
         asked = [check for check in checks if check.name not in answer.excluded]
         return readiness_json(view, request.app[VERSION], asked, answer.ok)
-    return text_response(answer.text("verbose" in request.query), status)
+    return text_response(answer.text(verbose), status)
+
+
+def wants_verbose(request: web.Request) -> bool:
+    """`?verbose=0` and `?verbose=false` are not verbose; any other `?verbose` is, as kube-apiserver
+    reads the key's presence (which made `?verbose=false` verbose there)."""
+    if "verbose" not in request.query:
+        return False
+    return request.query["verbose"].strip().lower() not in NOT_VERBOSE
+
+
+@web.middleware
+async def refuse_connect(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp reads a CONNECT target as an authority that no route matches (404); the probe is no
+    proxy, and every other method it does not serve answers 405."""
+    if request.method == hdrs.METH_CONNECT:
+        raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD"], headers=NO_STORE)
+    return await handler(request)
 
 
 async def readyz_one(request: web.Request) -> web.Response:

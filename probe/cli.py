@@ -7,15 +7,17 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Sequence
+from typing import Final
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from pgconn.logs import configure_logging
 from pgconn.options import SettingsError
-from probe.app import STATE, create_app, probe_version
+from probe.app import STATE, create_app, probe_version, server_options
 from probe.settings import ProbeSettings
 from schema.catalog import Catalog, CatalogError, read_catalog
 
@@ -23,21 +25,41 @@ EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_USAGE = 2
 
+# SIGHUP (a closed terminal, or a supervisor's "reload") drains like SIGTERM: the probe has
+# nothing to reload, and dying without the drain would drop the pod from the Service abruptly.
+STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+# Their default action ends the process with no drain and no log; nothing here uses them.
+IGNORED_SIGNALS: Final = (signal.SIGUSR1, signal.SIGUSR2)
+
 log = logging.getLogger("probe")
+
+
+def stopping(sig: signal.Signals, stop: asyncio.Event) -> None:
+    log.info(f"received {sig.name}", extra={"event": "signal", "signal": sig.name})
+    stop.set()
+
+
+def ignoring(sig: signal.Signals) -> None:
+    log.warning(f"received {sig.name}: ignored", extra={"event": "signal_ignored", "signal": sig.name})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `kata-probe` and `python -m probe`; returns the exit code."""
-    configure_logging(lambda text: text)
+    configure_logging()
     try:
         settings = ProbeSettings.load(sys.argv[1:] if argv is None else argv, os.environ)
         catalog = read_catalog(settings.database.migrations_dir)
     except (SettingsError, CatalogError) as exc:
         log.error(str(exc), extra={"event": "config_error"})
         return EXIT_USAGE
-    configure_logging(settings.database.url.scrub)
     try:
         asyncio.run(serve(settings, catalog))
+    except socket.gaierror as exc:  # a host name that does not resolve: the setting is wrong
+        log.error(
+            f"cannot listen on PROBE_HOST={settings.host}: {exc.strerror}; use 0.0.0.0, :: or an IP",
+            extra={"event": "config_error"},
+        )
+        return EXIT_USAGE
     except OSError as exc:  # most likely the port is taken
         log.error(
             f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}",
@@ -50,13 +72,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 async def serve(settings: ProbeSettings, catalog: Catalog | None = None) -> None:
     """Run the app until SIGTERM or SIGINT, then answer 503 on /readyz for the drain delay."""
     app = create_app(settings, CollectorRegistry(), catalog=catalog)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+    runner = web.AppRunner(
+        app, access_log=None, handle_signals=False, shutdown_timeout=1.0, **server_options(settings)
+    )
     await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    signals = (signal.SIGTERM, signal.SIGINT)
-    for sig in signals:
-        loop.add_signal_handler(sig, stop.set)
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, stopping, sig, stop)
+    for sig in IGNORED_SIGNALS:
+        loop.add_signal_handler(sig, ignoring, sig)
     try:
         site = web.TCPSite(runner, settings.host, settings.port)
         await site.start()
@@ -83,7 +108,7 @@ async def serve(settings: ProbeSettings, catalog: Catalog | None = None) -> None
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=settings.shutdown_delay)
     finally:
-        for sig in signals:
+        for sig in (*STOP_SIGNALS, *IGNORED_SIGNALS):
             loop.remove_signal_handler(sig)
         await runner.cleanup()
     log.info("probe stopped", extra={"event": "stopped"})

@@ -10,6 +10,8 @@ from typing import Any, Final
 
 import yaml
 
+from pgconn.dsn import host_problem
+from pgconn.files import read_regular_file
 from pgconn.options import (
     Option,
     SettingsError,
@@ -23,6 +25,10 @@ from pgconn.options import (
 from pgconn.settings import DATABASE_OPTIONS, DatabaseSettings
 
 PROGRAM: Final = "kata-probe"
+# libyaml's safe loader when present: it refuses 50,000-deep nesting in a millisecond, where the
+# pure-Python one recurses for seconds before RecursionError (also caught, for the fallback).
+SAFE_LOADER: Final = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+CONFIG_MAX_BYTES: Final = 1 << 20  # a settings file is a few hundred bytes; /dev/zero is not one
 # A result older than this many intervals counts as failing: three missed rounds.
 STALE_ROUNDS: Final = 3
 
@@ -36,6 +42,9 @@ def parse_host(name: str, text: str) -> str:
     host = text.strip()
     if not host:
         raise SettingsError(f"{name} is empty: use 0.0.0.0 (all addresses) or an IP to listen on")
+    problem = host_problem(host)
+    if problem:
+        raise SettingsError(f"{name}: {problem}; use 0.0.0.0 (all addresses), :: or an IP to listen on")
     return host
 
 
@@ -69,7 +78,26 @@ SHUTDOWN_DELAY: Final = Option(
     "seconds to keep answering (readyz 503) after SIGTERM",
     "SECONDS",
 )
-OPTIONS: Final[tuple[Option[Any], ...]] = (*DATABASE_OPTIONS, HOST, PORT, INTERVAL, TIMEOUT, SHUTDOWN_DELAY)
+# aiohttp closes a connection that has not sent a whole request this long after it opened or
+# after its last response: one bound for idle keep-alive and for half-sent headers (slowloris).
+IDLE_TIMEOUT: Final = Option(
+    "idle_timeout",
+    "PROBE_IDLE_TIMEOUT",
+    "--idle-timeout",
+    "75",
+    seconds_at_least(1),
+    "seconds an HTTP connection may wait for its next complete request",
+    "SECONDS",
+)
+OPTIONS: Final[tuple[Option[Any], ...]] = (
+    *DATABASE_OPTIONS,
+    HOST,
+    PORT,
+    INTERVAL,
+    TIMEOUT,
+    SHUTDOWN_DELAY,
+    IDLE_TIMEOUT,
+)
 # Not settings of their own, but they name the connection (`application_name`).
 IDENTITY: Final = tuple(Option(n.lower(), n, None, None, parse_text, "") for n in ("POD_NAME", "HOSTNAME"))
 
@@ -84,6 +112,7 @@ class ProbeSettings:
     interval: float = 5.0
     timeout: float = 2.0
     shutdown_delay: float = 5.0
+    idle_timeout: float = 75.0
 
     @property
     def staleness(self) -> float:
@@ -116,19 +145,25 @@ class ProbeSettings:
             interval=interval,
             timeout=timeout,
             shutdown_delay=sources.value(SHUTDOWN_DELAY),
+            idle_timeout=sources.value(IDLE_TIMEOUT),
         )
 
 
 def read_config_file(path: Path) -> dict[str, str]:
     """The YAML file as environment-style names; unknown keys and non-scalar values are errors."""
+    text = read_config_text(path)
     try:
-        document: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SettingsError(f"--config {str(path)!r} cannot be read: {exc.strerror}") from None
+        document: Any = yaml.load(text, Loader=SAFE_LOADER)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
+        if "nesting depth" in str(getattr(exc, "problem", "")):
+            raise SettingsError(
+                f"--config {str(path)!r} is nested too deeply: it must be a flat mapping"
+            ) from None
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise SettingsError(f"--config {str(path)!r} is not valid YAML{where}") from None
+    except RecursionError:
+        raise too_deep(path) from None
     if document is None:
         return {}
     if not isinstance(document, dict):
@@ -148,6 +183,29 @@ def read_config_file(path: Path) -> dict[str, str]:
             )
         values[by_key[key].env] = str(value)
     return values
+
+
+def too_deep(path: Path) -> SettingsError:
+    return SettingsError(f"--config {str(path)!r} is nested too deeply: it must be a flat mapping")
+
+
+def read_config_text(path: Path) -> str:
+    """The file's text: a regular file (never a FIFO or device, which could block or never end),
+    at most CONFIG_MAX_BYTES, UTF-8."""
+    try:
+        raw = read_regular_file(path, CONFIG_MAX_BYTES)
+    except OSError as exc:
+        raise SettingsError(f"--config {str(path)!r} cannot be read: {exc.strerror}") from None
+    if len(raw) > CONFIG_MAX_BYTES:
+        raise SettingsError(
+            f"--config {str(path)!r} is larger than {CONFIG_MAX_BYTES} bytes: not a settings file"
+        )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SettingsError(
+            f"--config {str(path)!r} is not valid UTF-8 (byte {exc.start}): re-save it as UTF-8"
+        ) from None
 
 
 class _Parser(argparse.ArgumentParser):

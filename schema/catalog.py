@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Final
 
+from pgconn.files import read_regular_file
+from schema.splitter import split_statements
+
 FILE_NAME: Final = re.compile(r"(?P<version>[0-9]+)_(?P<slug>[A-Za-z0-9][A-Za-z0-9_-]*)\.sql")
-NO_TRANSACTION: Final = re.compile(r"--\s*migrate:\s*no-transaction\s*")
+# Case-insensitive: `-- Migrate: No-Transaction` means the same, and running such a file in a
+# transaction would fail on its first CONCURRENTLY (25001) for a reason its author cannot see.
+NO_TRANSACTION: Final = re.compile(r"--\s*migrate:\s*no-transaction\s*", re.IGNORECASE)
+FILE_RULE: Final = "NNNN_slug.sql (digits, underscore, letters/digits/_/-, lower-case .sql)"
 
 
 class CatalogError(ValueError):
@@ -54,8 +61,8 @@ def parse_file_name(filename: str) -> tuple[int, str]:
     match = FILE_NAME.fullmatch(filename)
     if not match:
         raise CatalogError(
-            f"migration file name {filename!r} is malformed: use NNNN_slug.sql "
-            "(digits, underscore, letters/digits/_/-, .sql), e.g. 0005_add_index.sql"
+            f"migration file name {filename!r} is malformed: every file whose name contains '.sql' must be "
+            f"{FILE_RULE}, e.g. 0005_add_index.sql; rename it, or move it out of the folder"
         )
     version = int(match["version"])
     if version <= 0:
@@ -74,6 +81,11 @@ def parse_migration(filename: str, raw: bytes) -> Migration:
         ) from None
     if not text.strip():
         raise CatalogError(f"migration file {filename!r} is empty: add its SQL or delete the file")
+    if not split_statements(text):
+        raise CatalogError(
+            f"migration file {filename!r} has no SQL statement (only comments, blank lines or ';'): "
+            "add its SQL or delete the file"
+        )
     first_line = text.lstrip("\n\r").splitlines()[0]
     return Migration(
         version=version,
@@ -86,22 +98,50 @@ def parse_migration(filename: str, raw: bytes) -> Migration:
 
 
 def read_catalog(directory: Path | None = None) -> Catalog:
-    """Every `*.sql` file in `directory` (default: the packaged ones), parsed and ordered; other
-    files are ignored."""
+    """Every migration file in `directory` (default: the packaged ones), parsed and ordered.
+
+    Files without '.sql' in their name (README, __init__.py, snapshots) are not migrations; any
+    other must be a well-named, regular, readable, non-empty file, and there must be at least one:
+    an image whose migrations are missing must not report "up to date"."""
     directory = directory if directory is not None else packaged_migrations_dir()
-    if not directory.is_dir():
+    try:
+        names = sorted(entry.name for entry in os.scandir(directory))
+    except OSError as exc:
+        missing = isinstance(exc, FileNotFoundError | NotADirectoryError)
+        problem = "does not exist or is not a directory" if missing else f"cannot be read ({exc.strerror})"
         raise CatalogError(
-            f"migrations directory {str(directory)!r} does not exist or is not a directory: "
-            "set MIGRATIONS_DIR or --migrations to the folder holding NNNN_slug.sql files"
+            f"migrations directory {str(directory)!r} {problem}: set MIGRATIONS_DIR "
+            "or --migrations to a readable folder holding NNNN_slug.sql files"
+        ) from None
+    migrations = [read_migration(directory / name) for name in names if is_migration_name(name)]
+    if not migrations:
+        raise CatalogError(
+            f"migrations directory {str(directory)!r} has no migration files ({FILE_RULE}): "
+            "an image without its migrations cannot say whether the schema is current"
         )
-    migrations = [
-        parse_migration(path.name, path.read_bytes())
-        for path in sorted(directory.iterdir())
-        if path.suffix == ".sql" and not path.name.startswith(".")
-    ]
     catalog = Catalog(tuple(sorted(migrations, key=lambda m: m.version)))
     check_unique_versions(catalog)
     return catalog
+
+
+def is_migration_name(name: str) -> bool:
+    """Hidden files aside, anything named like SQL (`0002_b.SQL`, `3_x.sql.bak`) is meant as a
+    migration: it must then match the pattern rather than be skipped in silence."""
+    return not name.startswith(".") and ".sql" in name.lower()
+
+
+def read_migration(path: Path) -> Migration:
+    """Parse the name first (no I/O), then read the file; any OS error names the file."""
+    parse_file_name(path.name)
+    try:
+        raw = read_regular_file(path)
+    except OSError as exc:
+        hint = " (a symbolic link to nothing)" if path.is_symlink() and not path.exists() else ""
+        raise CatalogError(
+            f"migration file {str(path)!r} cannot be read: {exc.strerror}{hint}; "
+            "fix the file or its permissions (it must be a regular file the program can read)"
+        ) from None
+    return parse_migration(path.name, raw)
 
 
 def check_unique_versions(catalog: Catalog) -> None:

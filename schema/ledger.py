@@ -116,3 +116,18 @@ def insert_row_sql(
     values = ", ".join([*(quote_literal(v) for v in row), duration, *(quote_literal(v) for v in rest)])
     columns = "version, name, checksum, duration_ms, applied_by, kind, file"
     return f"INSERT INTO {TABLE} ({columns}) VALUES ({values})"
+
+
+async def has_tables(conn: asyncpg.Connection) -> bool:
+    """Whether any table but the ledger exists outside the system schemas: a schema to baseline."""
+    found = await conn.fetchval(
+        """
+        SELECT EXISTS (
+            SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE c.relkind IN ('r', 'p') AND c.oid IS DISTINCT FROM to_regclass($1)
+              AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
+        )
+        """,
+        TABLE,
+    )
+    return bool(found)

@@ -80,7 +80,10 @@ def split_statements(sql: str) -> tuple[Statement, ...]:
             i = _skip_line_comment(sql, i)
             continue
         if sql.startswith("/*", i):
-            i = _skip_block_comment(sql, i)
+            end = _block_comment_end(sql, i)
+            if end is None and code_start is None:
+                code_start = i  # unterminated: send it, so PostgreSQL reports it rather than skip it
+            i = n if end is None else end
             continue
         if char.isspace():
             i += 1
@@ -198,6 +201,12 @@ def _skip_quoted(sql: str, start: int, quote: str) -> int:
 
 
 def _skip_block_comment(sql: str, start: int) -> int:
+    end = _block_comment_end(sql, start)
+    return len(sql) if end is None else end
+
+
+def _block_comment_end(sql: str, start: int) -> int | None:
+    """The offset after the `*/` closing the (nested) comment at `start`; None when unterminated."""
     depth, i, n = 0, start, len(sql)
     while i < n:
         if sql.startswith("/*", i):
@@ -210,4 +219,4 @@ def _skip_block_comment(sql: str, start: int) -> int:
                 return i
         else:
             i += 1
-    return n
+    return None

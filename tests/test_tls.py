@@ -209,19 +209,44 @@ def test_migrator_status_works_over_tls(tls_server: TlsServer, sslmode: str) -> 
         tls_server.server.drop_database(database)
 
 
-@pytest.mark.parametrize("case", ["wrong CA", "server without TLS"])
-def test_migrator_tls_failures_exit_3_as_tls_error_without_the_driver_message(
+@pytest.mark.parametrize("case", ["wrong CA", "host name not in the certificate", "server without TLS"])
+def test_migrator_tls_failures_exit_3_at_once_as_tls_error_without_the_driver_message(
     tls_server: TlsServer, pg_server: PostgresServer, case: str
 ) -> None:
+    """Permanent: the first failure ends the run (no connect_retry), with a generous deadline."""
     if case == "wrong CA":
         url = tls_server.url("verify-full", ca=tls_server.certs.other_ca)
+    elif case == "host name not in the certificate":
+        url = tls_server.url("verify-full", host=UNLISTED_ADDRESS, ca=tls_server.certs.ca)
     else:
         url = pg_server.url().replace("sslmode=disable", "sslmode=require")
-    done = run_migrator(["status", "--connect-timeout", "0.5"], url)
+    done = run_migrator(["status", "--connect-timeout", "600"], url)
     assert done.returncode == 3, done.stderr
-    assert TLS_ERROR in done.stderr
+    events = [json.loads(line) for line in done.stderr.splitlines()]
+    assert [e["event"] for e in events] == ["start", "database_unreachable"], done.stderr
+    assert TLS_ERROR in events[-1]["msg"] and "not retried" in events[-1]["msg"]
     for raw in ("certificate verify failed", "rejected ssl upgrade", "traceback"):
         assert raw not in (done.stdout + done.stderr).lower()
+
+
+@pytest.mark.parametrize("param", ["sslrootcert", "sslcert"])
+def test_a_missing_certificate_file_is_a_setting_error_in_both_programs(tmp_path: Path, param: str) -> None:
+    """It used to be retried for 60 s as a 'network error' (migrator) and reported as one (probe)."""
+    url = f"postgresql://u:pw@127.0.0.1:1/db?sslmode=verify-full&{param}=/nonexistent/ca.pem"
+    done = run_migrator(["status", "--connect-timeout", "600"], url)
+    assert done.returncode == 2, done.stderr
+    message = json.loads(done.stderr.splitlines()[-1])["msg"]
+    assert "file '/nonexistent/ca.pem' cannot be used: No such file or directory" in message
+    probe = subprocess.run(
+        [sys.executable, "-m", "probe", "--host", "127.0.0.1", "--port", "1"],
+        env={"PATH": os.environ["PATH"], "DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    assert probe.returncode == 2, probe.stderr
+    assert "'/nonexistent/ca.pem' cannot be used: No such file or directory" in probe.stderr
 
 
 @pytest.fixture

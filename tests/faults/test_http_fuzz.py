@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from probe.app import create_app
+from probe.app import create_app, server_options
 from probe.settings import ProbeSettings
 from tests.conftest import Database
 
@@ -111,7 +111,7 @@ def harness(migrated_database: Database) -> Iterator[Harness]:
     )
     loop = asyncio.new_event_loop()
     server = TestServer(create_app(settings, CollectorRegistry()), host="127.0.0.1")
-    loop.run_until_complete(server.start_server())
+    loop.run_until_complete(server.start_server(**server_options(settings)))  # as kata-probe serves
     try:
         yield Harness(loop, server)
     finally:

@@ -8,14 +8,16 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from migrator.cli import run
+from migrator.lock import LOCK_CLASS, LOCK_OBJECT
 from tests.conftest import Database
+from tests.polling import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 MIGRATIONS = REPO / "migrations"
@@ -108,3 +110,23 @@ def migrations_dir(tmp_path: Path) -> Callable[[dict[str, str | bytes]], Path]:
         return directory
 
     return write
+
+
+@pytest.fixture
+def lock_holder(database: Database) -> Iterator[None]:
+    """Another session holding the migrator's advisory lock until the test ends."""
+    holder = database.server.psql_session(database.name, application_name="sentinel-holder")
+    assert holder.stdin is not None
+    try:
+        holder.stdin.write(f"SELECT pg_advisory_lock({LOCK_CLASS}, {LOCK_OBJECT});\n")
+        holder.stdin.flush()
+        wait_until(
+            lambda: (
+                database.psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted") == "1"
+            ),
+            what="the holder to take the lock",
+        )
+        yield
+    finally:
+        holder.stdin.close()  # psql ends its session at end of input, releasing the lock
+        holder.wait(10)

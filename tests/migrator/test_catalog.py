@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import pwd
+import re
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -9,6 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from localpg.install import service_user
 from schema.catalog import CatalogError, checksum, parse_file_name, parse_migration, read_catalog
 from schema.splitter import line_column, split_statements
 from tests.migrator.conftest import MIGRATIONS
@@ -118,3 +124,110 @@ def test_line_column_counts_like_an_editor() -> None:
     assert line_column(text, 0) == (1, 1)
     assert line_column(text, 4) == (2, 2)
     assert line_column(text, text.index("f")) == (3, 1)
+
+
+@pytest.mark.parametrize(
+    ("files", "problem"),
+    [
+        ({"0001_a.sql": "SELECT 1;", "0002_b.SQL": "SELECT 2;"}, "'0002_b.SQL' is malformed"),
+        ({"0001_a.sql": "SELECT 1;", "0002_b.sql.bak": "SELECT 2;"}, "every file whose name contains '.sql'"),
+        ({"0001_a.sql": "-- only a comment\n/* and another */\n"}, "has no SQL statement"),
+        ({"0001_a.sql": ";;;\n ; \n"}, "has no SQL statement"),
+        ({"README.md": "not a migration", "__init__.py": ""}, "has no migration files"),
+        ({}, "has no migration files"),
+    ],
+)
+def test_files_that_would_be_skipped_or_run_nothing_are_errors(
+    migrations_dir: Callable[[dict[str, str | bytes]], Path], files: dict[str, str | bytes], problem: str
+) -> None:
+    with pytest.raises(CatalogError, match=re.escape(problem)):
+        read_catalog(migrations_dir(files))
+
+
+@pytest.mark.parametrize(
+    "marker", ["-- Migrate: No-Transaction", "--MIGRATE: NO-TRANSACTION", "--  migrate:no-transaction"]
+)
+def test_the_no_transaction_marker_is_case_insensitive(marker: str) -> None:
+    migration = parse_migration("0001_a.sql", f"{marker}\nCREATE INDEX CONCURRENTLY i ON t (x);".encode())
+    assert not migration.transactional
+
+
+def make_special(directory: Path, kind: str) -> Path:
+    """A `0002_x.sql` entry that is not a readable regular file."""
+    path = directory / "0002_x.sql"
+    if kind == "broken symlink":
+        path.symlink_to(directory / "gone.sql")
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kind", "problem"),
+    [
+        ("broken symlink", "No such file or directory (a symbolic link to nothing)"),
+        ("directory", "it is a directory, not a regular file"),
+        ("fifo", "it is a FIFO (named pipe), not a regular file"),
+    ],
+)
+def test_entries_that_are_not_readable_regular_files_name_the_file_and_the_os_error(
+    migrations_dir: Callable[[dict[str, str | bytes]], Path], kind: str, problem: str
+) -> None:
+    directory = migrations_dir({"0001_a.sql": "SELECT 1;"})
+    path = make_special(directory, kind)
+    with pytest.raises(
+        CatalogError, match=re.escape(f"migration file {str(path)!r} cannot be read: {problem}")
+    ):
+        read_catalog(directory)
+
+
+def catalog_error_without_privileges(directory: Path) -> str:
+    """read_catalog's error as an unprivileged user: root reads a chmod 000 file anyway, so a
+    forked child drops to the suite's system user (kata-pg) first; no other process is involved."""
+    user = service_user()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: drop privileges, read, report, exit without running pytest's teardown
+        message = "no error"
+        try:
+            os.close(read_end)
+            if user is not None:
+                entry = pwd.getpwnam(user)
+                os.setgid(entry.pw_gid)
+                os.setuid(entry.pw_uid)
+            read_catalog(directory)
+        except CatalogError as exc:
+            message = str(exc)
+        except BaseException as exc:  # reported to the parent, which fails the test
+            message = f"unexpected {type(exc).__name__}"
+        finally:
+            os.write(write_end, message.encode())
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reader:
+        message = reader.read().decode()
+    os.waitpid(pid, 0)
+    return message
+
+
+@pytest.mark.parametrize("target", ["file", "folder"])
+def test_an_unreadable_file_or_folder_names_it_and_the_os_error(target: str) -> None:
+    parent = Path(tempfile.mkdtemp(prefix="kata-catalog-"))  # reachable by the system user
+    directory = parent / "migrations"
+    try:
+        parent.chmod(0o755)
+        directory.mkdir(mode=0o755)
+        (directory / "0001_a.sql").write_text("SELECT 1;")
+        (directory / "0001_a.sql").chmod(0o644)
+        (directory / "0001_a.sql" if target == "file" else directory).chmod(0)
+        message = catalog_error_without_privileges(directory)
+        if target == "file":
+            expected = f"migration file {str(directory / '0001_a.sql')!r} cannot be read: Permission denied"
+        else:
+            expected = f"migrations directory {str(directory)!r} cannot be read (Permission denied)"
+        assert message.startswith(expected), message
+    finally:
+        directory.chmod(0o755)
+        shutil.rmtree(parent)

@@ -63,6 +63,7 @@ def test_ledger_keeps_applied_by_verbatim_whatever_a_migration_does_to_string_sy
         }
     )
     env = migrator_env(database.url, POD_NAME=pod, MIGRATIONS_DIR=str(directory))
+    database.psql("CREATE TABLE first_t (id int)")  # 0001's schema, made by another tool
     assert run_inprocess(["baseline", "1"], env).code == 0
     outcome = run_inprocess(["up"], env)
     assert outcome.code == 0, outcome.stderr

@@ -34,7 +34,7 @@ def test_the_docs_list_every_exit_code_with_its_meaning(document: str) -> None:
 def test_help_lists_every_exit_code_with_its_meaning(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["--help"], {}, io.StringIO(), io.StringIO()) == 0
     text = capsys.readouterr().out.split("exit codes:", 1)[1]
-    listed = dict(re.findall(r"^  (\S+(?: / \S+)?)\s+(.+)$", text, flags=re.MULTILINE))
+    listed = dict(re.findall(r"^  (\S+(?: / \S+)*)\s+(.+)$", text, flags=re.MULTILINE))
     assert listed == dict(errors.EXIT_CODES)
 
 
@@ -43,5 +43,5 @@ def test_every_error_class_exits_with_a_code_of_the_table() -> None:
         c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.MigratorError)
     ]
     codes = {str(c.exit_code) for c in classes if c is not errors.Interrupted}
-    assert codes == set(errors.EXIT_CODES) - {"0", "130 / 143"}
+    assert codes == set(errors.EXIT_CODES) - {"0", "129 / 130 / 143"}
     assert errors.Interrupted("SIGTERM", 143).status == 143

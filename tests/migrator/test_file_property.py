@@ -135,6 +135,7 @@ async def execute_whole(url: str, sql: str) -> bool:
 @example(content=b"-- c\rCREATE TABLE t(x int);\r")
 @example(content=b"SELECT pg_advisory_unlock_all(); CREATE TABLE a3(x int);")
 @example(content=b"CREATE TABLE a(x int); RESET ALL; CREATE TABLE b(x int);")
+@example(content=b"CREATE TABLE a(x int);\n/* open")  # found by this test: PostgreSQL rejects the file
 def test_any_file_is_applied_whole_and_recorded_or_leaves_nothing(
     template: Database, tmp_path: Path, content: bytes
 ) -> None:

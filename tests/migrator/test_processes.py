@@ -1,4 +1,4 @@
-"""Real processes: eight at once, SIGTERM/SIGINT mid-statement, SIGKILL mid-statement."""
+"""Real processes: eight at once, SIGTERM/SIGINT/SIGHUP mid-statement, SIGKILL mid-statement."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from migrator.lock import LOCK_CLASS, LOCK_OBJECT
 from tests.conftest import Database
 from tests.migrator.conftest import (
     ledger,
@@ -48,7 +49,9 @@ def test_eight_concurrent_migrators_all_succeed_and_apply_each_file_once(databas
     assert database.psql("SELECT count(DISTINCT applied_by) FROM kata_schema_migrations") == "1"
 
 
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.parametrize(
+    ("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGHUP, 129)]
+)
 def test_signal_cancels_the_statement_rolls_back_and_releases_the_lock(
     database: Database, migrations_dir: Files, signum: signal.Signals, code: int
 ) -> None:
@@ -91,3 +94,40 @@ def test_sigkill_mid_migration_leaves_nothing_applied_and_a_rerun_succeeds(
     assert rerun.code == 0, rerun.stderr
     assert table_exists(database, "half_done") and table_exists(database, "all_done")
     assert ledger(database) == ["1|applied"]
+
+
+def connected(database: Database, pod: str) -> bool:
+    query = f"SELECT count(*) FROM pg_stat_activity WHERE application_name = 'kata-migrate@{pod}'"
+    return database.psql(query) != "0"
+
+
+def test_baseline_racing_up_on_an_empty_database_leaves_no_baseline_row_without_its_schema(
+    database: Database,
+) -> None:
+    """Both start while a third session holds the lock, and race for it when it is released
+    (waiters poll, so either may win). Whoever wins, no baseline row may lack its schema."""
+    holder = database.server.psql_session(database.name, application_name="race-holder")
+    assert holder.stdin is not None
+    holder.stdin.write(f"SELECT pg_advisory_lock({LOCK_CLASS}, {LOCK_OBJECT});\n")
+    holder.stdin.flush()
+    wait_until(lambda: database.psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == "1")
+    base = start_process(["baseline", "1"], migrator_env(database.url, POD_NAME="race-baseline"))
+    up = start_process(["up"], migrator_env(database.url, POD_NAME="race-up"))
+    wait_until(lambda: base.poll() is not None or connected(database, "race-baseline"), what="baseline")
+    wait_until(lambda: connected(database, "race-up"), what="up to wait for the lock")
+    holder.stdin.close()  # releases the lock
+    holder.wait(10)
+    _, base_err = base.communicate(timeout=60)
+    _, up_err = up.communicate(timeout=120)
+    assert up.returncode == 0, up_err
+    assert base.returncode == 6, base_err
+    assert "baseline 1 refused: this database has no tables" in base_err
+    assert ledger(database) == [f"{v}|applied" for v in range(1, 6)]
+    assert table_exists(database, "contexts")
+
+
+def test_baseline_on_an_empty_database_records_nothing_and_exits_6(database: Database) -> None:
+    outcome = run_inprocess(["baseline", "1"], migrator_env(database.url))
+    assert outcome.code == 6, outcome.stderr
+    assert outcome.names()[-1] == "baseline_refused"
+    assert ledger(database) == []

@@ -4,15 +4,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from migrator.lock import LOCK_CLASS, LOCK_OBJECT
 from tests.conftest import Database
-from tests.migrator.conftest import Outcome, migrator_env, run_process
-from tests.polling import wait_until
+from tests.migrator.conftest import Outcome, migrator_env, run_inprocess, run_process
 
 SENTINEL = "S3ntinel-pw-x9"
 Files = Callable[[dict[str, str | bytes]], Path]
@@ -31,26 +29,6 @@ def assert_no_secret(outcome: Outcome) -> None:
     assert SENTINEL not in output
     assert SENTINEL.lower() not in output.lower()
     assert "Traceback" not in outcome.stderr
-
-
-@pytest.fixture
-def lock_holder(database: Database) -> Iterator[None]:
-    """Another session holding the migrator's advisory lock until the test ends."""
-    holder = database.server.psql_session(database.name, application_name="sentinel-holder")
-    assert holder.stdin is not None
-    try:
-        holder.stdin.write(f"SELECT pg_advisory_lock({LOCK_CLASS}, {LOCK_OBJECT});\n")
-        holder.stdin.flush()
-        wait_until(
-            lambda: (
-                database.psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted") == "1"
-            ),
-            what="the holder to take the lock",
-        )
-        yield
-    finally:
-        holder.stdin.close()  # psql ends its session at end of input, releasing the lock
-        holder.wait(10)
 
 
 @FORMATS
@@ -89,3 +67,31 @@ def test_exit_7_on_a_held_lock_never_prints_the_password(
     assert outcome.code == 7, outcome.stderr
     assert "sentinel-holder" in outcome.stderr  # the message names the holder, not us
     assert_no_secret(outcome)
+
+
+@pytest.mark.parametrize("password", ["app", "a", "e", "error", "migration", "1"])
+def test_a_short_or_common_password_leaves_every_log_line_intact(database: Database, password: str) -> None:
+    """Scrubbing by substring turned `application_name` into `***lication_name` for the password
+    `app`: the lines must be exactly what they would be for any other password."""
+    role = f"short_{uuid.uuid4().hex[:8]}"
+    database.server.create_role(role, password, "SUPERUSER")
+    url = database.server.url(database.name, user=role, password=password)
+    outcome = run_inprocess(["up"], migrator_env(url))
+    assert outcome.code == 0, outcome.stderr
+    events = outcome.events()  # every line is valid JSON
+    assert len(events) == len(outcome.stderr.splitlines())
+    assert "***" not in outcome.stderr
+    assert events[0]["event"] == "start" and "application_name" in events[0]
+    assert "migration_applied" in outcome.names() and outcome.names()[-1] == "done"
+    assert ":***@" not in outcome.stderr  # no line needs the URL
+
+
+@pytest.mark.parametrize("password", ["app", "a", "e"])
+def test_a_short_password_leaves_failure_lines_intact(password: str) -> None:
+    url = f"postgresql://app:{password}@127.0.0.1:1/app?sslmode=disable"
+    outcome = run_inprocess(["status"], migrator_env(url, MIGRATOR_CONNECT_TIMEOUT="0"))
+    assert outcome.code == 3, outcome.stderr
+    assert outcome.names() == ["start", "database_unreachable"]
+    assert "postgresql://app:***@127.0.0.1:1/app?sslmode=disable" in outcome.final_message
+    assert "check that the server is up and reachable" in outcome.final_message
+    assert "database_unreachable" in outcome.stderr and "application_name" in outcome.stderr

@@ -53,3 +53,9 @@ def test_line_column_treats_cr_crlf_and_lf_each_as_one_line_break() -> None:
     assert line_column(text, text.index("c")) == (3, 1)
     assert line_column(text, text.index("d")) == (4, 1)
     assert line_column("ab\rcd", 4) == (2, 2)
+
+
+def test_an_unterminated_block_comment_is_sent_so_postgresql_rejects_it_rather_than_skipped() -> None:
+    unterminated = "/* open /* nested */"
+    assert texts(f"CREATE TABLE a(x int);\n{unterminated}") == ["CREATE TABLE a(x int)", unterminated]
+    assert texts("SELECT 1; /* closed /* nested */ */") == ["SELECT 1"]

@@ -25,6 +25,18 @@ NOWHERE = "postgresql://app:pw@db.invalid:5432/app"
         ({"DATABASE_URL": NOWHERE, "DATABASE_POOLED": "perhaps"}, ["up"], "DATABASE_POOLED"),
         ({"DATABASE_URL": NOWHERE}, ["up", "--lock-timeout", "soon"], "--lock-timeout"),
         ({"DATABASE_URL": NOWHERE, "MIGRATOR_CONNECT_TIMEOUT": "-1"}, ["up"], "MIGRATOR_CONNECT_TIMEOUT"),
+        *[
+            (
+                {"DATABASE_URL": NOWHERE, "MIGRATOR_STATEMENT_TIMEOUT": value},
+                ["up"],
+                "MIGRATOR_STATEMENT_TIMEOUT",
+            )
+            for value in ("1e10", "0.0001", "-5", "nan", "inf", "3000000", "٣")
+        ],
+        ({"DATABASE_URL": NOWHERE}, ["up", "--ddl-lock-timeout", "0.0004"], "--ddl-lock-timeout"),
+        ({"DATABASE_URL": NOWHERE}, ["wait", "--timeout", "1e400"], "--timeout"),
+        ({"DATABASE_URL": NOWHERE + "?connect_timeout=abc"}, ["status"], "connect_timeout"),
+        ({"DATABASE_URL": "postgresql://u:p@" + "h" * 100_000 + "/db"}, ["status"], "not a valid DNS name"),
         ({"DATABASE_URL": NOWHERE}, ["frobnicate"], "invalid choice"),
         ({"DATABASE_URL": NOWHERE}, ["baseline", "x"], "positive integer"),
         ({"DATABASE_URL": NOWHERE}, ["baseline", "99"], "no migration file has that version"),

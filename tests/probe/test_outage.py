@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from localpg.throwaway import PostgresServer, running_server, wheel_bin_dir
+from tests.conftest import Database
 from tests.faults.probe_process import Answer, ProbeProcess, liveness_bound, readiness_bound
+from tests.probe.conftest import ready_database
 
 FIRST_READY = 20.0
 # Hundreds of answers, spread over several rounds that each time out against the frozen server.
@@ -28,11 +30,11 @@ def own_server() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture
-def probe(own_server: PostgresServer, tmp_path: Path) -> Iterator[ProbeProcess]:
-    """A probe whose image expects no migrations: every check passes on a server with pgvector."""
-    migrations = tmp_path / "migrations"
-    migrations.mkdir()
-    process = ProbeProcess(own_server.url(), tmp_path / "probe.log", {"MIGRATIONS_DIR": str(migrations)})
+def probe(own_server: PostgresServer, migrations_dir: Path, tmp_path: Path) -> Iterator[ProbeProcess]:
+    """A probe whose migrations are applied: every check passes. (An image that expects no
+    migrations is refused at start: it could not tell a current schema from a missing one.)"""
+    ready_database(Database(own_server, "postgres"), migrations_dir)
+    process = ProbeProcess(own_server.url(), tmp_path / "probe.log", {"MIGRATIONS_DIR": str(migrations_dir)})
     process.start().until_ready(200, FIRST_READY)
     yield process
     process.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -46,8 +47,13 @@ def test_database_url_may_come_from_the_file(tmp_path: Path) -> None:
         ([], {}, None, "DATABASE_URL is not set"),
         ([], {"PROBE_PORT": "80a"}, None, "PROBE_PORT='80a' is not a port number"),
         ([], {"PROBE_PORT": "70000"}, None, "between 1 and 65535"),
-        ([], {"PROBE_INTERVAL": "-1"}, None, "PROBE_INTERVAL='-1' must be"),
-        ([], {"PROBE_TIMEOUT": "nan"}, None, "PROBE_TIMEOUT='nan' must be"),
+        ([], {"PROBE_INTERVAL": "-1"}, None, "PROBE_INTERVAL='-1' is not a number of seconds"),
+        ([], {"PROBE_TIMEOUT": "nan"}, None, "PROBE_TIMEOUT='nan' is not a number of seconds"),
+        ([], {"PROBE_SHUTDOWN_DELAY": "1e10"}, None, "PROBE_SHUTDOWN_DELAY='1e10' is not a number"),
+        ([], {"PROBE_INTERVAL": "0.01"}, None, "PROBE_INTERVAL='0.01' is out of range: use 0.05 to"),
+        ([], {"PROBE_SHUTDOWN_DELAY": "9999999"}, None, "PROBE_SHUTDOWN_DELAY='9999999' is out of range"),
+        ([], {"PROBE_PORT": "٨٠٨١"}, None, "PROBE_PORT='٨٠٨١' is not a port number"),
+        ([], {"PROBE_PORT": "²"}, None, "PROBE_PORT='²' is not a port number"),
         ([], {"PROBE_INTERVAL": "1", "PROBE_TIMEOUT": "2"}, None, "longer than PROBE_INTERVAL"),
         ([], {"DATABASE_POOLED": "maybe"}, None, "use auto, true or false"),
         (["--bogus"], {}, None, "unrecognized arguments: --bogus"),
@@ -71,3 +77,56 @@ def test_bad_settings_are_a_clear_error(
 def test_missing_config_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="cannot be read"):
         ProbeSettings.load(["--config", str(tmp_path / "absent.yaml")], {"DATABASE_URL": URL})
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"interval: 5 # caf\xe9\n", r"is not valid UTF-8 \(byte 17\)"),
+        (b"[" * 50_000 + b"]" * 50_000, "nested too deeply"),
+        (b"{a: " * 50_000 + b"1" + b"}" * 50_000, "nested too deeply"),
+        (b"# padding\n" * 110_000, "larger than 1048576 bytes"),
+    ],
+)
+def test_a_config_file_that_is_not_a_small_utf8_yaml_mapping_is_refused(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    config = tmp_path / "probe.yaml"
+    config.write_bytes(content)
+    with pytest.raises(SettingsError, match=message):
+        ProbeSettings.load(["--config", str(config)], {"DATABASE_URL": URL})
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo", "directory"])
+def test_a_config_that_is_not_a_regular_file_is_refused_without_reading_it(tmp_path: Path, kind: str) -> None:
+    """/dev/zero grew the probe to 4.7 GB in 6 s; a FIFO with no writer would block forever."""
+    path = Path("/dev/zero") if kind == "device" else tmp_path / "probe.yaml"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        path.mkdir()
+    kinds = {"device": "character device", "fifo": "FIFO", "directory": "directory"}
+    with pytest.raises(SettingsError, match=f"cannot be read: it is a {kinds[kind]}.*, not a regular file"):
+        ProbeSettings.load(["--config", str(path)], {"DATABASE_URL": URL})
+
+
+@pytest.mark.parametrize("host", ["999.1.1.1", "1.2.3.256", "h" * 300, "a..b", "bad host"])
+def test_a_listen_address_that_is_no_address_is_a_setting_error(host: str) -> None:
+    with pytest.raises(SettingsError, match="PROBE_HOST: "):
+        ProbeSettings.load([], {"DATABASE_URL": URL, "PROBE_HOST": host})
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "127.0.0.1", "::1", "localhost", "probe.kata.svc"])
+def test_listen_addresses_and_names_are_accepted(host: str) -> None:
+    assert ProbeSettings.load([], {"DATABASE_URL": URL, "PROBE_HOST": host}).host == host
+
+
+@pytest.mark.parametrize("source", ["environment", "config file"])
+def test_a_raw_slash_in_the_password_leaks_nothing_from_env_or_yaml(tmp_path: Path, source: str) -> None:
+    url = "postgresql://app:Secr3t/Pa55@h:5432/db"
+    config = tmp_path / "probe.yaml"
+    config.write_text(f"database_url: '{url}'\n")
+    argv, env = (["--config", str(config)], {}) if source == "config file" else ([], {"DATABASE_URL": url})
+    with pytest.raises(SettingsError, match="must be percent-encoded") as caught:
+        ProbeSettings.load(argv, env)
+    assert "Secr3t" not in str(caught.value) and "Pa55" not in str(caught.value)
