@@ -17,6 +17,7 @@ BENCHMARKS = (
     "live_load",
     "hnsw_build",
     "schema_read",
+    "file_round_trips",
     "kubelet_sim",
 )
 

@@ -17,11 +17,14 @@ from migrator.connection import connect_with_retry, direct_url, read_url
 from migrator.errors import BaselineRefused, MigrationsPending
 from migrator.events import EventLog
 from migrator.options import MigratorSettings
+from migrator.progress import ProgressWatcher
 from migrator.runner import RunResult, baseline, check_drift, migrate
 from migrator.status import status_document, status_text
 from pgconn.dsn import DatabaseUrl
 from schema.catalog import Catalog
 from schema.ledger import has_tables
+from schema.rules import check_migrations
+from schema.splitter import LINE_BREAK
 from schema.verdicts import SchemaState, pending_files, read_state
 
 WAIT_INTERVAL: Final = 1.0
@@ -51,7 +54,18 @@ class Context:
         return conn
 
     def _server_notice(self, conn: object, message: asyncpg.PostgresLogMessage) -> None:
-        self.log.info("server_notice", str(getattr(message, "message", message)))
+        """Every NOTICE or WARNING the server sends (pgvector's "hnsw graph no longer fits into
+        maintenance_work_mem", a NOTICE of IF NOT EXISTS) is an event, naming the file being applied."""
+        severity = str(getattr(message, "severity_en", None) or getattr(message, "severity", "NOTICE"))
+        fields = {key: getattr(message, key, None) for key in ("detail", "hint")}
+        self.log.emit(
+            "server_notice",
+            str(getattr(message, "message", message)),
+            level="warning" if severity == "WARNING" else "info",
+            severity=severity,
+            sqlstate=getattr(message, "sqlstate", None),
+            **{key: value for key, value in fields.items() if value},
+        )
 
     async def read_state(self) -> SchemaState:
         conn = await self.connect(read_url(self.settings.database))
@@ -79,11 +93,15 @@ def result_document(result: RunResult) -> dict[str, object]:
 
 
 async def cmd_up(ctx: Context) -> int:
-    conn = await ctx.connect(direct_url(ctx.settings.database))
+    url = direct_url(ctx.settings.database)
+    conn = await ctx.connect(url)
+    watcher = ProgressWatcher(lambda: ctx.connect(url), ctx.log)
+    settings = ctx.settings
     try:
-        await grants.check_roles(conn, ctx.settings.options.roles, ctx.log)
-        result = await migrate(conn, ctx.catalog, ctx.settings.options, ctx.application_name, ctx.log)
+        await grants.check_roles(conn, settings.options.roles, ctx.log)
+        result = await migrate(conn, ctx.catalog, settings.options, ctx.application_name, ctx.log, watcher)
     finally:
+        await watcher.close()
         await conn.close()
     if ctx.settings.as_json:
         ctx.print_json(result_document(result))
@@ -122,11 +140,13 @@ async def cmd_plan(ctx: Context) -> int:
     state = await ctx.read_state()
     check_drift(ctx.catalog, state)
     files = ctx.catalog.by_version()
+    check_migrations(files[version] for version in state.pending)
     for version in state.pending:
         migration = files[version]
         mode = "in its own transaction" if migration.transactional else "outside a transaction"
         ctx.stdout.write(f"-- {migration.filename} (version {version}, {mode})\n")
-        ctx.stdout.write(migration.sql.replace("\r\n", "\n").rstrip("\n") + "\n\n")
+        # A bare CR ends a line for PostgreSQL: print it as one, so what shows is what runs.
+        ctx.stdout.write(LINE_BREAK.sub("\n", migration.sql).rstrip("\n") + "\n\n")
     ctx.log.info("plan", pending=len(state.pending), version=state.version)
     return 0
 

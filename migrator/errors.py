@@ -94,11 +94,18 @@ class MigrationFailed(MigratorError):
     exit_code = 5
     event = "migration_failed"
 
-    def __init__(self, filename: str, line: int, column: int, message: str, *, transactional: bool) -> None:
+    # When a statement ended the file's transaction itself, rolling back cannot undo what it committed.
+    ENDED: ClassVar[str] = "statements before it in this file may have been committed, nothing recorded"
+
+    def __init__(
+        self, filename: str, line: int, column: int, message: str, *, transactional: bool, ended: bool = False
+    ) -> None:
         self.filename = filename
         self.line = line
         self.column = column
-        if transactional:
+        if ended:
+            outcome = self.ENDED
+        elif transactional:
             outcome = "rolled back, nothing recorded"
         else:
             outcome = "no-transaction file: statements before this one stay applied, nothing recorded"

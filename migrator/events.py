@@ -4,9 +4,10 @@ password by substring would mangle keys like `application_name`."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TextIO
 
 from pgconn.logs import json_line, utc_timestamp
@@ -27,16 +28,44 @@ class EventLog:
         self.stream = stream
         self.fmt = fmt
         self.clock = clock
+        # Fields every event carries while set (the file being applied); see `scoped`.
+        self.scope: dict[str, object] = {}
+        self._transient_shown = False
+
+    @contextlib.contextmanager
+    def scoped(self, **fields: object) -> Iterator[None]:
+        """Add `fields` to every event emitted inside the block (server notices name the file)."""
+        saved = self.scope
+        self.scope = {**saved, **fields}
+        try:
+            yield
+        finally:
+            self.scope = saved
 
     def emit(self, event: str, message: str = "", *, level: str = "info", **fields: object) -> None:
+        self._write(event, message, level, fields, transient=False)
+
+    def transient(self, event: str, message: str = "", **fields: object) -> None:
+        """Like `info`, but on a terminal (text format) it rewrites the current line instead, so a
+        long statement's progress is one updating line; the next event replaces it."""
+        self._write(event, message, "info", fields, transient=True)
+
+    def _write(
+        self, event: str, message: str, level: str, fields: dict[str, object], *, transient: bool
+    ) -> None:
         now = self.clock()
+        fields = {**self.scope, **fields}
         if self.fmt == "json":
             line = json_line(now, level, {"event": event, **({"msg": message} if message else {}), **fields})
         else:
             stamp = utc_timestamp(now)
             extras = " ".join(f"{key}={_text_value(value)}" for key, value in fields.items())
             line = " ".join(part for part in (stamp, level.upper(), event, message, extras) if part)
-        self.stream.write(line + "\n")
+        on_terminal = self.fmt == "text" and self.stream.isatty()
+        clear = "\r\x1b[K" if on_terminal and (transient or self._transient_shown) else ""
+        end = "" if on_terminal and transient else "\n"
+        self._transient_shown = on_terminal and transient
+        self.stream.write(clear + line + end)
         self.stream.flush()
 
     def info(self, event: str, message: str = "", **fields: object) -> None:

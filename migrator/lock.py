@@ -29,6 +29,13 @@ WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
 """
 
 
+# This session holds the migration lock (the session guard asks after every statement).
+HELD_HERE: Final = (
+    "EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = pg_backend_pid() "
+    f"AND classid = {LOCK_CLASS}::oid AND objid = {LOCK_OBJECT}::oid AND objsubid = 2)"
+)
+
+
 @dataclass(frozen=True)
 class LockHolder:
     """Who holds the migration lock, as pg_stat_activity shows them."""
@@ -81,5 +88,8 @@ async def acquire(
     )
 
 
-async def release(conn: asyncpg.Connection) -> None:
-    await conn.execute("SELECT pg_advisory_unlock($1::int, $2::int)", LOCK_CLASS, LOCK_OBJECT)
+async def release(conn: asyncpg.Connection) -> bool:
+    """Unlock; False when this session no longer held the lock (asked first, so the server does not
+    warn "you don't own a lock")."""
+    query = f"SELECT CASE WHEN {HELD_HERE} THEN pg_advisory_unlock($1::int, $2::int) ELSE false END"
+    return bool(await conn.fetchval(query, LOCK_CLASS, LOCK_OBJECT))

@@ -14,7 +14,7 @@ from migrator import grants
 from migrator.errors import EXIT_CODES, UsageError
 from migrator.events import FORMATS
 from migrator.runner import RunOptions
-from pgconn.options import Option, Sources, add_flags, parse_seconds
+from pgconn.options import Option, Sources, add_flags, integer_between, memory_between, parse_seconds
 from pgconn.settings import DATABASE_OPTIONS, MIGRATIONS_DIR, DatabaseSettings
 
 PROGRAM: Final = "kata-migrate"
@@ -55,6 +55,28 @@ DDL_LOCK_TIMEOUT: Final = Option(
     "lock_timeout for each migration statement (0: none)",
     "SECONDS",
 )
+# pgvector's HNSW graph needs about 8 KB per 1536-dimension embedding in memory (bench/RESULTS.md):
+# 256MB holds about 36,000 and fits a small managed database; 1 worker uses both cores of a 2-vCPU
+# server for a shorter time, where 2 gained nothing and competed with the application.
+MAINTENANCE_WORK_MEM: Final = Option(
+    "maintenance_work_mem",
+    "MIGRATOR_MAINTENANCE_WORK_MEM",
+    "--maintenance-work-mem",
+    "256MB",
+    # PostgreSQL accepts 1MB to 2TB; above 64GB is a typo on any server this runs on.
+    memory_between(1024, 64 * 1024**2),
+    "maintenance_work_mem for no-transaction files (index builds), e.g. 256MB or 1GB",
+    "SIZE",
+)
+MAX_PARALLEL_MAINTENANCE_WORKERS: Final = Option(
+    "max_parallel_maintenance_workers",
+    "MIGRATOR_MAX_PARALLEL_MAINTENANCE_WORKERS",
+    "--max-parallel-maintenance-workers",
+    "1",
+    integer_between(0, 1024),
+    "max_parallel_maintenance_workers for no-transaction files (0: the build runs alone)",
+    "N",
+)
 WAIT_TIMEOUT: Final = Option(
     "wait_timeout",
     "MIGRATOR_WAIT_TIMEOUT",
@@ -65,7 +87,15 @@ WAIT_TIMEOUT: Final = Option(
     "SECONDS",
 )
 # Every command takes these; `--timeout` belongs to `wait` alone.
-COMMON: Final = (MIGRATIONS_DIR, LOCK_TIMEOUT, CONNECT_TIMEOUT, STATEMENT_TIMEOUT, DDL_LOCK_TIMEOUT)
+COMMON: Final = (
+    MIGRATIONS_DIR,
+    LOCK_TIMEOUT,
+    CONNECT_TIMEOUT,
+    STATEMENT_TIMEOUT,
+    DDL_LOCK_TIMEOUT,
+    MAINTENANCE_WORK_MEM,
+    MAX_PARALLEL_MAINTENANCE_WORKERS,
+)
 OPTIONS: Final[tuple[Option[Any], ...]] = (*DATABASE_OPTIONS, *COMMON[1:], WAIT_TIMEOUT, *grants.ROLE_OPTIONS)
 LOG_FORMAT_ENV: Final = "MIGRATOR_LOG_FORMAT"
 
@@ -156,6 +186,8 @@ class MigratorSettings:
                 lock_timeout=sources.value(LOCK_TIMEOUT),
                 statement_timeout=sources.value(STATEMENT_TIMEOUT),
                 ddl_lock_timeout=sources.value(DDL_LOCK_TIMEOUT),
+                maintenance_work_mem_kb=sources.value(MAINTENANCE_WORK_MEM),
+                max_parallel_maintenance_workers=sources.value(MAX_PARALLEL_MAINTENANCE_WORKERS),
                 roles=grants.roles_from(sources) if args.command == "up" else grants.NO_ROLES,
             ),
             connect_timeout=sources.value(CONNECT_TIMEOUT),

@@ -114,3 +114,38 @@ def parse_port(name: str, text: str) -> int:
     if not re.fullmatch(r"[0-9]{1,5}", value) or not 0 < int(value) < 65536:
         raise SettingsError(f"{name}={text!r} is not a port number between 1 and 65535")
     return int(value)
+
+
+# PostgreSQL's memory units (case-sensitive, as in postgresql.conf) in kB.
+MEMORY_UNITS: dict[str, int] = {"kB": 1, "MB": 1024, "GB": 1024**2, "TB": 1024**3}
+
+
+def memory_between(minimum_kb: int, maximum_kb: int) -> Callable[[str, str], int]:
+    """A memory size like `256MB` (kB, MB, GB, TB; ASCII digits) in kB, within the bounds."""
+
+    def parse(name: str, text: str) -> int:
+        match = re.fullmatch(r"([0-9]{1,10})\s*(kB|MB|GB|TB)", text.strip())
+        if not match:
+            raise SettingsError(
+                f"{name}={text!r} is not a memory size: write a whole number and a unit, e.g. 256MB"
+            )
+        value = int(match[1]) * MEMORY_UNITS[match[2]]
+        if not minimum_kb <= value <= maximum_kb:
+            raise SettingsError(
+                f"{name}={text!r} is out of range: use {minimum_kb // 1024}MB to {maximum_kb // 1024**2}GB"
+            )
+        return value
+
+    return parse
+
+
+def integer_between(minimum: int, maximum: int) -> Callable[[str, str], int]:
+    """A whole number of ASCII digits within the bounds."""
+
+    def parse(name: str, text: str) -> int:
+        value = text.strip()
+        if not re.fullmatch(r"[0-9]{1,6}", value) or not minimum <= int(value) <= maximum:
+            raise SettingsError(f"{name}={text!r} is not a whole number between {minimum} and {maximum}")
+        return int(value)
+
+    return parse

@@ -98,11 +98,22 @@ def quote_literal(value: object) -> str:
     return f"E'{text}'"
 
 
-def insert_row_sql(migration: Migration, duration_ms: float, applied_by: str, kind: str = APPLIED) -> str:
+# A file's duration measured by the server from its BEGIN, for a ledger row that rides in the same
+# query as the file's last statement (the client cannot time what has not run yet).
+TRANSACTION_DURATION_MS: Final = (
+    "round((extract(epoch FROM clock_timestamp() - transaction_timestamp()) * 1000)::numeric, 1)"
+)
+
+
+def insert_row_sql(
+    migration: Migration, duration_ms: float | None, applied_by: str, kind: str = APPLIED
+) -> str:
     """The ledger row as one simple-protocol statement: no Parse/Bind round trip of its own, so it
-    can ride with COMMIT in the same query."""
-    row = (migration.version, migration.name, migration.checksum, duration_ms, applied_by, kind)
-    values = ", ".join(quote_literal(v) for v in (*row, migration.filename))
+    can ride with COMMIT in the same query. `duration_ms` None: the transaction's own duration."""
+    row = (migration.version, migration.name, migration.checksum)
+    duration = TRANSACTION_DURATION_MS if duration_ms is None else quote_literal(duration_ms)
+    rest = (applied_by, kind, migration.filename)
+    values = ", ".join([*(quote_literal(v) for v in row), duration, *(quote_literal(v) for v in rest)])
     columns = "version, name, checksum, duration_ms, applied_by, kind, file"
     return f"INSERT INTO {TABLE} ({columns}) VALUES ({values})"
 

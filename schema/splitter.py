@@ -1,9 +1,10 @@
-"""Split a migration file into its top-level statements: pure text work, no database."""
+"""Split a migration file into its top-level statements the way psql's scanner does: pure text
+work, no database."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 
@@ -18,62 +19,145 @@ class Statement:
 # Identifier characters as Python's Unicode \w: compiles in 0.1 ms, where the explicit
 # \u0080-\uffff ranges took 4 ms of every process start.
 DOLLAR_TAG: Final = re.compile(r"\$(?:[^\W\d]\w*)?\$")
+WORD: Final = re.compile(r"[^\W\d]\w*")
+# PostgreSQL's lexer: `newline [\n\r]`, so a `--` comment ends at a bare CR too; an editor counts
+# CRLF as one line break.
+LINE_BREAK: Final = re.compile(r"\r\n?|\n")
+# The words psql's scanner looks for at the start of a statement: CREATE [OR REPLACE]
+# FUNCTION|PROCEDURE is the only place where BEGIN ... END (an SQL-standard body) holds semicolons.
+ROUTINE_HEADS: Final = (
+    ("create", "function"),
+    ("create", "procedure"),
+    ("create", "or", "replace", "function"),
+    ("create", "or", "replace", "procedure"),
+)
+
+
+@dataclass
+class _Depth:
+    """What keeps a semicolon from ending the statement: open parentheses, and BEGIN/CASE ... END
+    inside a routine body. Mutable scanner state, local to one split."""
+
+    parens: int = 0
+    begins: int = 0
+    words: list[str] = field(default_factory=list)
+
+    def open(self) -> bool:
+        return self.parens > 0 or self.begins > 0
+
+    def word(self, word: str) -> None:
+        lowered = word.lower()
+        if len(self.words) < 4:
+            self.words.append(lowered)
+        if self.parens or not self._in_routine_header():
+            return
+        if lowered == "begin":
+            self.begins += 1
+        elif lowered == "case" and self.begins:
+            self.begins += 1  # CASE ... END inside a body also ends with END
+        elif lowered == "end" and self.begins:
+            self.begins -= 1
+
+    def _in_routine_header(self) -> bool:
+        return tuple(self.words[:2]) in ROUTINE_HEADS or tuple(self.words[:4]) in ROUTINE_HEADS
 
 
 def split_statements(sql: str) -> tuple[Statement, ...]:
-    """Split on top-level semicolons, understanding quotes, dollar quotes and comments.
+    """Split on top-level semicolons, understanding quotes, dollar quotes, comments, parentheses
+    (a rule's `DO ALSO (a; b)`) and SQL-standard bodies (`BEGIN ATOMIC ... END`, with CASE ... END).
 
     The runner sends statements one by one so that an error names its statement even when
     PostgreSQL gives no position, and so that `CREATE INDEX CONCURRENTLY` in a no-transaction
-    file is not wrapped in the implicit transaction of a multi-statement query. SQL-standard
-    `BEGIN ATOMIC ... END` bodies are not understood: write function bodies with `$$`.
+    file is not wrapped in the implicit transaction of a multi-statement query.
     """
     statements: list[Statement] = []
     code_start: int | None = None
+    depth = _Depth()
     i, n = 0, len(sql)
     while i < n:
         char = sql[i]
         if sql.startswith("--", i):
-            end = sql.find("\n", i)
-            i = n if end < 0 else end + 1
+            i = _skip_line_comment(sql, i)
             continue
         if sql.startswith("/*", i):
-            i = _skip_block_comment(sql, i)
+            end = _block_comment_end(sql, i)
+            if end is None and code_start is None:
+                code_start = i  # unterminated: send it, so PostgreSQL reports it rather than skip it
+            i = n if end is None else end
             continue
         if char.isspace():
             i += 1
             continue
-        if char == ";":
+        if char == ";" and not depth.open():
             if code_start is not None:
                 statements.append(Statement(code_start, sql[code_start:i].rstrip()))
-            code_start = None
+            code_start, depth = None, _Depth()
             i += 1
             continue
         if code_start is None:
             code_start = i
-        if char == "'":
-            i = _skip_string(sql, i, backslash=_is_escape_string(sql, i))
-        elif char == '"':
-            i = _skip_quoted(sql, i, '"')
-        elif char == "$" and (i == 0 or not _is_identifier_char(sql[i - 1])):
-            match = DOLLAR_TAG.match(sql, i)
-            if match:
-                close = sql.find(match.group(), match.end())
-                i = n if close < 0 else close + len(match.group())
-            else:
-                i += 1
-        else:
-            i += 1
+        i = _skip_token(sql, i, depth)
     if code_start is not None:
         statements.append(Statement(code_start, sql[code_start:].rstrip()))
     return tuple(statements)
 
 
+def _skip_token(sql: str, i: int, depth: _Depth) -> int:
+    """The offset after the token at `i` (a string, quoted name, dollar quote, word or one
+    character), updating the depth for parentheses and BEGIN/CASE/END."""
+    char = sql[i]
+    if char == "'":
+        return _skip_string(sql, i, backslash=_is_escape_string(sql, i))
+    if char == '"':
+        return _skip_quoted(sql, i, '"')
+    after_identifier = i > 0 and _is_identifier_char(sql[i - 1])
+    if char == "$" and not after_identifier:
+        match = DOLLAR_TAG.match(sql, i)
+        if match:
+            close = sql.find(match.group(), match.end())
+            return len(sql) if close < 0 else close + len(match.group())
+    if char == "(":
+        depth.parens += 1
+    elif char == ")" and depth.parens:
+        depth.parens -= 1
+    elif (
+        not after_identifier
+        and (match := WORD.match(sql, i))
+        and not sql.startswith("'", match.end())  # E'...', B'...', U&'...' are strings, not words
+    ):
+        depth.word(match.group())
+        return match.end()
+    return i + 1
+
+
+def leading_words(text: str, count: int) -> tuple[str, ...]:
+    """The first `count` words of a statement, lowercased, skipping comments between them
+    (`SET /* x */ ROLE` reads as set, role); stops at the first token that is not a word."""
+    words: list[str] = []
+    i, n = 0, len(text)
+    while i < n and len(words) < count:
+        if text.startswith("--", i):
+            i = _skip_line_comment(text, i)
+        elif text.startswith("/*", i):
+            i = _skip_block_comment(text, i)
+        elif text[i].isspace():
+            i += 1
+        elif match := WORD.match(text, i):
+            words.append(match.group().lower())
+            i = match.end()
+        else:
+            break
+    return tuple(words)
+
+
 def line_column(text: str, offset: int) -> tuple[int, int]:
-    """1-based line and column of a 0-based character offset, as an editor shows them."""
+    """1-based line and column of a 0-based character offset, as an editor shows them: LF, CRLF
+    and a bare CR each end a line."""
     offset = max(0, min(offset, len(text)))
-    line = text.count("\n", 0, offset) + 1
-    return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
+    line, line_start = 1, 0
+    for match in LINE_BREAK.finditer(text, 0, offset):
+        line, line_start = line + 1, match.end()
+    return line, offset - line_start + 1
 
 
 def _is_identifier_char(char: str) -> bool:
@@ -87,6 +171,11 @@ def _is_escape_string(sql: str, quote_at: int) -> bool:
         and sql[quote_at - 1] in "eE"
         and (quote_at < 2 or not _is_identifier_char(sql[quote_at - 2]))
     )
+
+
+def _skip_line_comment(sql: str, start: int) -> int:
+    match = LINE_BREAK.search(sql, start)
+    return len(sql) if match is None else match.end()
 
 
 def _skip_string(sql: str, start: int, *, backslash: bool) -> int:
@@ -112,6 +201,12 @@ def _skip_quoted(sql: str, start: int, quote: str) -> int:
 
 
 def _skip_block_comment(sql: str, start: int) -> int:
+    end = _block_comment_end(sql, start)
+    return len(sql) if end is None else end
+
+
+def _block_comment_end(sql: str, start: int) -> int | None:
+    """The offset after the `*/` closing the (nested) comment at `start`; None when unterminated."""
     depth, i, n = 0, start, len(sql)
     while i < n:
         if sql.startswith("/*", i):
@@ -124,4 +219,4 @@ def _skip_block_comment(sql: str, start: int) -> int:
                 return i
         else:
             i += 1
-    return n
+    return None

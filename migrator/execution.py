@@ -1,0 +1,226 @@
+"""Apply one migration file: its statements one by one, each followed by the session guard, then
+its ledger row; in one transaction unless the file says `-- migrate: no-transaction`."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Final
+
+import asyncpg
+
+from migrator import grants, privileges, violations
+from migrator.errors import MigrationFailed
+from migrator.events import EventLog
+from migrator.guard import SESSION_CHANGED, TRANSACTION_ENDED, SessionGuard, to_ms
+from migrator.progress import ProgressWatcher
+from pgconn.errors import classify_error
+from schema.catalog import Migration
+from schema.ledger import insert_row_sql
+from schema.splitter import Statement, line_column, split_statements
+
+CLOSED: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The limits of one run, in seconds (0 disables a PostgreSQL timeout), and the index build
+    settings for no-transaction files."""
+
+    lock_timeout: float = 120.0
+    statement_timeout: float = 3600.0
+    ddl_lock_timeout: float = 10.0
+    maintenance_work_mem_kb: int = 256 * 1024
+    max_parallel_maintenance_workers: int = 1
+    # Who `up` grants to after (and, through default privileges, while) applying.
+    roles: grants.Roles = grants.NO_ROLES
+
+    def session_settings(self, *, transactional: bool) -> tuple[str, ...]:
+        limits = (
+            f"lock_timeout = '{to_ms(self.ddl_lock_timeout)}ms'",
+            f"statement_timeout = '{to_ms(self.statement_timeout)}ms'",
+        )
+        if transactional:
+            return limits
+        return (
+            *limits,
+            f"maintenance_work_mem = '{self.maintenance_work_mem_kb}kB'",
+            f"max_parallel_maintenance_workers = {self.max_parallel_maintenance_workers}",
+        )
+
+
+class StatementError(Exception):
+    """A statement of the file failed; carried out of the transaction so that the report is built
+    after the rollback (finding a missing privilege needs a usable connection)."""
+
+    def __init__(self, statement: Statement, cause: BaseException, *, shift: int = 0) -> None:
+        super().__init__(str(cause))
+        self.statement = statement
+        self.cause = cause
+        self.shift = shift  # characters sent before the statement in its query
+
+
+@dataclass(frozen=True)
+class FileRunner:
+    """What applying a file needs: the locked connection, the limits, the guard, the reporters."""
+
+    conn: asyncpg.Connection
+    options: RunOptions
+    guard: SessionGuard
+    applied_by: str
+    log: EventLog
+    watcher: ProgressWatcher | None = None
+
+    async def apply(self, migration: Migration) -> None:
+        with self.log.scoped(file=migration.filename):
+            self.log.info("migration_started", version=migration.version, transaction=migration.transactional)
+            started = time.monotonic()
+            statements = split_statements(migration.sql)
+            try:
+                if migration.transactional:
+                    await self._in_transaction(migration, statements)
+                else:
+                    await self._autocommit(migration, statements, started)
+            except StatementError as failed:
+                raise await self._report(migration, failed) from failed.cause
+            except CLOSED as exc:  # BEGIN, the settings or the ledger row: not a statement of the file
+                raise statement_failure(migration, Statement(0, ""), exc) from exc
+            duration = round((time.monotonic() - started) * 1000, 1)
+            self.log.info("migration_applied", version=migration.version, duration_ms=duration)
+
+    async def _in_transaction(self, migration: Migration, statements: tuple[Statement, ...]) -> None:
+        """One round trip per statement and none more: BEGIN and the limits ride with the first
+        statement, the ledger row and COMMIT with the last; each statement is followed by the guard
+        in its query (simple protocol, literals quoted here)."""
+        settings = [f"SET LOCAL {s}" for s in self.options.session_settings(transactional=True)]
+        begin = "; ".join(["BEGIN", *settings]) + ";\n"
+        commit = f";\n{insert_row_sql(migration, None, self.applied_by)}; COMMIT"
+        last = len(statements) - 1
+        try:
+            if not statements:  # only comments: still recorded, as it was applied
+                await self.conn.execute(begin + commit.lstrip(";\n"))
+            for index, statement in enumerate(statements):
+                # The guard's "still our transaction" test needs BEGIN in an earlier query.
+                check = self.guard.check_sql(transactional=index > 0)
+                before = begin if index == 0 else ""
+                after = commit if index == last else ""
+                # A newline before the `;`: the statement may end in a `--` comment.
+                query = f"{statement.text}\n;{check}{after}"
+                await self._run(migration, statement, query, before=before, commits=index == last)
+        except BaseException:
+            with contextlib.suppress(*CLOSED):
+                await self.conn.execute("ROLLBACK")
+            raise
+
+    async def _autocommit(
+        self, migration: Migration, statements: tuple[Statement, ...], started: float
+    ) -> None:
+        """Each statement commits on its own (CREATE INDEX CONCURRENTLY must be alone in its query),
+        then the guard; the ledger row only after all of them succeeded."""
+        settings = self.options.session_settings(transactional=False)
+        await self.conn.execute("; ".join(f"SET {s}" for s in settings))
+        check = self.guard.check_sql(transactional=False)
+        try:
+            for statement in statements:
+                await self._run(migration, statement, statement.text, check)
+        finally:
+            with contextlib.suppress(*CLOSED):
+                await self.conn.execute("; ".join(f"RESET {s.split(' = ')[0]}" for s in settings))
+        duration = round((time.monotonic() - started) * 1000, 1)
+        await self.conn.execute(insert_row_sql(migration, duration, self.applied_by))
+
+    async def _run(
+        self,
+        migration: Migration,
+        statement: Statement,
+        *queries: str,
+        before: str = "",
+        commits: bool = False,
+    ) -> None:
+        """Run the statement's queries (`before` prefixes the first one; `commits`: they end with
+        the file's COMMIT), reporting progress while they take long; an error becomes
+        StatementError, positions counted from the statement."""
+        line, _ = line_column(migration.sql, statement.offset)
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                if self.watcher is not None:
+                    pid = self.conn.get_server_pid()
+                    await stack.enter_async_context(self.watcher.watching(pid, migration.filename, line))
+                for index, query in enumerate(queries):
+                    await self.conn.execute(before + query if index == 0 else query)
+        except CLOSED as exc:
+            raise StatementError(statement, exc, shift=len(before)) from exc
+        if migration.transactional and not commits and not self.conn.is_in_transaction():
+            raise MigrationFailed(
+                migration.filename,
+                line,
+                line_column(migration.sql, statement.offset)[1],
+                "the statement ended the migrator's transaction (COMMIT or ROLLBACK); check the schema",
+                transactional=True,
+                ended=True,
+            )
+        if not migration.transactional and self.conn.is_in_transaction():
+            raise MigrationFailed(
+                migration.filename,
+                *line_column(migration.sql, statement.offset),
+                "the statement left a transaction open (BEGIN) in a no-transaction file",
+                transactional=False,
+            )
+
+    async def _report(self, migration: Migration, failed: StatementError) -> Exception:
+        """The error for a failed statement, built after the rollback: a missing privilege is
+        explained (exit 10), a failed VALIDATE gives the query that finds the rows."""
+        cause, statement = failed.cause, failed.statement
+        if isinstance(cause, asyncpg.InsufficientPrivilegeError):
+            return await privileges.in_migration(self.conn, migration, statement, cause)
+        if isinstance(cause, asyncpg.PostgresError):
+            validation = violations.is_failed_validation(cause, statement.text)
+            rows = await violations.rows_query(self.conn, cause) if validation else None
+            return failure(migration, statement, cause, shift=failed.shift, rows_query=rows)
+        return statement_failure(migration, statement, cause, shift=failed.shift)
+
+
+def statement_failure(
+    migration: Migration, statement: Statement, exc: BaseException, *, shift: int = 0
+) -> MigrationFailed:
+    if isinstance(exc, asyncpg.PostgresError):
+        return failure(migration, statement, exc, shift=shift)
+    line, column = line_column(migration.sql, statement.offset)
+    return MigrationFailed(
+        migration.filename, line, column, classify_error(exc), transactional=migration.transactional
+    )
+
+
+def failure(
+    migration: Migration,
+    statement: Statement,
+    exc: asyncpg.PostgresError,
+    *,
+    shift: int = 0,
+    rows_query: str | None = None,
+) -> MigrationFailed:
+    """Exit 5 with PostgreSQL's message and the line:column in the file (the statement's start when
+    the server gives no position, or points outside the statement). The position counts characters
+    of the query, which starts with `shift` characters that are not the file's. For a failed
+    VALIDATE, `rows_query` finds the rows that break the constraint."""
+    position = getattr(exc, "position", None)
+    offset = statement.offset
+    guard = exc.sqlstate in (SESSION_CHANGED, TRANSACTION_ENDED)
+    within = int(position) - 1 - shift if position and str(position).isdigit() and not guard else -1
+    if 0 <= within <= len(statement.text):
+        offset += within
+    line, column = line_column(migration.sql, offset)
+    message = f"{getattr(exc, 'message', None) or exc} (SQLSTATE {exc.sqlstate})"
+    detail = getattr(exc, "detail", None)
+    if detail:
+        message += f"; {detail}"
+    hint = getattr(exc, "hint", None)
+    if hint:
+        message += f"; hint: {hint}"
+    if rows_query:
+        message += f"; find the rows that break it with: {rows_query}"
+    ended = exc.sqlstate == TRANSACTION_ENDED
+    return MigrationFailed(
+        migration.filename, line, column, message, transactional=migration.transactional, ended=ended
+    )

@@ -1,0 +1,161 @@
+"""What a migration file may contain: refused before anything runs, or caught by the session guard
+before anything commits (issue 10, items 3-6), and SQL bodies applied as written (issue 13)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Database
+from tests.migrator.conftest import ledger, migrator_env, run_inprocess, table_exists
+
+Files = Callable[[dict[str, str | bytes]], Path]
+NO_TX = "-- migrate: no-transaction\n"
+
+
+def up(database: Database, directory: Path) -> tuple[int, str, list[str]]:
+    outcome = run_inprocess(["up"], migrator_env(database.url, MIGRATIONS_DIR=str(directory)))
+    return outcome.code, outcome.final_message, outcome.names()
+
+
+@pytest.mark.parametrize(
+    ("sql", "line", "word"),
+    [
+        ("CREATE TABLE a(x int);\nCOMMIT;\nCREATE TABLE b(x int);\nCREATE TABLE c(;\n", 2, "COMMIT"),
+        ("BEGIN;\nCREATE TABLE a(x int);\nCOMMIT;\n", 1, "BEGIN"),
+        ("CREATE TABLE a(x int);\nROLLBACK;\nCREATE TABLE b(x int);\n", 2, "ROLLBACK"),
+        ("CREATE TABLE a(x int);\nSAVEPOINT s;\n", 2, "SAVEPOINT"),
+        ("CREATE TABLE a(x int);\nSTART TRANSACTION;\n", 2, "START TRANSACTION"),
+        ("CREATE TABLE a(x int);\nPREPARE TRANSACTION 'x';\n", 2, "PREPARE TRANSACTION"),
+        ("SELECT pg_advisory_unlock_all();\nSELECT pg_sleep(3);\nCREATE TABLE a(x int);\n", 1, "pg_advisory"),
+        ("CREATE TABLE a(x int);\n  SET ROLE postgres;\n", 2, "SET ROLE"),
+        ("CREATE TABLE a(x int);\nRESET ALL;\n", 2, "RESET ALL"),
+        ("CREATE TABLE a(x int);\nSET SESSION AUTHORIZATION DEFAULT;\n", 2, "SET SESSION AUTHORIZATION"),
+        ("CREATE TABLE a(x int);\nDISCARD ALL;\n", 2, "DISCARD ALL"),
+        (NO_TX + "CREATE TABLE a(x int);\r\nBEGIN;\r\n", 3, "BEGIN"),
+        ("CREATE TABLE a(x int);\n\x00CREATE TABLE b(x int);\n", 2, "NUL character"),
+    ],
+)
+def test_a_statement_that_would_break_the_migrators_session_is_refused_before_anything_runs(
+    database: Database, migrations_dir: Files, sql: str, line: int, word: str
+) -> None:
+    code, message, names = up(database, migrations_dir({"0001_bad.sql": sql}))
+    assert code == 2, message
+    assert f"migration 0001_bad.sql line {line}, column" in message
+    assert word in message and "nothing was run" in message
+    assert "migration_started" not in names
+    assert not table_exists(database, "a")
+    assert ledger(database) == []
+
+
+def test_plan_refuses_the_same_file_it_would_not_run(database: Database, migrations_dir: Files) -> None:
+    directory = migrations_dir({"0001_bad.sql": "CREATE TABLE a(x int);\nCOMMIT;\n"})
+    outcome = run_inprocess(["plan"], migrator_env(database.url, MIGRATIONS_DIR=str(directory)))
+    assert outcome.code == 2
+    assert "line 2, column 1" in outcome.final_message
+    assert outcome.stdout == ""
+
+
+@pytest.mark.parametrize("header", ["", NO_TX])
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ("DO $$ BEGIN EXECUTE 'RESET ' || 'ALL'; END $$", "changed lock_timeout or statement_timeout"),
+        ("SELECT set_config('statement_timeout', '0', false)", "changed lock_timeout or statement_timeout"),
+        ("DO $$ BEGIN EXECUTE 'SELECT pg_advisory_' || 'unlock_all()'; END $$", "released the lock"),
+        ("SELECT set_config('role', 'guard_other', false)", "changed the role"),
+    ],
+)
+def test_a_session_change_the_text_hides_is_caught_by_the_guard_before_commit(
+    database: Database, migrations_dir: Files, header: str, body: str, problem: str
+) -> None:
+    database.psql("DO $$ BEGIN CREATE ROLE guard_other; EXCEPTION WHEN duplicate_object THEN END $$")
+    sql = f"{header}CREATE TABLE before_it(x int);\n{body};\nCREATE TABLE after_it(x int);\n"
+    code, message, names = up(database, migrations_dir({"0001_sneaky.sql": sql}))
+    assert code == 5, message
+    # Releasing an advisory lock does not roll back: the run says it ended without it.
+    unlocked = problem == "released the lock"
+    assert ("lock_lost" in names) == unlocked and ("lock_released" in names) != unlocked
+    line = 3 if header else 2
+    assert f"0001_sneaky.sql failed at line {line}, column 1" in message
+    assert problem in message
+    assert not table_exists(database, "after_it")
+    assert ledger(database) == []
+    # A transactional file is rolled back whole; a no-transaction file keeps what ran before.
+    assert table_exists(database, "before_it") == bool(header)
+
+
+def test_a_file_with_bare_cr_line_breaks_runs_as_postgresql_reads_it(
+    database: Database, migrations_dir: Files
+) -> None:
+    directory = migrations_dir({"0001_t.sql": b"-- c\rCREATE TABLE t(x int);\r"})
+    code, message, _ = up(database, directory)
+    assert code == 0, message
+    assert table_exists(database, "t")
+    plan = run_inprocess(["plan"], migrator_env(database.url, MIGRATIONS_DIR=str(directory)))
+    assert "\r" not in plan.stdout
+
+
+def test_a_failing_statement_is_located_by_line_and_column_across_cr_crlf_and_lf(
+    database: Database, migrations_dir: Files
+) -> None:
+    sql = b"SELECT 1;\r\nSELECT 2;\rSELECT 3;\n  SELECT x FROM nowhere_t;\n"
+    code, message, _ = up(database, migrations_dir({"0001_pos.sql": sql}))
+    assert code == 5
+    assert "failed at line 4, column 17" in message, message
+
+
+def test_the_first_statement_is_located_although_begin_rides_in_its_query(
+    database: Database, migrations_dir: Files
+) -> None:
+    code, message, _ = up(database, migrations_dir({"0001_pos.sql": "  SELECT x FROM nowhere_t;\n"}))
+    assert code == 5
+    assert "failed at line 1, column 17" in message, message
+
+
+ATOMIC = (
+    "CREATE FUNCTION sign_of(x int) RETURNS text LANGUAGE sql IMMUTABLE\n"
+    "BEGIN ATOMIC\n"
+    "  SELECT CASE WHEN x > 0 THEN 'plus' WHEN x < 0 THEN 'minus' ELSE 'zero' END;\n"
+    "END;\n"
+)
+RULE = (
+    "CREATE TABLE events(x int);\nCREATE TABLE audit_a(x int);\nCREATE TABLE audit_b(x int);\n"
+    "CREATE RULE fan_out AS ON INSERT TO events DO ALSO (\n"
+    "  INSERT INTO audit_a VALUES (NEW.x);\n"
+    "  INSERT INTO audit_b VALUES (NEW.x)\n"
+    ");\n"
+)
+
+
+@pytest.mark.parametrize("header", ["", NO_TX])
+def test_sql_standard_bodies_and_multi_action_rules_apply_as_written(
+    database: Database, migrations_dir: Files, header: str
+) -> None:
+    directory = migrations_dir({"0001_atomic.sql": header + ATOMIC, "0002_rule.sql": header + RULE})
+    code, message, _ = up(database, directory)
+    assert code == 0, message
+    assert database.psql("SELECT sign_of(-4) || sign_of(0) || sign_of(9)") == "minuszeroplus"
+    database.psql("INSERT INTO events VALUES (7)")
+    assert database.psql("SELECT (SELECT x FROM audit_a) + (SELECT x FROM audit_b)") == "14"
+    assert ledger(database) == ["1|applied", "2|applied"]
+
+
+def test_a_commit_the_splitter_cannot_see_is_reported_as_possibly_committed(
+    database: Database, migrations_dir: Files
+) -> None:
+    # psql's scanner, and so ours, reads the word BEGIN after CREATE FUNCTION as the start of a
+    # body: the COMMIT hides inside one "statement". The guard still stops the file, and the
+    # message does not claim a rollback it cannot have done.
+    sql = (
+        "CREATE TABLE first_t(x int);\n"
+        "CREATE FUNCTION begin() RETURNS int LANGUAGE sql AS 'SELECT 1'; COMMIT; CREATE TABLE b(x int);\n"
+    )
+    code, message, _ = up(database, migrations_dir({"0001_hidden.sql": sql}))
+    assert code == 5, message
+    assert "ended the migrator's transaction" in message
+    assert "may have been committed" in message and "rolled back" not in message
+    assert not table_exists(database, "b")
+    assert ledger(database) == []
