@@ -45,7 +45,8 @@ class InternalError(MigratorError):
 
 
 class UsageError(MigratorError):
-    """Arguments, settings or migration files are unusable; raised before any connection."""
+    """Arguments, settings or migration files are unusable (raised before any connection), or the
+    database lacks the schema the migrator works in."""
 
     exit_code = 2
     event = "usage_error"

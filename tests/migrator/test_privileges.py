@@ -329,3 +329,14 @@ def test_grants_cover_schema_public_when_the_owner_has_a_schema_of_its_own(roles
     assert outcome.code == 0, outcome.stderr
     assert held(roles.database, roles.app, "public.contexts") == set(DML)
     assert held(roles.database, roles.probe, LEDGER) == {"SELECT"}
+
+
+@pytest.mark.parametrize("verb", [["up"], ["status"]])
+def test_a_database_without_schema_public_is_a_usage_error_naming_it(
+    database: Database, verb: list[str]
+) -> None:
+    database.psql("DROP SCHEMA public CASCADE")
+    outcome = run_inprocess(verb, migrator_env(database.url))
+    assert outcome.code == 2, outcome.stderr
+    assert "schema 'public' does not exist" in outcome.final_message
+    assert "CREATE SCHEMA public" in outcome.final_message
