@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from migrator.cli import COMMANDS, run
+from migrator.options import MigratorSettings
+from pgconn.options import SettingsError
 from tests.migrator.conftest import migrator_env, run_inprocess
 
 # Nothing listens here and .invalid never resolves: reaching the network would give exit 3.
@@ -111,3 +113,11 @@ def test_every_error_is_one_line_in_text_format() -> None:
     assert outcome.code == 2
     assert outcome.stderr.count("\n") == 1
     assert "ERROR usage_error DATABASE_URL is not set" in outcome.stderr
+
+
+def test_a_bad_wait_timeout_stops_only_wait() -> None:
+    env = {"DATABASE_URL": NOWHERE, "MIGRATOR_WAIT_TIMEOUT": "soon"}
+    for command in ("up", "status", "verify"):
+        assert MigratorSettings.load([command], env, tty=False).command == command
+    with pytest.raises(SettingsError, match="MIGRATOR_WAIT_TIMEOUT"):
+        MigratorSettings.load(["wait"], env, tty=False)
