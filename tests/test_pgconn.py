@@ -244,3 +244,17 @@ def test_the_urls_connect_timeout_may_shorten_the_callers_bound_but_never_length
 ) -> None:
     url = parse_database_url("postgresql://u@h/db" + query)
     assert connect_options(url, application_name="t", timeout=5.0)["timeout"] == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "what"),
+    [
+        ("postgresql://u:Sentinel\udcffpw@h/db", "the password"),  # a raw byte, as os.environ decodes it
+        ("postgresql://u:Sentinel%FFpw@h/db", "the password"),
+        ("postgresql://Sentinel\udcff:pw@h/db", "the user name"),
+    ],
+)
+def test_a_user_or_password_that_is_not_utf8_is_refused_without_quoting_it(url: str, what: str) -> None:
+    with pytest.raises(InvalidDatabaseUrl, match=f"{what} is not valid UTF-8") as raised:
+        parse_database_url(url)
+    assert "Sentinel" not in str(raised.value)
