@@ -65,8 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except ListenFailed as failed:  # the port is taken, privileged, or the address is not this host's
         # asyncio rewrites strerror into a sentence quoting the address: the errno's own text reads better.
-        exc = failed.error
-        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        error = failed.error
+        reason = os.strerror(error.errno) if error.errno else str(error)
         log.error(
             f"cannot listen on {settings.host}:{settings.port}: {reason}; choose a free "
             "port (PROBE_PORT) on an address of this host (PROBE_HOST)",
