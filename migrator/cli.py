@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -43,7 +45,8 @@ def error_for(exc: BaseException) -> MigratorError:
 
 def is_connection_loss(exc: BaseException) -> bool:
     """A broken connection or a server shutting down (57P01-57P03), not a bug in us."""
-    if isinstance(exc, OSError | asyncpg.InterfaceError):
+    # Not any OSError: a local PermissionError is a bug or a setup fault, not a lost database.
+    if isinstance(exc, ConnectionError | TimeoutError | socket.gaierror | asyncpg.InterfaceError):
         return True
     sqlstate = getattr(exc, "sqlstate", None) or ""
     return isinstance(exc, asyncpg.PostgresError) and (sqlstate.startswith(("08", "57P")))
@@ -111,13 +114,38 @@ def run(argv: Sequence[str], env: Mapping[str, str], stdout: TextIO, stderr: Tex
     """The whole program, with its streams and environment passed in; returns the exit status."""
     log = EventLog(stderr, fmt=log_format(env, tty=stdout.isatty()))
     try:
-        return execute(argv, env, stdout, log)
+        status = execute(argv, env, stdout, log)
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else 0
+    except BrokenPipeError as exc:
+        if not output_closed(stdout, log):  # the database's socket, not our reader
+            return report(error_for(exc), log)
+        return 0
     except Exception as exc:
-        error = error_for(exc)
-        log.error(error.event, str(error), exit_code=exit_status(error))
-        return exit_status(error)
+        return report(error_for(exc), log)
+    output_closed(stdout, log)  # what is still buffered, written now rather than at exit
+    return status
+
+
+def report(error: MigratorError, log: EventLog) -> int:
+    log.error(error.event, str(error), exit_code=exit_status(error))
+    return exit_status(error)
+
+
+def output_closed(stdout: TextIO, log: EventLog) -> bool:
+    """Flush stdout; True when its reader went away (`status --json | head`: the reader has what
+    it wanted, and like `cat` we make no error of it). The descriptor then points at /dev/null,
+    so the interpreter's final flush of what is still buffered does not fail again."""
+    try:
+        stdout.flush()
+    except BrokenPipeError:
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stdout.fileno())
+            os.close(devnull)
+        log.info("output_closed", "stdout was closed by its reader: the rest of the output is dropped")
+        return True
+    return False
 
 
 def main() -> NoReturn:

@@ -79,7 +79,7 @@ async def inspect(conn: asyncpg.Connection, catalog: Catalog, state: SchemaState
         first = min(expected.snapshots, default=0)
         lacking = () if satisfied else tuple(expected.explain(expected.drift(first, live)))
         return LiveReport(True, 0, unrecorded=Unrecorded(tuple(tables), satisfied, drizzle, lacking))
-    drift = expected.drift(state.version, live)
+    drift = expected.drift(state.version, live, state.pending)
     return LiveReport(True, state.version, drift, tuple(expected.explain(drift)))
 
 

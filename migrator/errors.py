@@ -3,7 +3,9 @@ exit codes is here and only here: `--help`, README.md and docs/migrator.md are c
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import ClassVar, Final
 
 from pgconn.errors import Reason, classify_error
@@ -38,14 +40,23 @@ class InternalError(MigratorError):
     event = "internal_error"
 
     def __init__(self, exc: BaseException) -> None:
+        # The type and where it was raised, never str(exc): an exception's text may quote what it
+        # choked on, and that can be a password (asyncpg encoding a password that is not UTF-8).
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = (
+            f" in {frames[-1].name}() at {Path(frames[-1].filename).name}:{frames[-1].lineno}"
+            if frames
+            else ""
+        )
         super().__init__(
-            f"unexpected internal error: {type(exc).__name__}: {exc}; this is a bug, please report it "
+            f"unexpected internal error: {type(exc).__name__}{where}; this is a bug, please report it "
             "with the log"
         )
 
 
 class UsageError(MigratorError):
-    """Arguments, settings or migration files are unusable; raised before any connection."""
+    """Arguments, settings or migration files are unusable (raised before any connection), or the
+    database lacks the schema the migrator works in."""
 
     exit_code = 2
     event = "usage_error"

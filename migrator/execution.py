@@ -98,8 +98,6 @@ class FileRunner:
         commit = f";\n{insert_row_sql(migration, None, self.applied_by)}; COMMIT"
         last = len(statements) - 1
         try:
-            if not statements:  # only comments: still recorded, as it was applied
-                await self.conn.execute(begin + commit.lstrip(";\n"))
             for index, statement in enumerate(statements):
                 # The guard's "still our transaction" test needs BEGIN in an earlier query.
                 check = self.guard.check_sql(transactional=index > 0)

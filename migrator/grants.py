@@ -22,6 +22,7 @@ from migrator.events import EventLog
 from migrator.privileges import Missing, denied, quote_ident
 from pgconn.options import Option, Sources
 from schema.ledger import TABLE
+from schema.live import NAMESPACE
 
 APP_SETTING: Final = "MIGRATOR_APP_ROLE"
 PROBE_SETTING: Final = "MIGRATOR_PROBE_ROLE"
@@ -116,7 +117,7 @@ async def check_roles(conn: asyncpg.Connection, roles: Roles, log: EventLog) -> 
 # One row: the schema, and every privilege to add (or, on the ledger, to take away), from the
 # catalogs. has_*_privilege counts PUBLIC and role membership: nothing is granted twice.
 MISSING_QUERY: Final = """
-WITH s AS (SELECT oid, nspname FROM pg_catalog.pg_namespace WHERE nspname = current_schema()),
+WITH s AS (SELECT oid, nspname FROM pg_catalog.pg_namespace WHERE nspname = $5),
 ext AS (SELECT objid FROM pg_catalog.pg_depend WHERE deptype = 'e'),
 ledger AS (SELECT to_regclass($3) AS oid),
 owned AS (
@@ -201,7 +202,7 @@ async def apply(conn: asyncpg.Connection, roles: Roles, log: EventLog) -> list[s
     Exit 10 when the migrator's role may not grant on an object it does not own."""
     if not roles.any:
         return []
-    row = await conn.fetchrow(MISSING_QUERY, roles.app, roles.probe, TABLE, list(TABLE_PRIVILEGES))
+    row = await conn.fetchrow(MISSING_QUERY, roles.app, roles.probe, TABLE, list(TABLE_PRIVILEGES), NAMESPACE)
     changes = [Change(**item) for item in json.loads(row["rows"])]
     foreign = [c for c in changes if not c.can]
     if foreign:

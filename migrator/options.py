@@ -169,7 +169,7 @@ class MigratorSettings:
     log_format: str
     options: RunOptions
     connect_timeout: float
-    wait_timeout: float
+    wait_timeout: float  # 0 for every command but `wait`
     as_json: bool = False
     exit_code: bool = False
     baseline_version: int | None = None
@@ -191,7 +191,8 @@ class MigratorSettings:
                 roles=grants.roles_from(sources) if args.command == "up" else grants.NO_ROLES,
             ),
             connect_timeout=sources.value(CONNECT_TIMEOUT),
-            wait_timeout=sources.value(WAIT_TIMEOUT),
+            # `wait`'s alone: a bad MIGRATOR_WAIT_TIMEOUT in a shared env must not stop `up` or `status`.
+            wait_timeout=sources.value(WAIT_TIMEOUT) if args.command == "wait" else 0.0,
             as_json=bool(getattr(args, "json", False)),
             exit_code=bool(getattr(args, "exit_code", False)),
             baseline_version=parse_version(args.version) if args.command == "baseline" else None,

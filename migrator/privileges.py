@@ -10,7 +10,7 @@ from typing import Final
 
 import asyncpg
 
-from migrator.errors import InsufficientPrivilege
+from migrator.errors import InsufficientPrivilege, UsageError
 from schema.catalog import Migration
 from schema.ledger import TABLE
 from schema.splitter import Statement, line_column
@@ -75,8 +75,12 @@ async def check_access(conn: asyncpg.Connection, verb: str) -> None:
     each missing one. One catalog query; catalogs are readable by every role."""
     schema, table = TABLE.split(".")
     row = await conn.fetchrow(ACCESS_QUERY, schema, table)
-    if row is None:  # no such schema: the verb's own statements will say so
-        return
+    if row is None:
+        raise UsageError(
+            f"schema {schema!r} does not exist in this database: the migrator keeps its ledger and "
+            f"the application's tables there. Create it as an administrator (`CREATE SCHEMA {schema} "
+            "AUTHORIZATION <owner role>`) or point DATABASE_URL at the right database; nothing was changed"
+        )
     role = str(row["role"])
     writes = verb in WRITING_VERBS
     needed = [

@@ -58,7 +58,9 @@ def connect_options(url: DatabaseUrl, *, application_name: str, timeout: float) 
         "password": url.password,
         "database": url.database,
         "ssl": ssl_option(url),
-        "timeout": url.connect_timeout or timeout,
+        # The URL may shorten the caller's per-attempt bound, never lengthen it: the migrator's retry
+        # loop and the probe's round rely on it.
+        "timeout": min(url.connect_timeout, timeout) if url.connect_timeout else timeout,
         "statement_cache_size": 0,
         "server_settings": {"application_name": url.param("application_name") or application_name},
     }

@@ -127,11 +127,17 @@ def parse_database_url(text: str, setting: str = "DATABASE_URL") -> DatabaseUrl:
     host = _parse_host(given.get("host") or host_text, setting)
     port = _parse_port(port_text or given.get("port") or "5432", setting)
     user_text, colon, password_text = (parts.userinfo or "").partition(":")
-    user = unquote(user_text) or given.get("user", "")
+    user = _decoded(user_text, "the user name", setting) or _utf8(
+        given.get("user", ""), "the user name", setting
+    )
     if not user:
         raise InvalidDatabaseUrl(setting, "it has no user name (postgresql://USER:PASSWORD@HOST/DB)")
     database = unquote(parts.path) or given.get("dbname", "") or user
-    password = unquote(password_text) if colon else given.get("password")
+    password = (
+        _decoded(password_text, "the password", setting)
+        if colon
+        else _utf8(given.get("password"), "the password", setting)
+    )
     _check_name_length("the user name", user, setting)
     _check_name_length("the database name", database, setting)
     _check_name_length("application_name", given.get("application_name", ""), setting)
@@ -139,6 +145,30 @@ def parse_database_url(text: str, setting: str = "DATABASE_URL") -> DatabaseUrl:
     _check_connect_timeout(given.get("connect_timeout"), setting)
     kept = tuple((k, v) for k, v in params if k not in {"host", "port", "user", "password", "dbname"})
     return DatabaseUrl(host=host, port=port, user=user, database=database, password=password, params=kept)
+
+
+def _decoded(text: str, what: str, setting: str) -> str:
+    """Percent-decoded `text`; bytes that are not UTF-8 are refused rather than replaced."""
+    try:
+        return _utf8(unquote(text, errors="strict"), what, setting) or ""
+    except UnicodeDecodeError:
+        raise _not_utf8(what, setting) from None
+
+
+def _utf8(value: str | None, what: str, setting: str) -> str | None:
+    """`value` unless it holds a byte that is not UTF-8 (a surrogate, as the environment decodes
+    one): the server compares UTF-8 text, and the error must never quote the value."""
+    if value is not None and any("\ud800" <= c <= "\udfff" for c in value):
+        raise _not_utf8(what, setting)
+    return value
+
+
+def _not_utf8(what: str, setting: str) -> InvalidDatabaseUrl:
+    return InvalidDatabaseUrl(
+        setting,
+        f"{what} is not valid UTF-8 text (a raw or percent-encoded byte outside UTF-8); "
+        "write it in UTF-8, percent-encoded if it holds reserved characters",
+    )
 
 
 def _split(text: str, setting: str) -> _Parts:

@@ -63,13 +63,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             extra={"event": "config_error"},
         )
         return EXIT_USAGE
-    except OSError as exc:  # most likely the port is taken
+    except ListenFailed as failed:  # the port is taken, privileged, or the address is not this host's
+        # asyncio rewrites strerror into a sentence quoting the address: the errno's own text reads better.
+        error = failed.error
+        reason = os.strerror(error.errno) if error.errno else str(error)
         log.error(
-            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}",
+            f"cannot listen on {settings.host}:{settings.port}: {reason}; choose a free "
+            "port (PROBE_PORT) on an address of this host (PROBE_HOST)",
             extra={"event": "listen_failed"},
         )
-        return EXIT_INTERNAL
+        return EXIT_USAGE
     return EXIT_OK
+
+
+class ListenFailed(Exception):
+    """Binding the listening socket failed: a setting to change, not an internal error."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 async def serve(settings: ProbeSettings, catalog: Catalog | None = None) -> None:
@@ -87,7 +99,12 @@ async def serve(settings: ProbeSettings, catalog: Catalog | None = None) -> None
         loop.add_signal_handler(sig, ignoring, sig)
     try:
         site = web.TCPSite(runner, settings.host, settings.port)
-        await site.start()
+        try:
+            await site.start()
+        except socket.gaierror:
+            raise
+        except OSError as exc:
+            raise ListenFailed(exc) from exc
         log.info(
             "probe listening",
             extra={

@@ -61,16 +61,16 @@ class SchemaCheck(Check[SchemaState]):
         self._catalog = catalog
         self._expected = ExpectedSchema.of(catalog)
         self._compare_every = max(1, compare_every)
-        # (snapshot version, drift) of the last comparison, and rounds since: the catalog query is
-        # the round's most expensive one, so it runs every `compare_every` rounds, and at once
-        # when the ledger's version moved (a migration ran).
-        self._last: tuple[int, tuple[Drift, ...]] | None = None
+        # ((snapshot version, pending versions), drift) of the last comparison, and rounds since:
+        # the catalog query is the round's most expensive one, so it runs every `compare_every`
+        # rounds, and at once when the ledger moved (a migration ran).
+        self._last: tuple[tuple[int, tuple[int, ...]], tuple[Drift, ...]] | None = None
         self._rounds_since = 0
 
     async def run(self, conn: asyncpg.Connection) -> SchemaState:
         state = await read_state(conn, self._catalog)
         target = min(state.version, self._catalog.latest_version)
-        compared, drift = await self._drift(conn, target)
+        compared, drift = await self._drift(conn, target, state.pending)
         found = SchemaState(
             version=state.version,
             expected=self._catalog.latest_version,
@@ -89,15 +89,18 @@ class SchemaCheck(Check[SchemaState]):
             raise CheckFailed(f"{found.pending} pending", found)
         return found
 
-    async def _drift(self, conn: asyncpg.Connection, target: int) -> tuple[int | None, tuple[Drift, ...]]:
+    async def _drift(
+        self, conn: asyncpg.Connection, target: int, pending: tuple[int, ...]
+    ) -> tuple[int | None, tuple[Drift, ...]]:
         if self._expected is None or target == 0:
             return None, ()
         self._rounds_since += 1
-        if self._last is not None and self._last[0] == target and self._rounds_since < self._compare_every:
-            return self._last
-        drift = self._expected.drift(target, await read_live_schema(conn))
-        self._last, self._rounds_since = (target, drift), 0
-        return self._last
+        key = (target, pending)
+        if self._last is not None and self._last[0] == key and self._rounds_since < self._compare_every:
+            return target, self._last[1]
+        drift = self._expected.drift(target, await read_live_schema(conn), pending)
+        self._last, self._rounds_since = (key, drift), 0
+        return target, drift
 
     def note(self, found: SchemaState) -> str:
         degraded = found.of_class(DEGRADED)

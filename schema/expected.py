@@ -3,11 +3,11 @@ against them. The migrator and the probe ask the same questions through this one
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from schema.catalog import Catalog
-from schema.drift import Drift, compare, explain, satisfied_version
+from schema.drift import Drift, compare, explain, introduced_by, satisfied_version
 from schema.model import Schema
 from schema.snapshot import load_snapshots, snapshot_dir, snapshot_path
 
@@ -43,8 +43,14 @@ class ExpectedSchema:
         known = [v for v in self.snapshots if v <= version]
         return self.snapshots[max(known)] if known else Schema()
 
-    def drift(self, version: int, live: Schema) -> tuple[Drift, ...]:
-        return compare(self.at(version), live)
+    def drift(self, version: int, live: Schema, pending: Collection[int] = ()) -> tuple[Drift, ...]:
+        """What `live` lacks of snapshot `version`, less the objects a `pending` migration creates:
+        snapshot N is built by applying 1..N, so with 1, 2 and 4 applied and 3 pending, the objects
+        of 3 are not drift but still to come."""
+        drifts = compare(self.at(version), live)
+        if not pending:
+            return drifts
+        return tuple(d for d in drifts if introduced_by(self.snapshots, d) not in pending)
 
     def explain(self, drifts: tuple[Drift, ...]) -> list[str]:
         return explain(drifts, self.snapshots, self.files)

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Final
 
+from pgconn.files import read_regular_file
 from schema.model import Schema, schema_from_json
 
 SNAPSHOT_DIR: Final = "snapshots"
@@ -48,12 +49,17 @@ def load_snapshot(migrations_dir: Path, version: int) -> Schema:
         return Schema()
     path = snapshot_path(migrations_dir, version)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular_file(path).decode("utf-8")
     except OSError as exc:
         raise SnapshotError(
             f"schema snapshot {str(path)!r} cannot be read ({exc.strerror}): every migration needs its "
             "snapshot; run `make schema` and ship migrations/snapshots/ with the migrations"
         ) from exc
+    except UnicodeDecodeError as exc:
+        raise SnapshotError(
+            f"schema snapshot {str(path)!r} is not UTF-8 text (byte {exc.start}): regenerate the "
+            "snapshots with `make schema`"
+        ) from None
     found, schema = parse_snapshot(path.name, text)
     if found != version:
         raise SnapshotError(

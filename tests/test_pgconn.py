@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pgconn.connect import connect_options
 from pgconn.dsn import InvalidDatabaseUrl, parse_database_url
 from pgconn.errors import classify_error, is_authentication_failure
 from pgconn.options import Option, SettingsError, Sources, parse_port, parse_seconds
@@ -233,3 +234,27 @@ def test_a_bad_value_is_named_by_where_it_came_from() -> None:
         Sources({"wait": "soon"}, {}).value(SECONDS)
     with pytest.raises(SettingsError, match=r"X_WAIT='0\.0001' is out of range: use 0 to 2147483 seconds"):
         Sources({}, {"X_WAIT": "0.0001"}).value(SECONDS)
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"), [("?connect_timeout=300", 5.0), ("?connect_timeout=2", 2.0), ("", 5.0)]
+)
+def test_the_urls_connect_timeout_may_shorten_the_callers_bound_but_never_lengthen_it(
+    query: str, expected: float
+) -> None:
+    url = parse_database_url("postgresql://u@h/db" + query)
+    assert connect_options(url, application_name="t", timeout=5.0)["timeout"] == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "what"),
+    [
+        ("postgresql://u:Sentinel\udcffpw@h/db", "the password"),  # a raw byte, as os.environ decodes it
+        ("postgresql://u:Sentinel%FFpw@h/db", "the password"),
+        ("postgresql://Sentinel\udcff:pw@h/db", "the user name"),
+    ],
+)
+def test_a_user_or_password_that_is_not_utf8_is_refused_without_quoting_it(url: str, what: str) -> None:
+    with pytest.raises(InvalidDatabaseUrl, match=f"{what} is not valid UTF-8") as raised:
+        parse_database_url(url)
+    assert "Sentinel" not in str(raised.value)

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import io
 import re
+import socket
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from migrator import errors
-from migrator.cli import run
+from migrator.cli import error_for, is_connection_loss, run
+from migrator.errors import exit_status
+from tests.conftest import Database
+from tests.migrator.conftest import migrator_env, run_inprocess, start_process
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -45,3 +50,30 @@ def test_every_error_class_exits_with_a_code_of_the_table() -> None:
     codes = {str(c.exit_code) for c in classes if c is not errors.Interrupted}
     assert codes == set(errors.EXIT_CODES) - {"0", "129 / 130 / 143"}
     assert errors.Interrupted("SIGTERM", 143).status == 143
+
+
+def test_a_reader_that_closes_stdout_early_is_no_error_and_no_lost_connection(database: Database) -> None:
+    env = migrator_env(database.url)
+    assert run_inprocess(["up"], env).code == 0
+    proc = start_process(["status", "--json"], env)  # as in `kata-migrate status --json | head -c0`
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=60) == 0, stderr
+    assert "output_closed" in stderr and "connection_lost" not in stderr and "Traceback" not in stderr
+
+
+@pytest.mark.parametrize(
+    ("exc", "lost"),
+    [
+        (PermissionError(13, "Permission denied"), False),
+        (FileNotFoundError(2, "No such file"), False),
+        (ConnectionResetError(104, "Connection reset by peer"), True),
+        (TimeoutError(), True),
+        (socket.gaierror(-2, "Name or service not known"), True),
+        (asyncpg.ConnectionDoesNotExistError("closed"), True),
+    ],
+)
+def test_only_network_errors_count_as_a_lost_connection(exc: Exception, lost: bool) -> None:
+    assert is_connection_loss(exc) is lost
+    assert exit_status(error_for(exc)) == (3 if lost else 1)

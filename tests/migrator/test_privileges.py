@@ -319,3 +319,24 @@ def test_up_takes_back_ledger_privileges_the_app_and_probe_should_not_have(roles
     assert held(roles.database, roles.probe, LEDGER) == {"SELECT"}
     statements = next(e["statements"] for e in outcome.events() if e["event"] == "grants_applied")
     assert f"REVOKE DELETE, INSERT, SELECT ON TABLE {LEDGER} FROM {roles.app}" in statements
+
+
+def test_grants_cover_schema_public_when_the_owner_has_a_schema_of_its_own(roles: Roles) -> None:
+    assert run_inprocess(["up"], migrator_env(roles.url(roles.owner))).code == 0
+    # With the default search_path ("$user", public) the owner's schema is current_schema().
+    roles.database.psql(f'CREATE SCHEMA "{roles.owner}" AUTHORIZATION "{roles.owner}"')
+    outcome = owner_up(roles)
+    assert outcome.code == 0, outcome.stderr
+    assert held(roles.database, roles.app, "public.contexts") == set(DML)
+    assert held(roles.database, roles.probe, LEDGER) == {"SELECT"}
+
+
+@pytest.mark.parametrize("verb", [["up"], ["status"]])
+def test_a_database_without_schema_public_is_a_usage_error_naming_it(
+    database: Database, verb: list[str]
+) -> None:
+    database.psql("DROP SCHEMA public CASCADE")
+    outcome = run_inprocess(verb, migrator_env(database.url))
+    assert outcome.code == 2, outcome.stderr
+    assert "schema 'public' does not exist" in outcome.final_message
+    assert "CREATE SCHEMA public" in outcome.final_message

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from migrator.cli import COMMANDS, run
+from migrator.cli import COMMANDS, error_for, run
+from migrator.options import MigratorSettings
+from pgconn.options import SettingsError
 from tests.migrator.conftest import migrator_env, run_inprocess
 
 # Nothing listens here and .invalid never resolves: reaching the network would give exit 3.
@@ -111,3 +113,30 @@ def test_every_error_is_one_line_in_text_format() -> None:
     assert outcome.code == 2
     assert outcome.stderr.count("\n") == 1
     assert "ERROR usage_error DATABASE_URL is not set" in outcome.stderr
+
+
+def test_a_bad_wait_timeout_stops_only_wait() -> None:
+    env = {"DATABASE_URL": NOWHERE, "MIGRATOR_WAIT_TIMEOUT": "soon"}
+    for command in ("up", "status", "verify"):
+        assert MigratorSettings.load([command], env, tty=False).command == command
+    with pytest.raises(SettingsError, match="MIGRATOR_WAIT_TIMEOUT"):
+        MigratorSettings.load(["wait"], env, tty=False)
+
+
+def test_a_password_that_is_not_utf8_is_exit_2_and_never_printed() -> None:
+    outcome = run_inprocess(["status"], {"DATABASE_URL": "postgresql://app:Sentinel\udcffpw@db.invalid/app"})
+    assert outcome.code == 2, outcome.stderr
+    assert "the password is not valid UTF-8" in outcome.final_message
+    assert "Sentinel" not in outcome.stderr
+
+
+def test_an_internal_error_names_its_type_and_place_but_never_its_text() -> None:
+    try:
+        "Sentinel\udcffpw".encode("utf-8")
+    except UnicodeEncodeError as exc:
+        message = str(error_for(exc))
+    assert (
+        "UnicodeEncodeError in test_an_internal_error_names_its_type_and_place_but_never_its_text()"
+        in message
+    )
+    assert "test_usage.py:" in message and "Sentinel" not in message and "udcff" not in message

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from probe.app import MONITOR, REGISTRY, create_app
 from tests.conftest import Database
-from tests.fixtures.expected_schema import HAND_MADE_DRIFT, migrations_up_to
+from tests.fixtures.expected_schema import HAND_MADE_DRIFT, UNDO_0003, migrations_up_to
 from tests.migrator.conftest import MIGRATIONS, migrator_env, run_process
 from tests.polling import wait_until
 from tests.probe.conftest import make_settings, until
@@ -168,3 +168,16 @@ async def test_an_old_image_ignores_newer_objects_and_reports_what_it_needs(
     await wait_for_drift(client, "breaking", 1)
     assert [d["object"] for d in (await schema_entry(client))["drift"]] == ["messages.tool_name"]
     assert drift_gauge(client, "degraded") == 0
+
+
+async def test_an_out_of_order_pending_migration_is_pending_not_breaking_drift(
+    aiohttp_client: ClientFactory, database: Database
+) -> None:
+    migrate(database)
+    for sql in UNDO_0003:  # 1, 2, 4, 5 applied: snapshot 5 holds 0003's constraints
+        database.psql(sql)
+    client = await probe_on(aiohttp_client, database)
+    await wait_for_a_round(client)
+    entry = await schema_entry(client)
+    assert (entry["status"], entry["version"], entry["pending"], entry["drift"]) == ("pending", 5, 1, [])
+    assert drift_gauge(client, "breaking") == 0

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +14,7 @@ import pytest
 from pgconn.options import SettingsError
 from pgconn.pooler import PoolerSetting
 from probe.settings import ProbeSettings
+from tests.probe.conftest import REPO
 
 URL = "postgresql://app:s3cret-pw@db.example:5432/kata"
 
@@ -140,3 +145,25 @@ def test_a_raw_slash_in_the_password_leaks_nothing_from_env_or_yaml(tmp_path: Pa
     with pytest.raises(SettingsError, match="must be percent-encoded") as caught:
         ProbeSettings.load(argv, env)
     assert "Secr3t" not in str(caught.value) and "Pa55" not in str(caught.value)
+
+
+def test_an_address_the_probe_cannot_listen_on_is_exit_2_naming_it_and_the_os_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for host, error in (
+            ("127.0.0.1", "Address already in use"),
+            ("192.0.2.1", "Cannot assign requested"),
+        ):
+            probe = subprocess.run(
+                [sys.executable, "-m", "probe", "--host", host, "--port", str(port)],
+                env={"PATH": os.environ["PATH"], "DATABASE_URL": "postgresql://u@127.0.0.1:1/db"},
+                capture_output=True,
+                text=True,
+                cwd=REPO,
+                timeout=60,
+            )
+            assert probe.returncode == 2, probe.stderr
+            message = json.loads(probe.stderr.splitlines()[-1])["msg"]
+            assert f"cannot listen on {host}:{port}: " in message and error in message, message

@@ -9,12 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from probe.cli import main as probe_main
 from schema.catalog import read_catalog
 from schema.model import Schema
 from schema.snapshot import SnapshotError, dumps_snapshot, load_snapshot, parse_snapshot, snapshot_path
 from scripts.schema_snapshots import build_snapshots
 from tests.conftest import Database
-from tests.migrator.conftest import MIGRATIONS, REPO
+from tests.fixtures.expected_schema import migrations_up_to
+from tests.migrator.conftest import MIGRATIONS, REPO, migrator_env, run_inprocess
+from tests.probe.conftest import probe_env
 from tests.schema.conftest import VERSIONS
 
 
@@ -62,3 +65,18 @@ def test_a_malformed_or_misnumbered_snapshot_is_refused(tmp_path: Path) -> None:
     (tmp_path / "snapshots" / "0002.json").write_text(dumps_snapshot(7, Schema()))
     with pytest.raises(SnapshotError, match="says version 7, expected 2"):
         load_snapshot(tmp_path, 2)
+
+
+def test_a_snapshot_that_is_not_utf8_is_a_snapshot_error_exit_2_in_both_programs(
+    tmp_path: Path, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory = migrations_up_to(tmp_path, 1)
+    (directory / "snapshots" / "0001.json").write_bytes(b"\xff\xfe")
+    with pytest.raises(SnapshotError, match=r"0001\.json' is not UTF-8 text.*make schema"):
+        load_snapshot(directory, 1)
+    outcome = run_inprocess(["verify"], migrator_env(database.url, MIGRATIONS_DIR=str(directory)))
+    assert outcome.code == 2, outcome.stderr
+    assert "not UTF-8" in outcome.stderr
+    for name, value in probe_env(database.url, directory).items():
+        monkeypatch.setenv(name, value)
+    assert probe_main([]) == 2
