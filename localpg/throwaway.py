@@ -152,6 +152,24 @@ class PostgresServer:
         )
         return result.stdout.strip()
 
+    def schema_dump(self, database: str, *, owners: bool = True) -> str:
+        """`pg_dump --schema-only` with this server's own pg_dump, without the per-run
+        `\\restrict` key lines of PostgreSQL 16.10+ (they differ on every run)."""
+        result = subprocess.run(
+            [
+                str(self.bin_dir / "pg_dump"),
+                "--schema-only",
+                *(() if owners else ("--no-owner",)),
+                *("-h", str(self.socket_dir), "-p", str(self.port), "-U", SUPERUSER, database),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PGPASSWORD": SUPERUSER_PASSWORD},
+        )
+        restrict = ("\\restrict", "\\unrestrict")
+        return "\n".join(line for line in result.stdout.splitlines() if not line.startswith(restrict))
+
     def psql_session(
         self, database: str, sql: str | None = None, *, application_name: str = "psql"
     ) -> subprocess.Popen[str]:

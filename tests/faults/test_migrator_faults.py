@@ -20,7 +20,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from localpg.throwaway import SUPERUSER, SUPERUSER_PASSWORD, PostgresServer, wheel_bin_dir
+from localpg.throwaway import PostgresServer
 from migrator.lock import LOCK_CLASS, LOCK_OBJECT
 from schema.catalog import packaged_migrations_dir
 from tests.conftest import Database
@@ -29,31 +29,6 @@ from tests.faults.probe_process import REPO
 
 EXIT_MIGRATION_FAILED = 5
 EXIT_LOCK_TIMEOUT = 7
-
-
-def schema_dump(server: PostgresServer, database: str) -> str:
-    """`pg_dump --schema-only`, without the per-run `\\restrict` key lines of PostgreSQL 16.10+."""
-    result = subprocess.run(
-        [
-            str(wheel_bin_dir(16) / "pg_dump"),
-            "--schema-only",
-            "--no-owner",
-            "-h",
-            str(server.socket_dir),
-            "-p",
-            str(server.port),
-            "-U",
-            SUPERUSER,
-            database,
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PGPASSWORD": SUPERUSER_PASSWORD},
-    )
-    return "\n".join(
-        line for line in result.stdout.splitlines() if not line.startswith(("\\restrict", "\\unrestrict"))
-    )
 
 
 def ledger_versions(database: Database) -> list[int]:
@@ -94,7 +69,7 @@ def test_sigkill_at_random_points_then_rerun_matches_a_clean_run(pg_server: Post
         assert first.stderr is not None
         lines = first.stderr.read().splitlines()
         assert first.wait(120) == 0, lines
-        reference = schema_dump(pg_server, clean)
+        reference = pg_server.schema_dump(clean, owners=False)
     finally:
         pg_server.drop_database(clean)
     files = len(list(packaged_migrations_dir().glob("*.sql")))
@@ -112,7 +87,7 @@ def test_sigkill_at_random_points_then_rerun_matches_a_clean_run(pg_server: Post
             rerun = run_migrator(database.url, "up")
             assert rerun.returncode == 0, f"{context}: rerun exited {rerun.returncode}\n{rerun.stderr}"
             assert len(ledger_versions(database)) == files, context
-            assert schema_dump(pg_server, name) == reference, context
+            assert pg_server.schema_dump(name, owners=False) == reference, context
         finally:
             pg_server.drop_database(name)
 

@@ -4,8 +4,6 @@ records nothing and leaves no object behind (issue 10): the schema is compared w
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +12,6 @@ import pytest
 from hypothesis import HealthCheck, example, given, note, settings
 from hypothesis import strategies as st
 
-from localpg.throwaway import SUPERUSER_PASSWORD, PostgresServer
 from schema.splitter import split_statements
 from tests.conftest import Database
 from tests.migrator.conftest import ledger, migrator_env, run_inprocess
@@ -71,30 +68,6 @@ FILES = st.one_of(
 )
 
 
-def schema_dump(server: PostgresServer, database: str) -> str:
-    """pg_dump --schema-only from the server's own bin dir, without the per-run random lines."""
-    result = subprocess.run(
-        [
-            str(server.bin_dir / "pg_dump"),
-            "--schema-only",
-            "-h",
-            str(server.socket_dir),
-            "-p",
-            str(server.port),
-            "-U",
-            "postgres",
-            database,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "PGPASSWORD": SUPERUSER_PASSWORD},
-    )
-    return "\n".join(
-        line for line in result.stdout.splitlines() if not line.startswith(("\\restrict", "\\unrestrict"))
-    )
-
-
 @pytest.fixture
 def template(database: Database, tmp_path: Path) -> Iterator[Database]:
     """A database the migrator has set up (pgvector, the ledger, version 1), copied per example."""
@@ -146,9 +119,9 @@ def test_any_file_is_applied_whole_and_recorded_or_leaves_nothing(
     (directory / "0002_fuzz.sql").write_bytes(content)
     target = copy_of(template)
     try:
-        before = schema_dump(target.server, target.name)
+        before = target.server.schema_dump(target.name)
         outcome = run_inprocess(["up"], migrator_env(target.url, MIGRATIONS_DIR=str(directory)))
-        after = schema_dump(target.server, target.name)
+        after = target.server.schema_dump(target.name)
         recorded = ledger(target) == ["1|applied", "2|applied"]
         if not recorded:
             assert outcome.code in (2, 5), outcome.stderr
@@ -158,7 +131,7 @@ def test_any_file_is_applied_whole_and_recorded_or_leaves_nothing(
         reference = copy_of(template)
         try:
             assert asyncio.run(execute_whole(reference.url, content.decode().removeprefix("\ufeff"))), content
-            assert after == schema_dump(reference.server, reference.name), content
+            assert after == reference.server.schema_dump(reference.name), content
         finally:
             reference.server.drop_database(reference.name)
     finally:
