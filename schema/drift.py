@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from schema.model import Constraint, Enum, Extension, Index, Schema, Table
+from schema.pgvector import parse_version
 
 BREAKING: Final = "breaking"
 DEGRADED: Final = "degraded"
@@ -85,16 +86,12 @@ def _identities(schema: Schema) -> set[tuple[str, str]]:
     return found
 
 
-def _version_tuple(text: str) -> tuple[int, ...]:
-    return tuple(int(part) if part.isdigit() else 0 for part in text.split("."))
-
-
 def _extensions(expected: tuple[Extension, ...], live: Schema) -> Iterator[Drift]:
     installed = {e.name: e.version for e in live.extensions}
     for ext in expected:
         if ext.name not in installed:
             yield Drift(ext.name, "extension", BREAKING, f"is not installed (need {ext.version} or later)")
-        elif _version_tuple(installed[ext.name]) < _version_tuple(ext.version):
+        elif parse_version(installed[ext.name]) < parse_version(ext.version):
             yield Drift(
                 ext.name,
                 "extension",

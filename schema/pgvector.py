@@ -11,7 +11,8 @@ MINIMUM_VERSION: Final = (0, 5, 0)
 
 
 def parse_version(text: str) -> tuple[int, ...]:
-    """`0.8.5` -> (0, 8, 5); unparsable parts count as 0 so a strange version fails the check."""
+    """An extension version, `0.8.5` -> (0, 8, 5); unparsable parts count as 0 so a strange
+    version fails the check. The preflight and the drift comparison both read versions with it."""
     return tuple(int(part) if part.isdigit() else 0 for part in re.split(r"[.\-]", text)[:3])
 
 
