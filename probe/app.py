@@ -23,7 +23,7 @@ from probe.monitor import Monitor
 from probe.pool import STATES, ConnectionPool
 from probe.pooled import PoolerObserver
 from probe.settings import ProbeSettings
-from schema.catalog import Catalog, read_catalog
+from schema.catalog import read_catalog
 
 NO_STORE: Final = {"Cache-Control": "no-store"}
 NOT_VERBOSE: Final = frozenset({"0", "false"})
@@ -74,17 +74,13 @@ def create_app(
     settings: ProbeSettings,
     registry: CollectorRegistry,
     *,
-    catalog: Catalog | None = None,
     checks: Sequence[Check[Any]] | None = None,
 ) -> web.Application:
-    """Build the app around `checks` (default: every probe's, over `catalog` or the settings'
-    migrations); nothing connects until startup. CatalogError if the migrations are unusable.
+    """Build the app around `checks` (default: every probe's, over the settings' migrations);
+    nothing connects until startup. CatalogError if the migrations are unusable.
     """
     if checks is None:
-        migrations_dir = settings.database.migrations_dir
-        checks = default_checks(
-            catalog if catalog is not None else read_catalog(migrations_dir), settings.schema_rounds
-        )
+        checks = default_checks(read_catalog(settings.database.migrations_dir), settings.schema_rounds)
     listed = tuple(checks)
     names = [check.name for check in listed]
     if len(set(names)) != len(names) or not all(CHECK_NAME.fullmatch(name) for name in names):

@@ -10,7 +10,7 @@ import signal
 import socket
 import sys
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -18,13 +18,13 @@ from prometheus_client import CollectorRegistry
 from pgconn.logs import configure_logging
 from pgconn.options import SettingsError
 from probe.app import STATE, create_app, probe_version, server_options
+from probe.check import Check
+from probe.checks import default_checks
 from probe.settings import ProbeSettings
-from schema.catalog import Catalog, CatalogError, read_catalog
-from schema.expected import ExpectedSchema
+from schema.catalog import CatalogError, read_catalog
 from schema.snapshot import SnapshotError
 
 EXIT_OK = 0
-EXIT_INTERNAL = 1
 EXIT_USAGE = 2
 
 # SIGHUP (a closed terminal, or a supervisor's "reload") drains like SIGTERM: the probe has
@@ -50,13 +50,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging()
     try:
         settings = ProbeSettings.load(sys.argv[1:] if argv is None else argv, os.environ)
-        catalog = read_catalog(settings.database.migrations_dir)
-        ExpectedSchema.of(catalog)  # a missing or malformed snapshot stops the start, not a round
+        # Built once, here: a missing or malformed snapshot stops the start, not a round.
+        checks = default_checks(read_catalog(settings.database.migrations_dir), settings.schema_rounds)
     except (SettingsError, CatalogError, SnapshotError) as exc:
         log.error(str(exc), extra={"event": "config_error"})
         return EXIT_USAGE
     try:
-        asyncio.run(serve(settings, catalog))
+        asyncio.run(serve(settings, checks))
     except socket.gaierror as exc:  # a host name that does not resolve: the setting is wrong
         log.error(
             f"cannot listen on PROBE_HOST={settings.host}: {exc.strerror}; use 0.0.0.0, :: or an IP",
@@ -84,9 +84,9 @@ class ListenFailed(Exception):
         self.error = error
 
 
-async def serve(settings: ProbeSettings, catalog: Catalog | None = None) -> None:
+async def serve(settings: ProbeSettings, checks: Sequence[Check[Any]]) -> None:
     """Run the app until SIGTERM or SIGINT, then answer 503 on /readyz for the drain delay."""
-    app = create_app(settings, CollectorRegistry(), catalog=catalog)
+    app = create_app(settings, CollectorRegistry(), checks=checks)
     runner = web.AppRunner(
         app, access_log=None, handle_signals=False, shutdown_timeout=1.0, **server_options(settings)
     )
