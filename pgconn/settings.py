@@ -9,12 +9,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from pgconn.connect import ssl_option
-from pgconn.dsn import DatabaseUrl, InvalidDatabaseUrl, parse_database_url
+from pgconn.dsn import NAME_MAX_BYTES, DatabaseUrl, InvalidDatabaseUrl, parse_database_url
 from pgconn.options import Option, SettingsError, parse_text
 from pgconn.pooler import PoolerSetting
-
-# PostgreSQL truncates application_name to NAMEDATALEN - 1 bytes.
-APPLICATION_NAME_MAX = 63
 
 # Read together by `DatabaseSettings.from_env`; in the table for flags, help and YAML keys.
 DATABASE_URL: Final = Option(
@@ -102,4 +99,5 @@ class DatabaseSettings:
 def application_name(program: str, env: Mapping[str, str]) -> str:
     """`kata-migrate@<pod>`: who holds a lock or applied a migration, as pg_stat_activity shows."""
     who = env.get("POD_NAME") or env.get("HOSTNAME") or socket.gethostname()
-    return f"{program}@{who}"[:APPLICATION_NAME_MAX]
+    # PostgreSQL's limit is in bytes: cut the UTF-8 form, never inside a character.
+    return f"{program}@{who}".encode()[:NAME_MAX_BYTES].decode("utf-8", errors="ignore")

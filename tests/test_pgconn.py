@@ -114,6 +114,12 @@ def test_settings_from_env_and_their_errors(tmp_path: Path) -> None:
     assert len(application_name("kata-migrate", {"POD_NAME": "x" * 100})) == 63
 
 
+def test_application_name_is_cut_to_63_bytes_never_inside_a_character() -> None:
+    name = application_name("kata-migrate", {"POD_NAME": "é" * 60})  # 2 bytes each
+    assert name == "kata-migrate@" + "é" * 25
+    assert len(name.encode()) == 63
+
+
 @pytest.mark.parametrize(
     ("text", "ok"),
     [
