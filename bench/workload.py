@@ -94,22 +94,27 @@ async def _paced(interval: float, stop: asyncio.Event, step: Callable[[], Awaita
             next_at = time.monotonic()
 
 
+async def _timed(kind: str, operation: Callable[[], Awaitable[None]], rec: Recording) -> None:
+    """Run one operation of the load and record how long it took, and its error if it failed."""
+    started = time.monotonic()
+    try:
+        await operation()
+        rec.ops.append(Op(kind, started, time.monotonic()))
+    except asyncpg.PostgresError as exc:
+        rec.ops.append(Op(kind, started, time.monotonic(), f"{exc.sqlstate} {exc}"))
+
+
 async def _writer(url: str, ids: list[str], interval: float, stop: asyncio.Event, rec: Recording) -> None:
     conn = await asyncpg.connect(url, server_settings={"application_name": "bench-writer"})
 
     async def write() -> None:
-        started = time.monotonic()
-        try:
-            async with conn.transaction():
-                context = random.choice(ids)
-                version = await conn.fetchval(WRITE_BUMP, context)
-                await conn.execute(WRITE_INSERT, context, version, "a message written during the migration")
-            rec.ops.append(Op("write", started, time.monotonic()))
-        except asyncpg.PostgresError as exc:
-            rec.ops.append(Op("write", started, time.monotonic(), f"{exc.sqlstate} {exc}"))
+        async with conn.transaction():
+            context = random.choice(ids)
+            version = await conn.fetchval(WRITE_BUMP, context)
+            await conn.execute(WRITE_INSERT, context, version, "a message written during the migration")
 
     try:
-        await _paced(interval, stop, write)
+        await _paced(interval, stop, lambda: _timed("write", write, rec))
     finally:
         await conn.close()
 
@@ -121,15 +126,10 @@ async def _reader(url: str, ids: list[str], interval: float, stop: asyncio.Event
     async def read() -> None:
         nonlocal turn
         turn += 1
-        started = time.monotonic()
-        try:
-            await conn.fetch(READS[turn % len(READS)], random.choice(ids))
-            rec.ops.append(Op("read", started, time.monotonic()))
-        except asyncpg.PostgresError as exc:
-            rec.ops.append(Op("read", started, time.monotonic(), f"{exc.sqlstate} {exc}"))
+        await conn.fetch(READS[turn % len(READS)], random.choice(ids))
 
     try:
-        await _paced(interval, stop, read)
+        await _paced(interval, stop, lambda: _timed("read", read, rec))
     finally:
         await conn.close()
 
