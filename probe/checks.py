@@ -11,7 +11,7 @@ import asyncpg
 from prometheus_client import CollectorRegistry, Gauge
 
 from probe.check import Check, CheckFailed, CheckResult, Recorder, Snapshot, Verdict
-from probe.schema_check import SchemaCheck, SchemaState
+from probe.schema_check import SchemaCheck, SchemaFinding
 from schema.catalog import Catalog
 
 __all__ = [
@@ -20,7 +20,7 @@ __all__ = [
     "PgvectorCheck",
     "RoundTrip",
     "SchemaCheck",
-    "SchemaState",
+    "SchemaFinding",
     "default_checks",
 ]
 

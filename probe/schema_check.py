@@ -29,7 +29,7 @@ DRIFT_CLASSES: Final = (BREAKING, DEGRADED)
 
 
 @dataclass(frozen=True)
-class SchemaState:
+class SchemaFinding:
     """The schema check's finding: the ledger against this image's migrations, and the drift of
     the live catalog from the snapshot last compared (`compared` is that snapshot's version; None
     before the first comparison or without snapshots)."""
@@ -46,7 +46,7 @@ class SchemaState:
         return [d for d in self.drift if d.class_ == class_]
 
 
-class SchemaCheck(Check[SchemaState]):
+class SchemaCheck(Check[SchemaFinding]):
     """Ready when every migration of this image is applied, none changed since, and the catalog
     holds everything the application needs (degraded drift is reported, not failed: a missing
     index must not take every pod out of the Service).
@@ -67,11 +67,11 @@ class SchemaCheck(Check[SchemaState]):
         self._last: tuple[tuple[int, tuple[int, ...]], tuple[Drift, ...]] | None = None
         self._rounds_since = 0
 
-    async def run(self, conn: asyncpg.Connection) -> SchemaState:
+    async def run(self, conn: asyncpg.Connection) -> SchemaFinding:
         state = await read_state(conn, self._catalog)
         target = min(state.version, self._catalog.latest_version)
         compared, drift = await self._drift(conn, target, state.pending)
-        found = SchemaState(
+        found = SchemaFinding(
             version=state.version,
             expected=self._catalog.latest_version,
             pending=len(state.pending),
@@ -102,11 +102,13 @@ class SchemaCheck(Check[SchemaState]):
         self._last, self._rounds_since = (key, drift), 0
         return target, drift
 
-    def note(self, found: SchemaState) -> str:
+    def note(self, found: SchemaFinding) -> str:
         degraded = found.of_class(DEGRADED)
         return f"degraded drift: {summary(degraded)}" if degraded else ""
 
-    def body(self, verdict: Verdict, found: SchemaState | None, snapshot: Snapshot | None) -> dict[str, Any]:
+    def body(
+        self, verdict: Verdict, found: SchemaFinding | None, snapshot: Snapshot | None
+    ) -> dict[str, Any]:
         if found is None:
             return {"status": "current" if verdict.ok else "unknown"}
         if verdict.ok:
@@ -139,7 +141,7 @@ class SchemaCheck(Check[SchemaState]):
         for class_ in DRIFT_CLASSES:
             drift.labels(class_)
 
-        def record(result: CheckResult[SchemaState]) -> None:
+        def record(result: CheckResult[SchemaFinding]) -> None:
             if result.found is not None:
                 version.set(result.found.version)
                 expected.set(result.found.expected)

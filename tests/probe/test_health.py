@@ -9,7 +9,7 @@ import pytest
 from pgconn.dsn import parse_database_url
 from pgconn.pooler import PoolerSetting, PoolerVerdict
 from probe.check import CheckResult, Snapshot
-from probe.checks import DatabaseCheck, Extension, PgvectorCheck, RoundTrip, SchemaCheck, SchemaState
+from probe.checks import DatabaseCheck, Extension, PgvectorCheck, RoundTrip, SchemaCheck, SchemaFinding
 from probe.health import View, health_body, readiness
 from probe.pooled import PoolerObserver
 from schema.catalog import Catalog
@@ -21,10 +21,10 @@ DB_OK = CheckResult("database", True, found=RoundTrip(latency=0.0012))
 DB_DOWN = CheckResult[RoundTrip]("database", False, "connection refused", raised=True)
 VECTOR_OK = CheckResult("pgvector", True, found=Extension(installed=True, version="0.8.5"))
 VECTOR_MISSING = CheckResult("pgvector", False, "extension vector is not installed", found=Extension(False))
-SCHEMA_OK = CheckResult("schema", True, found=SchemaState(2, 2, 0, changed=(), ahead=()))
-SCHEMA_PENDING = CheckResult("schema", False, "1 pending", found=SchemaState(1, 2, 1, changed=(), ahead=()))
+SCHEMA_OK = CheckResult("schema", True, found=SchemaFinding(2, 2, 0, changed=(), ahead=()))
+SCHEMA_PENDING = CheckResult("schema", False, "1 pending", found=SchemaFinding(1, 2, 1, changed=(), ahead=()))
 SCHEMA_CHANGED = CheckResult(
-    "schema", False, "drift: migration 1 changed", found=SchemaState(2, 2, 0, changed=(1,), ahead=())
+    "schema", False, "drift: migration 1 changed", found=SchemaFinding(2, 2, 0, changed=(1,), ahead=())
 )
 HNSW_MISSING = Drift("messages_embedding_idx", "index", DEGRADED, "is missing: USING hnsw (embedding)")
 COLUMN_MISSING = Drift(
@@ -34,13 +34,13 @@ SCHEMA_DEGRADED = CheckResult(
     "schema",
     True,
     "degraded drift: index messages_embedding_idx is missing: USING hnsw (embedding)",
-    found=SchemaState(2, 2, 0, changed=(), ahead=(), drift=(HNSW_MISSING,), compared=2),
+    found=SchemaFinding(2, 2, 0, changed=(), ahead=(), drift=(HNSW_MISSING,), compared=2),
 )
 SCHEMA_BREAKING = CheckResult(
     "schema",
     False,
     "breaking drift: column messages.compacted_at is missing (expected timestamp with time zone)",
-    found=SchemaState(2, 2, 0, changed=(), ahead=(), drift=(COLUMN_MISSING,), compared=2),
+    found=SchemaFinding(2, 2, 0, changed=(), ahead=(), drift=(COLUMN_MISSING,), compared=2),
 )
 UNAVAILABLE = {
     name: CheckResult[object](name, False, "database unavailable", ran=False)

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from pgconn.pooler import PoolerVerdict
 from probe.check import CheckResult, Snapshot, skipped
-from probe.checks import DatabaseCheck, Extension, PgvectorCheck, RoundTrip, SchemaCheck, SchemaState
+from probe.checks import DatabaseCheck, Extension, PgvectorCheck, RoundTrip, SchemaCheck, SchemaFinding
 from probe.metrics import define_metrics
 from probe.monitor import record
 from schema.catalog import Catalog
@@ -36,7 +36,7 @@ def snapshot(*results: CheckResult[Any], pooled: bool = False) -> Snapshot:
 def test_each_check_sets_its_own_metrics_from_its_finding() -> None:
     registry = CollectorRegistry()
     metrics = define_metrics(registry, version="1.2.3", checks=CHECKS)
-    pending = SchemaState(version=1, expected=2, pending=1, changed=(), ahead=())
+    pending = SchemaFinding(version=1, expected=2, pending=1, changed=(), ahead=())
     record(
         metrics,
         snapshot(
