@@ -31,7 +31,10 @@ class Unrecorded:
     def advice(self) -> str:
         if self.satisfied:
             return f"run `kata-migrate baseline {self.satisfied}`, then `kata-migrate up`"
-        return "it satisfies no version's snapshot: bring it to the application's current schema first"
+        return (
+            "it satisfies no version's snapshot: bring it to the application's current schema first"
+            " (`kata-migrate status` lists what it lacks)"
+        )
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -93,7 +96,7 @@ def require_conformance(report: LiveReport, command: str, log: EventLog) -> None
         return
     if report.unrecorded:
         u = report.unrecorded
-        raise UnrecordedSchema(u.tables, u.satisfied, u.drizzle.describe() if u.drizzle else None)
+        raise UnrecordedSchema(u.tables, u.drizzle.describe() if u.drizzle else None, u.advice(), u.lacking)
     if report.drift:
         raise SchemaDrift(report.version, report.lines, command=command)
     log.info(

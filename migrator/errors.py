@@ -197,16 +197,15 @@ class UnrecordedSchema(MigratorError):
     exit_code = 6
     event = "unrecorded_schema"
 
-    def __init__(self, tables: Sequence[str], satisfied: int, drizzle: str | None) -> None:
+    def __init__(
+        self, tables: Sequence[str], drizzle: str | None, advice: str, lacking: Sequence[str] = ()
+    ) -> None:
+        # `advice` is the one `status` gives too (conformance.Unrecorded.advice).
         found = f"; {drizzle}" if drizzle else ""
-        advice = (
-            f"it satisfies version {satisfied}: run `kata-migrate baseline {satisfied}`, then `up`"
-            if satisfied
-            else "it satisfies no version's snapshot (`kata-migrate status` lists what it lacks)"
-        )
+        lacks = f"; it lacks: {'; '.join(lacking)}" if lacking else ""
         super().__init__(
             f"tables {', '.join(tables)} exist but no migration is recorded (another tool made them"
-            f"{found}); nothing was run: {advice}"
+            f"{found}); nothing was run: {advice}{lacks}"
         )
 
 

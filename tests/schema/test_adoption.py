@@ -92,3 +92,14 @@ def test_a_baseline_beyond_what_the_schema_holds_names_the_version_it_does_satis
     assert "index messages_embedding_idx is missing" in refused.final_message
     assert "it does satisfy version 1: run `kata-migrate baseline 1`" in refused.final_message
     assert ledger(app_current) == []
+
+
+def test_up_on_the_released_v020_database_refuses_naming_what_it_lacks_as_status_does(
+    app_v020: Database,
+) -> None:
+    refused = run_inprocess(["up"], migrator_env(app_v020.url))
+    assert refused.code == 6, refused.stderr
+    message = refused.final_message
+    assert "nothing was run: it satisfies no version's snapshot" in message
+    assert "column contexts.policy_config is missing (expected jsonb)" in message
+    assert ledger(app_v020) == []
