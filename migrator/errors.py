@@ -101,6 +101,13 @@ class PgvectorUnavailable(MigratorError):
     event = "pgvector_unavailable"
 
 
+def failure_outcome(*, transactional: bool) -> str:
+    """What a file's failed statement left behind, as every failure message says it."""
+    if transactional:
+        return "rolled back, nothing recorded"
+    return "no-transaction file: statements before this one stay applied, nothing recorded"
+
+
 class MigrationFailed(MigratorError):
     exit_code = 5
     event = "migration_failed"
@@ -114,12 +121,7 @@ class MigrationFailed(MigratorError):
         self.filename = filename
         self.line = line
         self.column = column
-        if ended:
-            outcome = self.ENDED
-        elif transactional:
-            outcome = "rolled back, nothing recorded"
-        else:
-            outcome = "no-transaction file: statements before this one stay applied, nothing recorded"
+        outcome = self.ENDED if ended else failure_outcome(transactional=transactional)
         super().__init__(
             f"migration {filename} failed at line {line}, column {column}: {message} ({outcome}); "
             "fix the file (or the data) and run again"

@@ -10,7 +10,7 @@ from typing import Final
 
 import asyncpg
 
-from migrator.errors import InsufficientPrivilege, UsageError
+from migrator.errors import InsufficientPrivilege, UsageError, failure_outcome
 from schema.catalog import Migration
 from schema.ledger import TABLE
 from schema.splitter import Statement, line_column
@@ -199,10 +199,6 @@ async def in_migration(
 ) -> InsufficientPrivilege:
     """A migration's statement met "permission denied": its file and position, then the fix."""
     line, column = line_column(migration.sql, statement.offset)
-    outcome = (
-        "rolled back, nothing recorded"
-        if migration.transactional
-        else "no-transaction file: statements before this one stay applied, nothing recorded"
-    )
+    outcome = failure_outcome(transactional=migration.transactional)
     where = f" (migration {migration.filename}, line {line}, column {column}: {outcome})"
     return explain(exc, await current_role(conn), statement.text, where)
