@@ -8,10 +8,8 @@ from typing import Final
 import asyncpg
 
 from migrator.errors import PgvectorUnavailable
-from schema.pgvector import EXTENSION, MINIMUM_VERSION, parse_version
-from schema.pgvector import minimum_text as _minimum
+from schema.pgvector import EXTENSION, MINIMUM_VERSION, minimum_text, parse_version
 
-__all__ = ["EXTENSION", "MINIMUM_VERSION", "PgvectorStatus", "ensure_pgvector", "parse_version"]
 CREATE_STATEMENT: Final = "CREATE EXTENSION IF NOT EXISTS vector;"
 
 
@@ -41,7 +39,7 @@ async def ensure_pgvector(conn: asyncpg.Connection) -> PgvectorStatus:
     if installed is not None:
         if parse_version(installed) < MINIMUM_VERSION:
             raise PgvectorUnavailable(
-                f"pgvector {installed} is installed in database {database} but {_minimum()} or newer is "
+                f"pgvector {installed} is installed in database {database} but {minimum_text()} or newer is "
                 f"needed (HNSW indexes); as its owner run `ALTER EXTENSION vector UPDATE;` in {database} "
                 f"(the server offers {row['default_version']}), then run again. Nothing was changed"
             )
@@ -49,7 +47,7 @@ async def ensure_pgvector(conn: asyncpg.Connection) -> PgvectorStatus:
     available = row["default_version"]
     if parse_version(available) < MINIMUM_VERSION:
         raise PgvectorUnavailable(
-            f"the server offers pgvector {available} but {_minimum()} or newer is needed (HNSW indexes); "
+            f"the server offers pgvector {available} but {minimum_text()} or newer is needed (HNSW indexes); "
             "upgrade the pgvector package on the server, then run again. Nothing was changed"
         )
     try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from migrator.preflight import parse_version
+from schema.pgvector import parse_version
 from tests.conftest import Database
 from tests.migrator.conftest import ledger, migrator_env, run_inprocess, table_exists
 
