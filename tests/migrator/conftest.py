@@ -130,3 +130,23 @@ def lock_holder(database: Database) -> Iterator[None]:
     finally:
         holder.stdin.close()  # psql ends its session at end of input, releasing the lock
         holder.wait(10)
+
+
+# The non-unique indexes every migration leaves, valid: what 0001, 0002 and 0005 build.
+FINAL_INDEXES = [
+    "contexts_deleted_at_idx:true:CREATE INDEX contexts_deleted_at_idx ON public.contexts "
+    "USING btree (deleted_at)",
+    "messages_deleted_at_idx:true:CREATE INDEX messages_deleted_at_idx ON public.messages "
+    "USING btree (deleted_at)",
+    "messages_embedding_idx:true:CREATE INDEX messages_embedding_idx ON public.messages "
+    "USING hnsw (embedding vector_cosine_ops)",
+]
+
+
+def secondary_indexes(db: Database) -> list[str]:
+    """name:valid:definition of every non-unique index on the two tables (leftovers included)."""
+    return db.psql(
+        "SELECT indexrelid::regclass || ':' || indisvalid || ':' || pg_get_indexdef(indexrelid) "
+        "FROM pg_index WHERE indrelid IN ('contexts'::regclass, 'messages'::regclass) "
+        "AND NOT indisprimary AND NOT indisunique ORDER BY 1"
+    ).splitlines()

@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Database
-from tests.migrator.conftest import MIGRATIONS, ledger, migrator_env, run_inprocess
+from tests.migrator.conftest import (
+    FINAL_INDEXES,
+    MIGRATIONS,
+    ledger,
+    migrator_env,
+    run_inprocess,
+    secondary_indexes,
+)
 from tests.polling import wait_until
 
 PARENT = "00000000-0000-0000-0000-00000000000a"
@@ -26,14 +33,6 @@ FINAL_CHECKS = [
     "contexts_total_tokens_non_negative:true:CHECK ((total_tokens >= 0))",
     "messages_token_count_non_negative:true:CHECK (((token_count IS NULL) OR (token_count >= 0)))",
 ]
-FINAL_INDEXES = [
-    "contexts_deleted_at_idx:true:CREATE INDEX contexts_deleted_at_idx ON public.contexts "
-    "USING btree (deleted_at)",
-    "messages_deleted_at_idx:true:CREATE INDEX messages_deleted_at_idx ON public.messages "
-    "USING btree (deleted_at)",
-    "messages_embedding_idx:true:CREATE INDEX messages_embedding_idx ON public.messages "
-    "USING hnsw (embedding vector_cosine_ops)",
-]
 ALL_APPLIED = [f"{v}|applied" for v in range(1, 6)]
 
 
@@ -42,15 +41,6 @@ def check_constraints(db: Database) -> list[str]:
     return db.psql(
         "SELECT conname || ':' || convalidated || ':' || pg_get_constraintdef(oid) FROM pg_constraint "
         "WHERE conrelid IN ('contexts'::regclass, 'messages'::regclass) AND contype = 'c' ORDER BY 1"
-    ).splitlines()
-
-
-def secondary_indexes(db: Database) -> list[str]:
-    """name:valid:definition of every non-unique index on the two tables (leftovers included)."""
-    return db.psql(
-        "SELECT indexrelid::regclass || ':' || indisvalid || ':' || pg_get_indexdef(indexrelid) "
-        "FROM pg_index WHERE indrelid IN ('contexts'::regclass, 'messages'::regclass) "
-        "AND NOT indisprimary AND NOT indisunique ORDER BY 1"
     ).splitlines()
 
 

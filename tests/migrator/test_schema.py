@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Database
-from tests.migrator.conftest import MIGRATIONS, migrator_env, run_inprocess
+from tests.migrator.conftest import FINAL_INDEXES, MIGRATIONS, migrator_env, run_inprocess, secondary_indexes
 
 COLUMNS = {
     "contexts": [
@@ -106,19 +106,7 @@ def test_unique_check_and_primary_key_constraints(migrated: Database) -> None:
 
 
 def test_indexes_including_a_valid_hnsw_cosine_index(migrated: Database) -> None:
-    rows = migrated.psql(
-        "SELECT indexrelid::regclass || ':' || indisvalid || ':' || pg_get_indexdef(indexrelid) "
-        "FROM pg_index WHERE indrelid IN ('contexts'::regclass, 'messages'::regclass) "
-        "AND NOT indisprimary AND NOT indisunique ORDER BY 1"
-    )
-    assert rows.splitlines() == [
-        "contexts_deleted_at_idx:true:CREATE INDEX contexts_deleted_at_idx ON public.contexts "
-        "USING btree (deleted_at)",
-        "messages_deleted_at_idx:true:CREATE INDEX messages_deleted_at_idx ON public.messages "
-        "USING btree (deleted_at)",
-        "messages_embedding_idx:true:CREATE INDEX messages_embedding_idx ON public.messages "
-        "USING hnsw (embedding vector_cosine_ops)",
-    ]
+    assert secondary_indexes(migrated) == FINAL_INDEXES
 
 
 def test_constraints_reject_bad_rows(migrated: Database) -> None:
