@@ -20,6 +20,7 @@ from migrator.commands import COMMANDS, Context
 from migrator.errors import ConnectionLost, InternalError, Interrupted, MigratorError, UsageError, exit_status
 from migrator.events import EventLog
 from migrator.options import MigratorSettings, log_format
+from migrator.termination import FinalEvent, TerminationLog
 from pgconn.options import SettingsError
 from schema.catalog import Catalog, CatalogError, read_catalog
 from schema.snapshot import SnapshotError
@@ -93,7 +94,9 @@ def load_catalog(settings: MigratorSettings) -> Catalog:
     return catalog
 
 
-def execute(argv: Sequence[str], env: Mapping[str, str], stdout: TextIO, log: EventLog) -> int:
+def execute(
+    argv: Sequence[str], env: Mapping[str, str], stdout: TextIO, log: EventLog, final: TerminationLog
+) -> int:
     started = time.monotonic()
     settings = MigratorSettings.load(argv, env, tty=stdout.isatty())
     log.fmt = settings.log_format
@@ -105,30 +108,35 @@ def execute(argv: Sequence[str], env: Mapping[str, str], stdout: TextIO, log: Ev
         latest=catalog.latest_version,
         application_name=settings.database.application_name,
     )
-    status = asyncio.run(run_command(Context(settings, catalog, log, stdout)))
+    ctx = Context(settings, catalog, log, stdout)
+    status = asyncio.run(run_command(ctx))
     log.info("done", command=settings.command, duration_ms=round((time.monotonic() - started) * 1000, 1))
+    final.write(FinalEvent.of_success(settings.command, ctx.outcome))
     return status
 
 
 def run(argv: Sequence[str], env: Mapping[str, str], stdout: TextIO, stderr: TextIO) -> int:
     """The whole program, with its streams and environment passed in; returns the exit status."""
     log = EventLog(stderr, fmt=log_format(env, tty=stdout.isatty()))
+    final = TerminationLog.from_env(env)
     try:
-        status = execute(argv, env, stdout, log)
+        status = execute(argv, env, stdout, log, final)
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else 0
     except BrokenPipeError as exc:
         if not output_closed(stdout, log):  # the database's socket, not our reader
-            return report(error_for(exc), log)
+            return report(error_for(exc), log, final)
         return 0
     except Exception as exc:
-        return report(error_for(exc), log)
+        return report(error_for(exc), log, final)
     output_closed(stdout, log)  # what is still buffered, written now rather than at exit
     return status
 
 
-def report(error: MigratorError, log: EventLog) -> int:
+def report(error: MigratorError, log: EventLog, final: TerminationLog) -> int:
+    """The final event, in the log and in the termination message kubelet shows for the pod."""
     log.error(error.event, str(error), exit_code=exit_status(error))
+    final.write(FinalEvent.of_error(error))
     return exit_status(error)
 
 

@@ -7,7 +7,7 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, TextIO
 
 import asyncpg
@@ -20,6 +20,7 @@ from migrator.options import MigratorSettings
 from migrator.progress import ProgressWatcher
 from migrator.runner import RunResult, baseline, check_drift, migrate
 from migrator.status import status_document, status_text
+from migrator.termination import Outcome
 from pgconn.dsn import DatabaseUrl
 from schema.catalog import Catalog
 from schema.ledger import has_tables
@@ -36,6 +37,8 @@ class Context:
     catalog: Catalog
     log: EventLog
     stdout: TextIO
+    # What the verb achieved, for the final event in the termination message (migrator/termination.py).
+    outcome: Outcome = field(default_factory=Outcome)
 
     @property
     def application_name(self) -> str:
@@ -103,6 +106,7 @@ async def cmd_up(ctx: Context) -> int:
     finally:
         await watcher.close()
         await conn.close()
+    ctx.outcome = Outcome(tuple(m.filename for m in result.applied), result.version)
     if ctx.settings.as_json:
         ctx.print_json(result_document(result))
     return 0
@@ -156,6 +160,7 @@ async def cmd_verify(ctx: Context) -> int:
     check_drift(ctx.catalog, state)
     conformance.require_conformance(live, "verify", ctx.log)
     raise_if_pending(ctx.catalog, state)
+    ctx.outcome = Outcome(version=state.version)
     ctx.log.info(
         "verified",
         "every migration is applied and unchanged, and the schema is as they made it",
@@ -183,6 +188,7 @@ async def cmd_wait(ctx: Context) -> int:
             await asyncio.sleep(min(WAIT_INTERVAL, max(0.0, deadline - time.monotonic())))
     finally:
         await conn.close()
+    ctx.outcome = Outcome(version=state.version)
     ctx.log.info("ready", version=state.version, waited_ms=round((time.monotonic() - started) * 1000, 1))
     return 0
 

@@ -14,6 +14,7 @@ from migrator import grants
 from migrator.errors import EXIT_CODES, UsageError
 from migrator.events import FORMATS
 from migrator.runner import RunOptions
+from migrator.termination import TERMINATION_LOG_ENV
 from pgconn.options import Option, Sources, add_flags, integer_between, memory_between, parse_seconds
 from pgconn.settings import DATABASE_OPTIONS, MIGRATIONS_DIR, DatabaseSettings
 
@@ -120,7 +121,7 @@ def epilog() -> str:
     for name, argument, summary, example in COMMAND_HELP:
         lines.append(f"  {f'{name} {argument}'.strip():<18} {summary}")
         lines.append(f"  {'':<18}   {PROGRAM} {example}")
-    settings = ", ".join([*(o.env for o in OPTIONS), LOG_FORMAT_ENV, "POD_NAME"])
+    settings = ", ".join([*(o.env for o in OPTIONS), LOG_FORMAT_ENV, TERMINATION_LOG_ENV, "POD_NAME"])
     lines += ["", textwrap.fill(f"settings (environment): {settings}.", 100, subsequent_indent="  ")]
     lines.append("exit codes:")
     lines += [f"  {code:<9} {meaning}" for code, meaning in EXIT_CODES.items()]
