@@ -61,8 +61,10 @@ def built_manifests() -> tuple[Mapping[str, Any], ...]:
 
 
 def pod_spec(kind: str, name: str) -> Mapping[str, Any]:
+    """The pod template of the workload labelled app.kubernetes.io/name=`name` (the Job's own name
+    also carries its release: kata-db-migrate-<tag>)."""
     for obj in built_manifests():
-        if obj["kind"] == kind and obj["metadata"]["name"] == name:
+        if obj["kind"] == kind and obj["metadata"].get("labels", {}).get("app.kubernetes.io/name") == name:
             spec: Mapping[str, Any] = obj["spec"]["template"]["spec"]
             return spec
     raise AssertionError(f"no {kind} {name} in deploy/k8s")

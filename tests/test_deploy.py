@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import os
 import re
 import tomllib
 from collections.abc import Iterator
@@ -30,6 +31,8 @@ except ImportError:
         pytrace=False,
     )
 
+from migrator.errors import EXIT_CODES
+from migrator.termination import DEFAULT_PATH, TERMINATION_LOG_ENV
 from tests.deploy_tools import ROOT, run_tool
 from tests.metric_families import probe_families
 
@@ -60,14 +63,37 @@ CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos
 K8S_VERSIONS = ("1.31.0", kubernetes_validate.latest_version())
 
 Manifest = dict[str, Any]
+MIGRATOR_IMAGE = "kata-context/db-migrator"
+# A Job's name: a DNS-1123 subdomain of at most 63 characters (its pods' job-name label).
+JOB_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def build(directory: Path) -> list[Manifest]:
+    result = run_tool("kubectl", "kustomize", str(directory))
+    assert result.returncode == 0, f"kubectl kustomize {directory} failed:\n{result.stderr}"
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
 @pytest.fixture(scope="module")
 def manifests() -> list[Manifest]:
     """Every object `kubectl kustomize deploy/k8s` renders, as parsed YAML."""
-    result = run_tool("kubectl", "kustomize", str(K8S))
-    assert result.returncode == 0, f"kubectl kustomize failed:\n{result.stderr}"
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    return build(K8S)
+
+
+def migrator_tag() -> str:
+    """The migrator image's tag in kustomization.yaml: the one place the release is set."""
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    (entry,) = [image for image in kustomization["images"] if image["name"] == MIGRATOR_IMAGE]
+    tag: str = entry["newTag"]
+    return tag
+
+
+def migration_job(manifests: list[Manifest]) -> Manifest:
+    """The one migration Job, whatever release its name carries."""
+    jobs = [m for m in manifests if m["kind"] == "Job"]
+    assert len(jobs) == 1, [j["metadata"]["name"] for j in jobs]
+    assert jobs[0]["metadata"]["labels"]["app.kubernetes.io/name"] == "kata-db-migrate"
+    return jobs[0]
 
 
 def find(manifests: list[Manifest], kind: str, name: str) -> Manifest:
@@ -120,7 +146,7 @@ def test_kustomize_renders_the_base(manifests: list[Manifest]) -> None:
             ("Namespace", "kata-context"),
             ("ServiceAccount", "kata-context"),
             ("ServiceAccount", "kata-db-migrate"),
-            ("Job", "kata-db-migrate"),
+            ("Job", f"kata-db-migrate-{migrator_tag()}"),
             ("Deployment", "kata-context"),
             ("Service", "kata-context"),
             ("PodDisruptionBudget", "kata-context"),
@@ -174,7 +200,7 @@ def test_secret_example_is_valid_but_not_deployed(manifests: list[Manifest]) -> 
 
 def test_job_runs_the_console_script(manifests: list[Manifest]) -> None:
     assert "kata-migrate" in console_scripts()
-    migrate = container(find(manifests, "Job", "kata-db-migrate"), "migrate")
+    migrate = container(migration_job(manifests), "migrate")
     assert migrate["command"] == [f"{VENV_BIN}/kata-migrate"]
     assert migrate["args"] == ["up"]
 
@@ -304,22 +330,26 @@ def test_no_database_url_is_a_literal_value(manifests: list[Manifest]) -> None:
 
 
 def test_migration_job_settings(manifests: list[Manifest]) -> None:
-    job = find(manifests, "Job", "kata-db-migrate")
+    job = migration_job(manifests)
     spec = job["spec"]
     assert 1 <= spec["backoffLimit"] <= 6
     env = env_of(container(job, "migrate"))
-    # The deadline leaves room for the connect deadline, the lock wait and one statement's
-    # own limit, so it never cuts a run short that the migrator itself would let finish.
+    # The deadline leaves room for the connect deadline, the lock wait, the retries of files
+    # blocked by other sessions' locks and one statement's own limit, so it never cuts a run
+    # short that the migrator itself would let finish.
     budget = sum(
         int(env[name]["value"])
-        for name in ("MIGRATOR_CONNECT_TIMEOUT", "MIGRATOR_LOCK_TIMEOUT", "MIGRATOR_STATEMENT_TIMEOUT")
+        for name in (
+            "MIGRATOR_CONNECT_TIMEOUT",
+            "MIGRATOR_LOCK_TIMEOUT",
+            "MIGRATOR_LOCK_RETRY_BUDGET",
+            "MIGRATOR_STATEMENT_TIMEOUT",
+        )
     )
     assert spec["activeDeadlineSeconds"] > budget
-    assert spec["ttlSecondsAfterFinished"] > 0
+    # A failed Job stays for its logs: no TTL deletes it (docs/deploy.md says how to clean up).
+    assert "ttlSecondsAfterFinished" not in spec
     assert pod_spec(job)["restartPolicy"] == "Never"
-    permanent = spec["podFailurePolicy"]["rules"][0]
-    assert permanent["action"] == "FailJob"
-    assert set(permanent["onExitCodes"]["values"]) == {2, 4, 5, 6, 9, 10}
     # The roles `up` grants to are the names deploy/roles.sql creates.
     roles_sql = (ROOT / "deploy" / "roles.sql").read_text()
     for name, role in (("MIGRATOR_APP_ROLE", "app"), ("MIGRATOR_PROBE_ROLE", "probe")):
@@ -327,6 +357,179 @@ def test_migration_job_settings(manifests: list[Manifest]) -> None:
     assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert "optional" not in env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]
     assert env["DATABASE_URL_UNPOOLED"]["valueFrom"]["secretKeyRef"]["optional"] is True
+
+
+def test_pod_failure_policy_ends_the_job_on_permanent_codes_and_retries_transient_ones(
+    manifests: list[Manifest],
+) -> None:
+    rules = migration_job(manifests)["spec"]["podFailurePolicy"]["rules"]
+    exit_rules = {
+        rule["action"]: set(rule["onExitCodes"]["values"]) for rule in rules if "onExitCodes" in rule
+    }
+    for rule in rules:
+        if "onExitCodes" in rule:
+            assert rule["onExitCodes"]["containerName"] == "migrate"
+            assert rule["onExitCodes"]["operator"] == "In"
+    assert exit_rules == {"FailJob": {2, 4, 5, 6, 9, 10}, "Count": {3, 7, 11}}
+    # A drain or preemption never counts, whatever the code; the first matching rule wins.
+    actions = [rule["action"] for rule in rules]
+    disruption = actions.index("Ignore")
+    assert rules[disruption]["onPodConditions"] == [{"type": "DisruptionTarget", "status": "True"}]
+    assert actions.index("FailJob") < disruption < actions.index("Count")
+    # With every retry taking its longest transient path (exit 11: connect, lock wait, retry
+    # budget) and kubelet's back-off (10 s doubling), the retries fit in the deadline.
+    spec = migration_job(manifests)["spec"]
+    env = env_of(container(migration_job(manifests), "migrate"))
+    slowest = sum(
+        int(env[name]["value"])
+        for name in ("MIGRATOR_CONNECT_TIMEOUT", "MIGRATOR_LOCK_TIMEOUT", "MIGRATOR_LOCK_RETRY_BUDGET")
+    )
+    backoff = sum(10 * 2**attempt for attempt in range(spec["backoffLimit"]))
+    assert (spec["backoffLimit"] + 1) * slowest + backoff < spec["activeDeadlineSeconds"]
+
+
+def test_the_job_reports_its_final_event_in_the_termination_message(manifests: list[Manifest]) -> None:
+    migrate = container(migration_job(manifests), "migrate")
+    assert migrate["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    # kubelet's default path is where the migrator writes by default.
+    assert "terminationMessagePath" not in migrate
+    assert DEFAULT_PATH == "/dev/termination-log"
+    assert TERMINATION_LOG_ENV not in env_of(migrate)
+
+
+# --- the Job's name: one per release -------------------------------------------------------
+
+
+def test_the_job_name_carries_the_migrator_tag_and_is_a_valid_name(manifests: list[Manifest]) -> None:
+    job = migration_job(manifests)
+    tag = migrator_tag()
+    name = job["metadata"]["name"]
+    assert name == f"kata-db-migrate-{tag}"
+    assert JOB_NAME.fullmatch(name) and len(name) <= 63, name
+    assert job["metadata"]["labels"]["app.kubernetes.io/version"] == tag
+    assert container(job, "migrate")["image"] == f"{MIGRATOR_IMAGE}:{tag}"
+    # The schema-wait init container runs the same release.
+    wait = container(find(manifests, "Deployment", "kata-context"), "wait-for-schema")
+    assert wait["image"] == container(job, "migrate")["image"]
+
+
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+
+
+def copy_of_the_base(tmp_path: Path, image: dict[str, str]) -> Path:
+    """deploy/k8s with the migrator's `images` entry replaced, as `kustomize edit set image` does."""
+    base = tmp_path / "k8s"
+    base.mkdir()
+    for path in K8S.glob("*.yaml"):
+        (base / path.name).write_text(path.read_text())
+    kustomization = yaml.safe_load((base / "kustomization.yaml").read_text())
+    kustomization["images"] = [
+        {"name": MIGRATOR_IMAGE, **image} if entry["name"] == MIGRATOR_IMAGE else entry
+        for entry in kustomization["images"]
+    ]
+    (base / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    return base
+
+
+@pytest.mark.parametrize(
+    ("image", "reference", "name"),
+    [
+        ({"newTag": "0.2.0"}, f"{MIGRATOR_IMAGE}:0.2.0", "kata-db-migrate-0.2.0"),
+        (
+            {"newName": "registry.example.com:5000/kata/db-migrator", "newTag": "0.2.0-rc.1"},
+            "registry.example.com:5000/kata/db-migrator:0.2.0-rc.1",
+            "kata-db-migrate-0.2.0-rc.1",
+        ),
+        (
+            {"newName": "registry.example.com/kata/db-migrator", "newTag": "0.3.1", "digest": DIGEST},
+            f"registry.example.com/kata/db-migrator:0.3.1@{DIGEST}",
+            "kata-db-migrate-0.3.1",
+        ),
+    ],
+    ids=["tag", "registry-with-port", "tag-and-digest"],
+)
+def test_each_release_is_a_job_of_its_own_name(
+    tmp_path: Path, image: dict[str, str], reference: str, name: str
+) -> None:
+    job = migration_job(build(copy_of_the_base(tmp_path, image)))
+    assert container(job, "migrate")["image"] == reference
+    assert job["metadata"]["name"] == name
+    assert JOB_NAME.fullmatch(name) and len(name) <= 63
+
+
+def test_a_migrator_image_by_digest_alone_fails_the_build_instead_of_naming_the_job_wrongly(
+    tmp_path: Path,
+) -> None:
+    base = copy_of_the_base(tmp_path, {"newName": "registry.example.com/kata/db-migrator", "digest": DIGEST})
+    result = run_tool("kubectl", "kustomize", str(base))
+    assert result.returncode != 0
+    assert "options.index 1 is out of bounds for value migrate/kata/db-migrator" in result.stderr
+
+
+def overlay(tmp_path: Path, **kustomization: object) -> Path:
+    directory = tmp_path / "overlay"
+    directory.mkdir()
+    text = yaml.safe_dump({"resources": [os.path.relpath(K8S, directory)], **kustomization})
+    (directory / "kustomization.yaml").write_text(text)
+    return directory
+
+
+def test_an_overlay_that_sets_the_migrator_image_renames_the_job_by_repeating_the_replacements(
+    tmp_path: Path,
+) -> None:
+    """docs/deploy.md's recipe: the base's replacements ran with the base's image, so an overlay
+    with its own `images` copies the `replacements` block."""
+    replacements = yaml.safe_load((K8S / "kustomization.yaml").read_text())["replacements"]
+    image = {"name": MIGRATOR_IMAGE, "newName": "registry.example.com/kata/db-migrator", "newTag": "0.4.0"}
+    job = migration_job(build(overlay(tmp_path, images=[image], replacements=replacements)))
+    assert job["metadata"]["name"] == "kata-db-migrate-0.4.0"
+    assert container(job, "migrate")["image"] == "registry.example.com/kata/db-migrator:0.4.0"
+
+
+COMPONENTS = K8S / "components"
+
+
+def with_component(tmp_path: Path, name: str) -> list[Manifest]:
+    return build(overlay(tmp_path, components=[os.path.relpath(COMPONENTS / name, tmp_path / "overlay")]))
+
+
+def test_argocd_component_runs_the_job_as_a_sync_hook_before_the_release(tmp_path: Path) -> None:
+    built = with_component(tmp_path, "argocd")
+    job = migration_job(built)
+    assert job["metadata"]["name"] == f"kata-db-migrate-{migrator_tag()}"
+    assert job["metadata"]["annotations"] == {
+        "argocd.argoproj.io/hook": "Sync",
+        "argocd.argoproj.io/hook-delete-policy": "BeforeHookCreation",
+        "argocd.argoproj.io/sync-wave": "-1",
+    }
+
+    def wave(obj: Manifest) -> int:
+        return int(obj["metadata"].get("annotations", {}).get("argocd.argoproj.io/sync-wave", "0"))
+
+    # What the Job's pod needs exists before it; everything else comes after it completed.
+    needed = {("Namespace", "kata-context"), ("ServiceAccount", "kata-db-migrate")}
+    needed |= {("NetworkPolicy", "kata-db-migrate")}
+    for obj in built:
+        if obj is job:
+            continue
+        key = (obj["kind"], obj["metadata"]["name"])
+        assert (wave(obj) < wave(job)) if key in needed else (wave(obj) > wave(job)), key
+        if key not in needed:
+            assert "annotations" not in obj["metadata"] or not any(
+                k.startswith("argocd.argoproj.io/") for k in obj["metadata"]["annotations"]
+            ), key
+    for obj in built:
+        if obj["apiVersion"] != "monitoring.coreos.com/v1":
+            kubernetes_validate.validate(obj, kubernetes_validate.latest_version(), strict=True)
+
+
+def test_flux_component_lets_flux_replace_the_job_and_nothing_else(tmp_path: Path) -> None:
+    built = with_component(tmp_path, "flux")
+    job = migration_job(built)
+    assert job["metadata"]["annotations"] == {"kustomize.toolkit.fluxcd.io/force": "enabled"}
+    others = [m for m in built if m is not job and "annotations" in m["metadata"]]
+    assert not [m for m in others if "kustomize.toolkit.fluxcd.io/force" in m["metadata"]["annotations"]]
+    kubernetes_validate.validate(job, kubernetes_validate.latest_version(), strict=True)
 
 
 def test_every_container_is_locked_down_and_sized(manifests: list[Manifest]) -> None:
@@ -357,7 +560,7 @@ def test_every_container_is_locked_down_and_sized(manifests: list[Manifest]) -> 
 def test_probe_and_migrator_sizes(manifests: list[Manifest]) -> None:
     """64Mi request / 128Mi limit: docs/deploy.md says how these were measured."""
     deployment = find(manifests, "Deployment", "kata-context")
-    job = find(manifests, "Job", "kata-db-migrate")
+    job = migration_job(manifests)
     for c in (
         container(deployment, "db-probe"),
         container(deployment, "wait-for-schema"),
@@ -389,7 +592,7 @@ def test_service_monitor_and_pdb_select_the_api_pods(manifests: list[Manifest]) 
         assert re.fullmatch(r"\d+s", endpoint["interval"]), endpoint
         assert re.fullmatch(r"\d+s", endpoint["scrapeTimeout"]), endpoint
     migrate_policy = find(manifests, "NetworkPolicy", "kata-db-migrate")
-    job_labels = find(manifests, "Job", "kata-db-migrate")["spec"]["template"]["metadata"]["labels"]
+    job_labels = migration_job(manifests)["spec"]["template"]["metadata"]["labels"]
     assert migrate_policy["spec"]["podSelector"]["matchLabels"].items() <= job_labels.items()
     assert "ingress" not in migrate_policy["spec"]
 
@@ -407,6 +610,7 @@ EXPECTED_ALERTS = {
     "KataDbPgvectorMissing": "kata_db_pgvector_installed",
     "KataDbSchemaDriftBreaking": 'kata_db_schema_drift_objects{class="breaking"}',
     "KataDbSchemaDriftDegraded": 'kata_db_schema_drift_objects{class="degraded"}',
+    "KataDbMigrationFailed": 'kube_job_failed{job_name=~"kata-db-migrate-.+", condition="true"}',
 }
 
 
@@ -431,6 +635,18 @@ def test_prometheus_rule_structure(manifests: list[Manifest]) -> None:
         assert set(rule) == {"alert", "expr", "for", "labels", "annotations"}, name
         assert rule["labels"]["severity"] in {"critical", "warning"}, name
         assert {"summary", "description"} <= set(rule["annotations"]), name
+
+
+def test_failed_migration_alert_has_a_runbook_for_every_exit_code(manifests: list[Manifest]) -> None:
+    groups = find(manifests, "PrometheusRule", "kata-db")["spec"]["groups"]
+    (rule,) = [r for g in groups for r in g["rules"] if r["alert"] == "KataDbMigrationFailed"]
+    runbook = " ".join(rule["annotations"]["runbook"].split())
+    # Every failing code of the one table (migrator/errors.py) but 8 (`up`, the Job's verb, never
+    # exits 8), and 11 (lock contention) that the Job retries; each followed by what to do.
+    for code in sorted(set(EXIT_CODES) - {"0", "8"} | {"11"}):
+        assert re.search(rf"(^|\. ){re.escape(code)} [a-z]", runbook), code
+    assert 'docs/deploy.md, "If the Job fails"' in runbook
+    assert "### If the Job fails" in (ROOT / "docs" / "deploy.md").read_text()
 
 
 def test_promtool_checks_the_rules(rules_file: Path) -> None:
@@ -464,7 +680,32 @@ tests:
         values: '0 0 1x25'
       - series: 'kata_db_schema_drift_objects{{class="degraded", namespace="ns", pod="b"}}'
         values: '0 0 1x25'
+      # kube-state-metrics. Release 0.1.0: a pod failed (exit 3), the retry succeeded; the Job is
+      # kept, its failed-pod count stays 1, it never had a Failed condition. Release 0.2.0 fails
+      # for good at minute 3. Another application's failed Job is none of ours.
+      - series: 'kube_job_status_failed{{namespace="ns", job_name="kata-db-migrate-0.1.0", reason=""}}'
+        values: '0 1x25'
+      - series: 'kube_job_complete{{namespace="ns", job_name="kata-db-migrate-0.1.0", condition="true"}}'
+        values: '0 0 1x25'
+      - series: 'kube_job_status_failed{{namespace="ns", job_name="kata-db-migrate-0.2.0", reason=""}}'
+        values: '0 0 1 2x25'
+      - series: 'kube_job_failed{{namespace="ns", job_name="kata-db-migrate-0.2.0", condition="true"}}'
+        values: '0 0 0 1x25'
+      - series: 'kube_job_failed{{namespace="ns", job_name="kata-db-migrate-0.2.0", condition="false"}}'
+        values: '1 1 1 0x25'
+      - series: 'kube_job_failed{{namespace="ns", job_name="nightly-report", condition="true"}}'
+        values: '1x25'
     alert_rule_test:
+      - eval_time: 3m
+        alertname: KataDbMigrationFailed
+      - eval_time: 4m
+        alertname: KataDbMigrationFailed
+        exp_alerts:
+          - exp_labels: {{severity: warning, namespace: ns, job_name: kata-db-migrate-0.2.0}}
+      - eval_time: 25m
+        alertname: KataDbMigrationFailed
+        exp_alerts:
+          - exp_labels: {{severity: warning, namespace: ns, job_name: kata-db-migrate-0.2.0}}
       - eval_time: 4m
         alertname: KataDbDown
       - eval_time: 5m

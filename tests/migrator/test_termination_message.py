@@ -102,10 +102,12 @@ def test_sigterm_while_waiting_for_the_lock_leaves_143_in_the_termination_messag
     try:
         # Connected means inside the verb, where the signal handlers are: it polls for the lock.
         wait_until(
-            lambda: database.psql(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'kata-migrate@test-pod'"
-            )
-            == "1",
+            lambda: (
+                database.psql(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'kata-migrate@test-pod'"
+                )
+                == "1"
+            ),
             what="the migrator to connect and wait for the lock",
             process=proc,
         )
