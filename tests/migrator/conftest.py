@@ -44,8 +44,14 @@ class Outcome:
 
 
 def migrator_env(url: str | None, **extra: str) -> dict[str, str]:
-    """A clean environment: only what we pass, so the caller's DATABASE_URL never leaks in."""
-    env = {"MIGRATOR_CONNECT_TIMEOUT": "10", "MIGRATOR_LOG_FORMAT": "json", "POD_NAME": "test-pod"}
+    """A clean environment: only what we pass, so the caller's DATABASE_URL never leaks in. No
+    termination message: a test run inside a pod (a CI runner) must not write the runner's."""
+    env = {
+        "MIGRATOR_CONNECT_TIMEOUT": "10",
+        "MIGRATOR_LOG_FORMAT": "json",
+        "POD_NAME": "test-pod",
+        "MIGRATOR_TERMINATION_LOG": "",
+    }
     if url is not None:
         env["DATABASE_URL"] = url
     env.update(extra)
