@@ -362,7 +362,9 @@ def test_migration_job_settings(manifests: list[Manifest]) -> None:
 def test_pod_failure_policy_ends_the_job_on_permanent_codes_and_retries_transient_ones(
     manifests: list[Manifest],
 ) -> None:
-    rules = migration_job(manifests)["spec"]["podFailurePolicy"]["rules"]
+    job = migration_job(manifests)
+    spec = job["spec"]
+    rules = spec["podFailurePolicy"]["rules"]
     exit_rules = {
         rule["action"]: set(rule["onExitCodes"]["values"]) for rule in rules if "onExitCodes" in rule
     }
@@ -378,8 +380,7 @@ def test_pod_failure_policy_ends_the_job_on_permanent_codes_and_retries_transien
     assert actions.index("FailJob") < disruption < actions.index("Count")
     # With every retry taking its longest transient path (exit 11: connect, lock wait, retry
     # budget) and kubelet's back-off (10 s doubling), the retries fit in the deadline.
-    spec = migration_job(manifests)["spec"]
-    env = env_of(container(migration_job(manifests), "migrate"))
+    env = env_of(container(job, "migrate"))
     slowest = sum(
         int(env[name]["value"])
         for name in ("MIGRATOR_CONNECT_TIMEOUT", "MIGRATOR_LOCK_TIMEOUT", "MIGRATOR_LOCK_RETRY_BUDGET")

@@ -147,7 +147,7 @@ def test_a_long_message_is_cut_to_what_kubelet_keeps_and_stays_json() -> None:
     lines = [f"table t{i}: missing (0001_initial_schema.sql creates it; ünïcode)" for i in range(400)]
     event = FinalEvent.of_error(SchemaDrift(1, lines, command="up"))
     data = event.render()
-    assert len(str(event.message).encode()) > MAX_BYTES
+    assert len(event.message.encode()) > MAX_BYTES
     assert len(data) <= MAX_BYTES
     document = json.loads(data)
     assert document["exit_code"] == 6 and document["event"] == "schema_drift"
