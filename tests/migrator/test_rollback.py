@@ -5,55 +5,13 @@ step removed or changed what it needs, it exits 6 naming each object and the new
 
 from __future__ import annotations
 
-import asyncio
 import json
-import shutil
 from pathlib import Path
 
-from schema.catalog import read_catalog
-from schema.snapshot import dumps_snapshot, snapshot_path
-from scripts.schema_snapshots import read_expected
 from tests.conftest import Database
-from tests.fixtures.expected_schema import migrations_up_to
+from tests.fixtures.expected_schema import CONTRACT, CONTRACT_INDEX, EXPAND, migrations_up_to, newer_image
 from tests.migrator.conftest import Outcome, ledger, migrator_env, run_inprocess
 from tests.schema.conftest import LATEST
-
-# What a v2 image adds (an expand step), and two contract steps a v2' might ship instead.
-EXPAND = (
-    "0006_context_labels.sql",
-    "CREATE TABLE context_labels (\n"
-    "    context_id uuid NOT NULL REFERENCES contexts (id) ON DELETE CASCADE,\n"
-    "    label      text NOT NULL\n"
-    ");\n"
-    "ALTER TABLE contexts ADD COLUMN summary text;\n",
-)
-CONTRACT = (
-    "0006_drop_tool_name.sql",
-    "-- migrate: contract\n"
-    "ALTER TABLE messages DROP COLUMN tool_name;\n"
-    "DROP INDEX messages_deleted_at_idx;\n",
-)
-CONTRACT_INDEX = (
-    "0006_drop_deleted_at_idx.sql",
-    "-- migrate: contract\nDROP INDEX messages_deleted_at_idx;\n",
-)
-
-
-def newer_image(tmp_path: Path, scratch: Database, filename: str, sql: str) -> Path:
-    """This image's migrations and snapshots plus one more file, its snapshot built the way `make
-    schema` builds one: the SQL files alone applied by `up` to an empty database, read back."""
-    directory = migrations_up_to(tmp_path / filename.removesuffix(".sql"), LATEST)
-    (directory / filename).write_text(sql)
-    sql_only = directory.parent / "sql-only"
-    sql_only.mkdir()
-    for file in directory.glob("*.sql"):
-        shutil.copy(file, sql_only / file.name)
-    built = run_inprocess(["up"], migrator_env(scratch.url, MIGRATIONS_DIR=str(sql_only)))
-    assert built.code == 0, built.stderr
-    version = read_catalog(directory).latest_version
-    schema = asyncio.run(read_expected(scratch.url))
-    snapshot_path(directory, version).write_text(dumps_snapshot(version, schema))
-    return directory
 
 
 def ahead_event(outcome: Outcome) -> dict[str, object]:
