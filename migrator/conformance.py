@@ -193,15 +193,15 @@ async def require_applied_conformance(
     log: EventLog,
 ) -> None:
     """After `up` applied `applied`: AppliedSchemaDrift (exit 6) when the live schema lacks what
-    snapshot `version` holds and the drift is breaking or was not there before the run (`before`:
-    the report that let the run start). Catches a file that put its objects elsewhere (a
+    snapshot `version` holds and the drift stops `up` (breaking) or was not there before the run
+    (`before`: the report that let the run start). Catches a file that put its objects elsewhere (a
     search_path) or does not create what its snapshot promises, while the run is still in the log."""
     expected = ExpectedSchema.of(catalog)
     if expected is None:
         return  # `schema_unchecked` was said before the run
     drift = expected.drift(version, await read_live_schema(conn))
     compared = min(version, catalog.latest_version)
-    if any(d.class_ == BREAKING or d not in before.drift for d in drift):
+    if any(d.class_ in STOPPED_BY["up"] or d not in before.drift for d in drift):
         raise AppliedSchemaDrift(compared, applied, expected.explain(drift))
     if not drift:
         log.info(
