@@ -42,10 +42,16 @@ lint: $(VENV)/.installed-dev
 	@$(MAKE) --no-print-directory lint-migrations
 
 # squawk (.squawk.toml) as the migrator runs each file: a transactional file inside the
-# transaction the migrator wraps it in, a `-- migrate: no-transaction` file (first non-blank
-# line, as the migrator reads it) statement by statement in autocommit.
+# transaction the migrator wraps it in, a `-- migrate: no-transaction` file statement by statement
+# in autocommit. The directive is read as the migrator reads it: among the file's leading
+# `-- migrate: <word>` lines (blank lines between them, any case, any order), up to the first other line.
 MIGRATIONS_DIR ?= migrations
-NO_TRANSACTION_FILES = $(shell awk 'NF { if ($$0 ~ /^[ \t]*--[ \t]*migrate:[ \t]*no-transaction[ \t]*$$/) print FILENAME; nextfile }' $(MIGRATIONS_DIR)/*.sql)
+DIRECTIVE_RE = ^[ \t]*--[ \t]*migrate:
+NO_TRANSACTION_FILES = $(shell awk '{ line = tolower($$0); sub(/\r$$/, "", line) } \
+	FNR == 1 { sub(/^\357\273\277/, "", line) } \
+	line ~ /$(DIRECTIVE_RE)[ \t]*no-transaction[ \t]*$$/ { print FILENAME; nextfile } \
+	line ~ /$(DIRECTIVE_RE)/ || line !~ /[^ \t]/ { next } \
+	{ nextfile }' $(MIGRATIONS_DIR)/*.sql)
 TRANSACTIONAL_FILES = $(filter-out $(NO_TRANSACTION_FILES),$(wildcard $(MIGRATIONS_DIR)/*.sql))
 
 ## lint-migrations: squawk over migrations/ (or MIGRATIONS_DIR)

@@ -133,6 +133,7 @@ async def cmd_status(ctx: Context) -> int:
         ctx.print_json(status_document(ctx.catalog, state, live))
     else:
         ctx.stdout.write(status_text(ctx.catalog, state, live))
+    conformance.note_ledger_ahead(ctx.catalog, state, ctx.log)
     if ctx.settings.exit_code:
         check_drift(ctx.catalog, state)
         conformance.require_conformance(live, "status", ctx.log)
@@ -143,12 +144,14 @@ async def cmd_status(ctx: Context) -> int:
 async def cmd_plan(ctx: Context) -> int:
     state = await ctx.read_state()
     check_drift(ctx.catalog, state)
+    conformance.note_ledger_ahead(ctx.catalog, state, ctx.log)
     files = ctx.catalog.by_version()
     check_migrations(files[version] for version in state.pending)
     for version in state.pending:
         migration = files[version]
         mode = "in its own transaction" if migration.transactional else "outside a transaction"
-        ctx.stdout.write(f"-- {migration.filename} (version {version}, {mode})\n")
+        contract = ", a contract step" if migration.contract else ""
+        ctx.stdout.write(f"-- {migration.filename} (version {version}, {mode}{contract})\n")
         # A bare CR ends a line for PostgreSQL: print it as one, so what shows is what runs.
         ctx.stdout.write(LINE_BREAK.sub("\n", migration.sql).rstrip("\n") + "\n\n")
     ctx.log.info("plan", pending=len(state.pending), version=state.version)
@@ -158,6 +161,7 @@ async def cmd_plan(ctx: Context) -> int:
 async def cmd_verify(ctx: Context) -> int:
     state, live = await ctx.read_state_and_live()
     check_drift(ctx.catalog, state)
+    conformance.note_ledger_ahead(ctx.catalog, state, ctx.log)
     conformance.require_conformance(live, "verify", ctx.log)
     raise_if_pending(ctx.catalog, state)
     ctx.outcome = Outcome(version=state.version)
@@ -186,6 +190,10 @@ async def cmd_wait(ctx: Context) -> int:
                 ctx.log.info("waiting", pending=len(state.pending), timeout_s=ctx.settings.wait_timeout)
                 announced = True
             await asyncio.sleep(min(WAIT_INTERVAL, max(0.0, deadline - time.monotonic())))
+        # Once, when nothing is pending: the pods this init container guards need the schema too.
+        conformance.note_ledger_ahead(ctx.catalog, state, ctx.log)
+        live = await conformance.inspect(conn, ctx.catalog, state)
+        conformance.require_conformance(live, "wait", ctx.log)
     finally:
         await conn.close()
     ctx.outcome = Outcome(version=state.version)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import ClassVar, Final
 
 from pgconn.errors import Reason, classify_error
+from schema.drift import DEGRADED, Drift
 
 # code -> meaning. The docs' tables start each row with this meaning and may add detail after it.
 EXIT_CODES: Final[Mapping[str, str]] = {
@@ -146,18 +147,78 @@ class DriftDetected(MigratorError):
         )
 
 
+def restore_advice(drift: Sequence[Drift]) -> str:
+    """What restores drifted objects: `kata-migrate repair` rebuilds degraded ones (indexes,
+    constraints) lock-safely; breaking ones (a table, column, type, label) hold data it cannot
+    invent, so they are restored by hand from the file that creates them. No drift given: the
+    advice for breaking drift."""
+    classes = {d.class_ for d in drift}
+    if classes == {DEGRADED}:
+        return "run `kata-migrate repair` to restore them, then run again"
+    if DEGRADED in classes:
+        return (
+            "restore each breaking object by hand (the named migration file holds its statement) and run "
+            "`kata-migrate repair` for the degraded ones, then run again"
+        )
+    return "restore each object (the named migration file holds its statement), then run again"
+
+
 class SchemaDrift(MigratorError):
     """The catalog lacks or changed objects the ledger's version promises (its snapshot)."""
 
     exit_code = 6
     event = "schema_drift"
 
-    def __init__(self, version: int, lines: Sequence[str], *, command: str) -> None:
+    def __init__(
+        self, version: int, lines: Sequence[str], *, command: str, drift: Sequence[Drift] = ()
+    ) -> None:
         self.lines = tuple(lines)
+        advice = restore_advice(drift)
         super().__init__(
             f"drift: the live schema differs from what migrations 1..{version} create "
-            f"({len(lines)} object(s)); `{command}` ran nothing: {'; '.join(lines)}. Restore each "
-            "object (the named migration file holds its statement), then run again"
+            f"({len(lines)} object(s)); `{command}` ran nothing: {'; '.join(lines)}. "
+            f"{advice[0].upper()}{advice[1:]}"
+        )
+
+
+def newer_migration(files: Sequence[str]) -> str:
+    """The newer migration that removed or changed an object: named when only one is ahead."""
+    return files[0] if len(files) == 1 else f"one of {', '.join(files)}"
+
+
+class SchemaContracted(MigratorError):
+    """The ledger is ahead of this image and the live schema lacks or changed what this image's
+    own latest snapshot holds: a newer migration contracted the schema (or someone did by hand)."""
+
+    exit_code = 6
+    event = "schema_contracted"
+
+    def __init__(self, latest: int, ahead: Sequence[str], lines: Sequence[str], *, command: str) -> None:
+        self.lines = tuple(lines)
+        super().__init__(
+            f"drift: the database was migrated past this image ({', '.join(ahead)} applied; this image ships "
+            f"versions up to {latest}) and the live schema differs from what this image's migrations "
+            f"1..{latest} create ({len(lines)} object(s)): {'; '.join(lines)}. A newer migration "
+            f"({newer_migration(ahead)}) removed or changed them (a contract step): this image cannot run "
+            f"on this schema, and `{command}` ran nothing. Roll forward to an image that ships "
+            f"{ahead[-1]} instead of rolling back"
+        )
+
+
+class AppliedSchemaDrift(MigratorError):
+    """`up` applied and recorded files, and the catalog then lacks what their snapshot promises."""
+
+    exit_code = 6
+    event = "applied_schema_drift"
+
+    def __init__(self, version: int, applied: Sequence[str], lines: Sequence[str]) -> None:
+        self.lines = tuple(lines)
+        super().__init__(
+            f"drift after applying: {', '.join(applied) or 'nothing'} applied and recorded, but the live "
+            f"schema differs from what migrations 1..{version} create ({len(lines)} object(s)): "
+            f"{'; '.join(lines)}. Either a file does not create what its snapshot says (run `make schema` "
+            "after changing a migration) or the schema changed meanwhile; fix it with a new migration or "
+            "by hand, then run `kata-migrate verify`"
         )
 
 

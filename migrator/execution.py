@@ -35,11 +35,15 @@ class RunOptions:
     max_parallel_maintenance_workers: int = 1
     # Who `up` grants to after (and, through default privileges, while) applying.
     roles: grants.Roles = grants.NO_ROLES
+    # Where the files' objects land (migrator/placement.py); set by the run once connected.
+    search_path: str | None = None
 
     def session_settings(self, *, transactional: bool) -> tuple[str, ...]:
+        place = (f"search_path = {self.search_path}",) if self.search_path else ()
         limits = (
             f"lock_timeout = '{to_ms(self.ddl_lock_timeout)}ms'",
             f"statement_timeout = '{to_ms(self.statement_timeout)}ms'",
+            *place,
         )
         if transactional:
             return limits

@@ -101,17 +101,34 @@ OPTIONS: Final[tuple[Option[Any], ...]] = (*DATABASE_OPTIONS, *COMMON[1:], WAIT_
 LOG_FORMAT_ENV: Final = "MIGRATOR_LOG_FORMAT"
 
 COMMAND_HELP: Final = (
-    ("up", "", "apply pending migrations, exactly once, under a lock", "up --lock-timeout 300"),
-    ("status", "", "show applied and pending migrations (--json for machines)", "status --json --exit-code"),
+    (
+        "up",
+        "",
+        "apply pending migrations, exactly once, under a lock; 6 on breaking drift (degraded: a warning)",
+        "up --lock-timeout 300",
+    ),
+    (
+        "status",
+        "",
+        "show applied, pending and ahead-of-this-image migrations (--json for machines)",
+        "status --json --exit-code",
+    ),
     ("plan", "", "print the SQL `up` would run; touches nothing", "plan > pending.sql"),
-    ("verify", "", "exit 0 when all applied and unchanged, 6 on drift, 8 when pending", "verify"),
+    ("verify", "", "exit 0 when all applied and unchanged, 6 on any drift, 8 when pending", "verify"),
     (
         "wait",
         "",
-        "block until every migration of this image is applied (init containers)",
+        "block until every migration of this image is applied (init containers); 6 on breaking drift",
         "wait --timeout 600",
     ),
     ("baseline", "VERSION", "record versions up to VERSION as applied without running them", "baseline 1"),
+)
+
+ROLLBACK_HELP: Final = (
+    "A database migrated past this image (a rollback) is not drift: up, wait, verify, status and plan log "
+    "ledger_ahead and go on while the live schema holds what this image's migrations create; up, wait, "
+    "verify and status --exit-code exit 6 when a newer migration removed or changed something this image "
+    "needs (roll forward instead)."
 )
 
 
@@ -125,6 +142,7 @@ def epilog() -> str:
     lines += ["", textwrap.fill(f"settings (environment): {settings}.", 100, subsequent_indent="  ")]
     lines.append("exit codes:")
     lines += [f"  {code:<9} {meaning}" for code, meaning in EXIT_CODES.items()]
+    lines += ["", textwrap.fill(ROLLBACK_HELP, 100)]
     return "\n".join(lines) + "\n"
 
 

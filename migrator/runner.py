@@ -5,12 +5,12 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 import asyncpg
 
-from migrator import conformance, grants, lock, preflight
+from migrator import conformance, grants, lock, placement, preflight
 from migrator.errors import DriftDetected
 from migrator.events import EventLog
 from migrator.execution import FileRunner, RunOptions
@@ -87,19 +87,24 @@ async def migrate(
     watcher: ProgressWatcher | None = None,
 ) -> RunResult:
     """`up`: under the lock, refuse drift (files, then the live schema against the snapshot of the
-    ledger's version) and forbidden statements, check pgvector, then apply every pending file in
-    order."""
+    ledger's version, as conformance decides) and forbidden statements, pin the search_path, check
+    pgvector, apply every pending file in order, then check the live schema against the snapshot
+    of the version it reached."""
     started = time.monotonic()
     async with holding_lock(conn, options.lock_timeout, log):
         state = await read_state(conn, catalog)
         check_drift(catalog, state)
-        conformance.require_conformance(await conformance.inspect(conn, catalog, state), "up", log)
+        conformance.note_ledger_ahead(catalog, state, log)
+        before = await conformance.inspect(conn, catalog, state)
+        conformance.require_conformance(before, "up", log)
         if not state.pending:
             log.info("nothing_to_do", "the database is up to date", version=state.version)
             await grants.apply(conn, options.roles, log)
             return RunResult((), state.version)
         files = catalog.by_version()
         check_migrations(files[version] for version in state.pending)
+        # Before the preflight: a CREATE EXTENSION it runs lands in the ledger's schema too.
+        options = replace(options, search_path=await placement.pin_search_path(conn))
         extension = await preflight.ensure_pgvector(conn)
         log.info("pgvector_ready", version=extension.version, created=extension.created)
         await create_ledger(conn)
@@ -118,7 +123,9 @@ async def migrate(
             await runner.apply(migration)
             applied.append(migration)
         await grants.apply(conn, options.roles, log)
-    version = max([state.version, *(m.version for m in applied)])
+        version = max([state.version, *(m.version for m in applied)])
+        names = [m.filename for m in applied]
+        await conformance.require_applied_conformance(conn, catalog, before, version, names, log)
     log.info("migrations_applied", count=len(applied), version=version, duration_ms=_elapsed_ms(started))
     return RunResult(tuple(applied), version)
 
@@ -135,6 +142,7 @@ async def baseline(
     once the live schema proved it holds what they create. Under the lock, so an `up` running at the
     same time either finished before the check or starts after the record."""
     async with holding_lock(conn, options.lock_timeout, log):
+        await placement.pin_search_path(conn)
         state = await read_state(conn, catalog)
         check_drift(catalog, state)
         await conformance.check_baseline(conn, catalog, up_to, log)

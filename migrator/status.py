@@ -4,6 +4,7 @@ Pure functions of a SchemaState, so they are tested without a database."""
 from __future__ import annotations
 
 from migrator.conformance import LiveReport
+from migrator.errors import newer_migration
 from schema.catalog import Catalog
 from schema.verdicts import SchemaState
 
@@ -19,6 +20,8 @@ def status_entries(catalog: Catalog, state: SchemaState) -> list[dict[str, objec
             kind = "changed"
         elif version in state.missing:
             kind = "missing"
+        elif version in state.ahead:
+            kind = "ahead"
         else:
             kind = row.kind if row else "pending"
         entries.append(
@@ -44,6 +47,7 @@ def status_document(
         "pending": list(state.pending),
         "changed": list(state.changed),
         "missing": list(state.missing),
+        "ahead": list(state.ahead),
         "migrations": status_entries(catalog, state),
         "schema": live.to_json() if live else None,
     }
@@ -61,18 +65,27 @@ def live_lines(live: LiveReport) -> list[str]:
         satisfies = f"version {u.satisfied}" if u.satisfied else "no version"
         lines.append(f"  it satisfies the snapshot of {satisfies}: {u.advice()}")
         return [*lines, *(f"  lacks {x}" for x in u.lacking)]
+    if live.drift and live.ahead:
+        return [
+            f"live schema: DRIFT from what this image's migrations 1..{live.snapshot} create, removed or "
+            f"changed by a newer migration ({newer_migration(live.ahead)}): roll forward instead",
+            *(f"  {x}" for x in live.lines),
+        ]
     if live.drift:
         return [
             f"live schema: DRIFT from what migrations 1..{live.version} create:",
             *(f"  {x}" for x in live.lines),
         ]
+    if live.ahead:
+        return [f"live schema: holds what this image's migrations 1..{live.snapshot} create (ledger ahead)"]
     return [f"live schema: holds what migrations 1..{live.version} create"] if live.version else []
 
 
 def status_text(catalog: Catalog, state: SchemaState, live: LiveReport | None = None) -> str:
+    ahead = f", ledger ahead of this image by {len(state.ahead)}" if state.ahead else ""
     lines = [
         f"schema version {state.version}, this image's latest {catalog.latest_version}, "
-        f"{len(state.pending)} pending" + (", DRIFT" if state.drifted else "")
+        f"{len(state.pending)} pending" + (", DRIFT" if state.drifted else "") + ahead
     ]
     for entry in status_entries(catalog, state):
         applied = f"  {entry['applied_at']}  by {entry['applied_by']}" if entry["applied_at"] else ""

@@ -76,7 +76,7 @@ class SchemaCheck(Check[SchemaFinding]):
             expected=self._catalog.latest_version,
             pending=len(state.pending),
             changed=tuple(state.changed),
-            ahead=tuple(state.missing),
+            ahead=tuple(state.ahead),
             drift=drift,
             compared=compared,
         )

@@ -11,12 +11,17 @@ from pathlib import Path
 from typing import Final
 
 from pgconn.files import read_regular_file
-from schema.splitter import split_statements
+from schema.splitter import LINE_BREAK, split_statements
 
 FILE_NAME: Final = re.compile(r"(?P<version>[0-9]+)_(?P<slug>[A-Za-z0-9][A-Za-z0-9_-]*)\.sql")
+# A header directive: `-- migrate: <word>`, one per line, before anything but blank lines.
 # Case-insensitive: `-- Migrate: No-Transaction` means the same, and running such a file in a
 # transaction would fail on its first CONCURRENTLY (25001) for a reason its author cannot see.
-NO_TRANSACTION: Final = re.compile(r"--\s*migrate:\s*no-transaction\s*", re.IGNORECASE)
+DIRECTIVE: Final = re.compile(r"\s*--\s*migrate:\s*(?P<word>.*?)\s*", re.IGNORECASE)
+NO_TRANSACTION: Final = "no-transaction"
+# The file removes or changes what an earlier version's snapshot holds (docs/migrator.md).
+CONTRACT: Final = "contract"
+DIRECTIVES: Final = (NO_TRANSACTION, CONTRACT)
 FILE_RULE: Final = "NNNN_slug.sql (digits, underscore, letters/digits/_/-, lower-case .sql)"
 
 
@@ -34,6 +39,8 @@ class Migration:
     checksum: str
     transactional: bool
     sql: str = field(repr=False)
+    # `-- migrate: contract`: removes or changes what an older image's schema needs.
+    contract: bool = False
 
 
 @dataclass(frozen=True)
@@ -88,15 +95,41 @@ def parse_migration(filename: str, raw: bytes) -> Migration:
             f"migration file {filename!r} has no SQL statement (only comments, blank lines or ';'): "
             "add its SQL or delete the file"
         )
-    first_line = text.lstrip("\n\r").splitlines()[0]
+    directives = parse_directives(filename, text)
     return Migration(
         version=version,
         name=slug,
         filename=filename,
         checksum=checksum(text),
-        transactional=NO_TRANSACTION.fullmatch(first_line.strip()) is None,
+        transactional=NO_TRANSACTION not in directives,
         sql=text,
+        contract=CONTRACT in directives,
     )
+
+
+def parse_directives(filename: str, text: str) -> frozenset[str]:
+    """The words of the file's leading `-- migrate: <word>` lines. A directive anywhere else, or a
+    word nobody knows, is a CatalogError naming the line: a misplaced or misspelt
+    `no-transaction` would otherwise run the file in a transaction, and a misspelt `contract`
+    would pass the CI rule it exists for."""
+    words: set[str] = set()
+    in_header = True
+    for number, line in enumerate(LINE_BREAK.split(text), start=1):
+        match = DIRECTIVE.fullmatch(line)
+        if match is None:
+            in_header = in_header and not line.strip()
+            continue
+        where = f"migration file {filename!r} line {number}: `{line.strip()}`"
+        if not in_header:
+            raise CatalogError(
+                f"{where} comes after the file's first comment or statement; `-- migrate:` directives "
+                "must be the file's first lines (only blank lines before them): move it to the top"
+            )
+        if match["word"].lower() not in DIRECTIVES:
+            known = " and ".join(f"`-- migrate: {word}`" for word in DIRECTIVES)
+            raise CatalogError(f"{where} is not a known directive; the known ones are {known}")
+        words.add(match["word"].lower())
+    return frozenset(words)
 
 
 def read_catalog(directory: Path | None = None) -> Catalog:

@@ -1,4 +1,5 @@
-"""The ledger compared with the catalog: which versions are applied, pending, changed or missing."""
+"""The ledger compared with the catalog: which versions are applied, pending, changed, missing or
+ahead of this image."""
 
 from __future__ import annotations
 
@@ -12,12 +13,15 @@ from schema.ledger import APPLIED, AppliedMigration, read_ledger
 
 @dataclass(frozen=True)
 class SchemaState:
-    """The ledger compared with a catalog: what is applied, pending, changed or missing."""
+    """The ledger compared with a catalog: what is applied, pending, changed or missing, and the
+    applied versions above this image's latest (`ahead`: a newer image migrated this database, and
+    this one is a rollback or an old pod of a rolling update; not drift)."""
 
     applied: tuple[AppliedMigration, ...]
     pending: tuple[int, ...]
     changed: tuple[int, ...]
     missing: tuple[int, ...]
+    ahead: tuple[int, ...] = ()
 
     @property
     def version(self) -> int:
@@ -32,7 +36,11 @@ class SchemaState:
 def compare(catalog: Catalog, applied: tuple[AppliedMigration, ...]) -> SchemaState:
     """Pure comparison. A baseline row records the file's checksum too, but its SQL never ran
     here (another tool made that schema), so a later edit of the file changes nothing in this
-    database: only rows of kind 'applied' can drift."""
+    database: only rows of kind 'applied' can drift.
+
+    A version above this image's latest is ahead, whatever its kind: a newer image's file this one
+    never shipped. A version at or below it without a file is missing: this image's history
+    differs from the database's (a file deleted or renumbered), which is drift."""
     files = catalog.by_version()
     done = {row.version: row for row in applied}
     changed = tuple(
@@ -40,9 +48,11 @@ def compare(catalog: Catalog, applied: tuple[AppliedMigration, ...]) -> SchemaSt
         for v, row in done.items()
         if v in files and row.kind == APPLIED and row.checksum != files[v].checksum
     )
-    missing = tuple(v for v, row in done.items() if v not in files and row.kind == APPLIED)
+    latest = catalog.latest_version
+    ahead = tuple(v for v in done if v > latest)
+    missing = tuple(v for v, row in done.items() if v not in files and v <= latest and row.kind == APPLIED)
     pending = tuple(v for v in files if v not in done)
-    return SchemaState(applied=applied, pending=pending, changed=changed, missing=missing)
+    return SchemaState(applied=applied, pending=pending, changed=changed, missing=missing, ahead=ahead)
 
 
 def changed_files(catalog: Catalog, state: SchemaState) -> list[str]:
@@ -55,6 +65,12 @@ def missing_files(state: SchemaState) -> list[str]:
     """The applied migrations no file here has any more, by the file name the ledger recorded."""
     rows = {row.version: row for row in state.applied}
     return [rows[v].describe() for v in state.missing]
+
+
+def ahead_files(state: SchemaState) -> list[str]:
+    """The applied versions above this image's latest, by the file name the ledger recorded."""
+    rows = {row.version: row for row in state.applied}
+    return [rows[v].describe() for v in state.ahead]
 
 
 def pending_files(catalog: Catalog, state: SchemaState) -> list[str]:

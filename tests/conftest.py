@@ -117,6 +117,13 @@ def database(pg_server: PostgresServer) -> Iterator[Database]:
 
 
 @pytest.fixture
+def scratch_database(pg_server: PostgresServer) -> Iterator[Database]:
+    """A second fresh database on the pgvector server, apart from the one under test (to build a
+    snapshot there as `make schema` does)."""
+    yield from _database(pg_server)
+
+
+@pytest.fixture
 def database_without_pgvector(pg15_server: PostgresServer) -> Iterator[Database]:
     yield from _database(pg15_server)
 

@@ -92,3 +92,14 @@ def test_a_new_migration_taking_a_long_lock_fails_the_lint(tmp_path: Path, case:
 def test_the_same_change_written_lock_safe_passes(tmp_path: Path) -> None:
     result = lint(with_new_migration(tmp_path, LOCK_SAFE))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_no_transaction_directive_after_another_directive_is_linted_as_no_transaction(
+    tmp_path: Path,
+) -> None:
+    # As the migrator reads the header: directives in any order, blank lines between them.
+    header = "-- migrate: contract\n\n-- Migrate: No-Transaction\n"
+    body = LOCK_SAFE.removeprefix("-- migrate: no-transaction\n")
+    result = lint(with_new_migration(tmp_path, header + body))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 transactional and 5 no-transaction migration(s) pass" in result.stdout

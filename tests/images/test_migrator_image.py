@@ -7,6 +7,7 @@ import json
 import subprocess
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,9 @@ from localk8s.containers import (
 )
 from localk8s.database import PASSWORDS, DeployedDatabase, Secrets, one_url
 from localpg.throwaway import PostgresServer
+from schema.snapshot import SNAPSHOT_DIR
+from tests.conftest import Database
+from tests.fixtures.expected_schema import EXPAND, newer_image
 
 pytestmark = pytest.mark.usefixtures("images")
 MIGRATIONS = sorted(int(p.name.split("_")[0]) for p in (ROOT / "migrations").glob("[0-9]*_*.sql"))
@@ -200,3 +204,63 @@ def test_the_bytecode_in_the_image_is_current_so_no_start_compiles_anything(name
     )
     assert result.returncode == 0, result.stderr
     assert diff(names[-1]) == []
+
+
+@pytest.fixture
+def newer_migrator(tmp_path: Path, scratch_database: Database) -> Iterator[str]:
+    """v2: the built migrator image plus a 0006 and its snapshot copied into the packaged
+    migrations, one layer on top (built offline, removed after the test)."""
+    filename, _ = EXPAND
+    v2 = newer_image(tmp_path, scratch_database, *EXPAND)
+    packaged = podman(
+        "run",
+        "--rm",
+        *ulimits(),
+        "--entrypoint",
+        "python",
+        MIGRATOR_IMAGE,
+        "-c",
+        "import kata_migrations; print(kata_migrations.__path__[0])",
+        check=True,
+    ).stdout.strip()
+    context = tmp_path / "v2-image"
+    context.mkdir()
+    (context / filename).write_bytes((v2 / filename).read_bytes())
+    (context / "0006.json").write_bytes((v2 / SNAPSHOT_DIR / "0006.json").read_bytes())
+    (context / "Containerfile").write_text(
+        f"FROM {MIGRATOR_IMAGE}\nCOPY {filename} {packaged}/\nCOPY 0006.json {packaged}/{SNAPSHOT_DIR}/\n"
+    )
+    tag = f"localhost/kata-context/db-migrator-v2-test:{uuid.uuid4().hex[:12]}"
+    podman(
+        "build",
+        "--quiet",
+        "--pull=never",
+        "-t",
+        tag,
+        "-f",
+        str(context / "Containerfile"),
+        str(context),
+        timeout=300,
+        check=True,
+    )
+    try:
+        yield tag
+    finally:
+        podman("rmi", "--force", tag)
+
+
+def test_the_older_image_waits_and_ups_on_a_database_the_newer_image_migrated(
+    deployed: DeployedDatabase, names: list[str], newer_migrator: str
+) -> None:
+    secrets = deployed.secrets()
+    v2_job = job(secrets)
+    v2_job = replace(v2_job, spec={**v2_job.spec, "image": newer_migrator})
+    first = run(v2_job, names)
+    assert first.returncode == 0, first.stderr
+    assert applied(deployed) == [*MIGRATIONS, 6]
+    # `kubectl rollout undo`: the older pods' init container, and the older release's Job.
+    for container in (wait_for_schema(secrets), job(secrets)):
+        older = run(container, names)
+        assert older.returncode == 0, older.stderr
+        assert "ledger_ahead" in events(older.stderr), older.stderr
+    assert applied(deployed) == [*MIGRATIONS, 6]

@@ -51,9 +51,39 @@ def test_crlf_and_lf_files_have_the_same_checksum() -> None:
     assert checksum(lf) != checksum(lf + " ")
 
 
-def test_no_transaction_marker_must_be_the_first_line() -> None:
+def test_header_directives_are_the_leading_lines_in_any_order() -> None:
     assert not parse_migration("0001_a.sql", b"-- migrate: no-transaction\r\nSELECT 1;").transactional
-    assert parse_migration("0001_a.sql", b"SELECT 1;\n-- migrate: no-transaction\n").transactional
+    both = parse_migration("0001_a.sql", b"\n-- MIGRATE: Contract\n-- migrate: no-transaction\nSELECT 1;")
+    assert (both.transactional, both.contract) == (False, True)
+    plain = parse_migration("0001_a.sql", b"-- a comment\nSELECT 1; -- migrate: contract\n")
+    assert (plain.transactional, plain.contract) == (True, False)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        # Once ignored: the file then ran in a transaction and failed on CONCURRENTLY.
+        (
+            "SELECT 1;\n-- migrate: no-transaction\n",
+            "'0001_a.sql' line 2: `-- migrate: no-transaction` comes after the file's first comment",
+        ),
+        (
+            "-- Build the index.\r\n-- migrate: contract\r\nSELECT 1;",
+            "'0001_a.sql' line 2: `-- migrate: contract` comes after",
+        ),
+        (
+            "-- migrate: no-transaction\n-- migrate: contrakt\nSELECT 1;",
+            "'0001_a.sql' line 2: `-- migrate: contrakt` is not a known directive; the known ones are "
+            "`-- migrate: no-transaction` and `-- migrate: contract`",
+        ),
+        ("-- migrate: no transaction\nSELECT 1;", "line 1: `-- migrate: no transaction` is not a known"),
+    ],
+)
+def test_a_misplaced_or_unknown_directive_is_a_catalog_error_naming_file_and_line(
+    text: str, problem: str
+) -> None:
+    with pytest.raises(CatalogError, match=re.escape(problem)):
+        parse_migration("0001_a.sql", text.encode())
 
 
 @pytest.mark.parametrize(

@@ -48,3 +48,20 @@ def test_a_baseline_row_never_drifts_even_when_its_file_changed() -> None:
     state = compare(files, (row("0001_a.sql", "recorded-before-an-edit", kind="baseline"),))
     assert not state.drifted
     assert status_text(files, state).splitlines()[1].split()[:2] == ["1", "baseline"]
+
+
+def test_versions_above_the_images_latest_are_ahead_and_not_drift() -> None:
+    files = catalog(("0001_a.sql", "SELECT 1;"), ("0003_c.sql", "SELECT 3;"))
+    a = files.migrations[0]
+    rows = (row("0001_a.sql", a.checksum), row("0004_d.sql", "newer"), row("0006_f.sql", "newer", "baseline"))
+    state = compare(files, rows)
+    assert (state.ahead, state.missing, state.pending, state.drifted) == ((4, 6), (), (3,), False)
+    document = status_document(files, state)
+    assert document["ahead"] == [4, 6]
+    states = {e["version"]: (e["state"], e["file"]) for e in document["migrations"]}  # type: ignore[attr-defined]
+    assert states[4] == ("ahead", "0004_d.sql") and states[6] == ("ahead", "0006_f.sql")
+    first = status_text(files, state).splitlines()[0]
+    assert first == "schema version 6, this image's latest 3, 1 pending, ledger ahead of this image by 2"
+    # At or below this image's latest, a version without its file is still drift.
+    gap = compare(files, (row("0001_a.sql", a.checksum), row("0002_b.sql", "gone")))
+    assert (gap.missing, gap.ahead, gap.drifted) == ((2,), (), True)
