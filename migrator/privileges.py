@@ -13,6 +13,7 @@ import asyncpg
 from migrator.errors import InsufficientPrivilege, UsageError, failure_outcome
 from schema.catalog import Migration
 from schema.ledger import TABLE
+from schema.quoting import quote_ident
 from schema.splitter import Statement, line_column
 
 # `up` and `baseline` create and write; every other verb only reads the ledger.
@@ -61,13 +62,6 @@ class Missing:
         if self.privilege == "ownership":
             return f"ALTER {self.kind.upper()} {self.name} OWNER TO {grantee};"
         return f"GRANT {self.privilege} ON {self.kind.upper()} {self.name} TO {grantee};"
-
-
-def quote_ident(name: str) -> str:
-    """An SQL identifier as PostgreSQL's quote_ident would write it."""
-    if re.fullmatch(r"[a-z_][a-z0-9_$]*", name):
-        return name
-    return '"' + name.replace('"', '""') + '"'
 
 
 async def check_access(conn: asyncpg.Connection, verb: str) -> None:
