@@ -9,6 +9,7 @@ over. Both are reported as refusals, and nothing is planned while there is one.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -127,8 +128,8 @@ def _index_step(index: Index, live: Schema, namespace: str) -> Step | str:
 
 def create_index_sql(index: Index, namespace: str) -> str:
     """CREATE INDEX CONCURRENTLY IF NOT EXISTS from the model, keys with their operator classes."""
-    pairs = zip(index.keys, index.opclasses, strict=False)
-    keys = ", ".join(f"{_key(key)} {quote_ident(opclass)}" for key, opclass in pairs)
+    pairs = itertools.zip_longest(index.keys, index.opclasses[: len(index.keys)], fillvalue="")
+    keys = ", ".join(_key(key, opclass) for key, opclass in pairs)
     unique = "UNIQUE " if index.unique else ""
     sql = (
         f"CREATE {unique}INDEX CONCURRENTLY IF NOT EXISTS {quote_ident(index.name)} "
@@ -168,9 +169,10 @@ def aside_name(name: str) -> str:
     return base + ASIDE_SUFFIX
 
 
-def _key(key: str) -> str:
-    """A column as it is; an expression in the parentheses CREATE INDEX needs around it."""
-    return key if is_column(key) else f"({key})"
+def _key(key: str, opclass: str) -> str:
+    """A column as it is, an expression in the parentheses CREATE INDEX needs; then its opclass."""
+    text = key if is_column(key) else f"({key})"
+    return f"{text} {quote_ident(opclass)}" if opclass else text
 
 
 # --- constraints -----------------------------------------------------------------------------

@@ -82,6 +82,13 @@ def test_keys_expressions_include_and_predicate_keep_their_sql_and_names_are_quo
     )
 
 
+def test_a_key_without_an_operator_class_keeps_its_place() -> None:
+    bare = replace(HNSW, keys=("embedding", "(lower(content))"), opclasses=("vector_cosine_ops",))
+    expected = replace(EXPECTED, indexes=(bare,))
+    [sql] = statements(plan(replace(EXPECTED, indexes=()), expected))
+    assert sql.endswith("USING hnsw (embedding vector_cosine_ops, ((lower(content))))")
+
+
 def test_an_invalid_index_is_moved_aside_dropped_concurrently_and_rebuilt() -> None:
     restoration = plan(replace(EXPECTED, indexes=(replace(HNSW, valid=False),)))
     [step] = restoration.steps
