@@ -19,6 +19,7 @@ BENCHMARKS = (
     "schema_read",
     "file_round_trips",
     "kubelet_sim",
+    "repair",
 )
 
 

@@ -12,7 +12,7 @@ from typing import Final, TextIO
 
 import asyncpg
 
-from migrator import conformance, grants, privileges
+from migrator import conformance, grants, privileges, repair
 from migrator.connection import connect_with_retry, direct_url, read_url
 from migrator.errors import BaselineRefused, MigrationsPending
 from migrator.events import EventLog
@@ -141,7 +141,21 @@ async def cmd_status(ctx: Context) -> int:
     return 0
 
 
+async def cmd_repair(ctx: Context) -> int:
+    url = direct_url(ctx.settings.database)
+    conn = await ctx.connect(url)
+    watcher = ProgressWatcher(lambda: ctx.connect(url), ctx.log)
+    try:
+        await repair.repair(conn, ctx.catalog, ctx.settings.options, ctx.application_name, ctx.log, watcher)
+    finally:
+        await watcher.close()
+        await conn.close()
+    return 0
+
+
 async def cmd_plan(ctx: Context) -> int:
+    if ctx.settings.repair:
+        return await plan_repair(ctx)
     state = await ctx.read_state()
     check_drift(ctx.catalog, state)
     conformance.note_ledger_ahead(ctx.catalog, state, ctx.log)
@@ -155,6 +169,20 @@ async def cmd_plan(ctx: Context) -> int:
         # A bare CR ends a line for PostgreSQL: print it as one, so what shows is what runs.
         ctx.stdout.write(LINE_BREAK.sub("\n", migration.sql).rstrip("\n") + "\n\n")
     ctx.log.info("plan", pending=len(state.pending), version=state.version)
+    return 0
+
+
+async def plan_repair(ctx: Context) -> int:
+    """`plan --repair`: the statements `repair` would run now, on stdout; touches nothing."""
+    conn = await ctx.connect(read_url(ctx.settings.database))
+    try:
+        plan = await repair.read_plan(conn, ctx.catalog, await read_state(conn, ctx.catalog), ctx.log)
+    finally:
+        await conn.close()
+    plan.announce(ctx.log)
+    ctx.stdout.write(plan.restoration.script())
+    event = "repair_plan" if plan.steps else "nothing_to_repair"
+    ctx.log.info(event, version=plan.version, count=len(plan.steps), objects=plan.objects)
     return 0
 
 
@@ -213,4 +241,5 @@ COMMANDS: Final[dict[str, Callable[[Context], Awaitable[int]]]] = {
     "verify": cmd_verify,
     "wait": cmd_wait,
     "baseline": cmd_baseline,
+    "repair": cmd_repair,
 }

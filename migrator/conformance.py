@@ -37,6 +37,8 @@ STOPPED_BY: Final[Mapping[str, frozenset[str]]] = {
     "wait": frozenset({BREAKING}),
     "verify": frozenset({BREAKING, DEGRADED}),
     "status": frozenset({BREAKING, DEGRADED}),
+    # Only reached with nothing applied or no snapshots, where there is no drift to judge.
+    "repair": frozenset({BREAKING, DEGRADED}),
 }
 
 

@@ -272,6 +272,58 @@ class UnrecordedSchema(MigratorError):
         )
 
 
+class RepairRefused(MigratorError):
+    """`repair` will not start: restoring the drift would invent data, a name it needs is taken, or
+    the database is ahead of this image (what it would restore, a newer migration may have removed)."""
+
+    exit_code = 6
+    event = "repair_refused"
+
+    def __init__(self, reasons: Sequence[str]) -> None:
+        self.reasons = tuple(reasons)
+        super().__init__(f"repair refused, nothing was run: {'; '.join(reasons)}")
+
+    @classmethod
+    def drift(cls, version: int, breaking: Sequence[str], conflicts: Sequence[str]) -> RepairRefused:
+        reasons = list(conflicts)
+        if breaking:
+            reasons.insert(
+                0,
+                f"the live schema lacks or changed what migrations 1..{version} create in a way repair does "
+                f"not restore ({len(breaking)} object(s)): {'; '.join(breaking)}. Repair restores indexes "
+                "and constraints only, never a table, column, type, enum label or extension: that would "
+                "invent data. Restore those by hand (the named migration file holds the statement) or from "
+                "a backup, then run `kata-migrate repair`",
+            )
+        return cls(reasons)
+
+    @classmethod
+    def ledger_ahead(cls, ahead: Sequence[str], latest: int) -> RepairRefused:
+        return cls(
+            [
+                f"the database was migrated past this image ({', '.join(ahead)} applied; this image ships "
+                f"versions up to {latest}), and what this image would restore a newer migration may have "
+                f"removed on purpose. Run `kata-migrate repair` from an image that ships {ahead[-1]}"
+            ]
+        )
+
+
+class RepairIncomplete(MigratorError):
+    """`repair` ran its statements, yet the catalog read afterwards still differs."""
+
+    exit_code = 6
+    event = "repair_incomplete"
+
+    def __init__(self, version: int, lines: Sequence[str]) -> None:
+        self.lines = tuple(lines)
+        super().__init__(
+            f"repair ran, but the live schema still differs from what migrations 1..{version} create "
+            f"({len(lines)} object(s)): {'; '.join(lines)}. Another session changed it meanwhile, or a "
+            "name is held by an object repair does not see (a sequence or view): check `kata-migrate "
+            "status`, then run `kata-migrate repair` again"
+        )
+
+
 class LockTimeout(MigratorError):
     exit_code = 7
     event = "lock_timeout"

@@ -67,7 +67,9 @@ class StatementError(Exception):
 
 @dataclass(frozen=True)
 class FileRunner:
-    """What applying a file needs: the locked connection, the limits, the guard, the reporters."""
+    """What applying a file needs: the locked connection, the limits, the guard, the reporters.
+    `record` False runs a script that is no migration (`repair`'s): no ledger row, no
+    migration_started/migration_applied events, everything else as for a file."""
 
     conn: asyncpg.Connection
     options: RunOptions
@@ -75,10 +77,14 @@ class FileRunner:
     applied_by: str
     log: EventLog
     watcher: ProgressWatcher | None = None
+    record: bool = True
 
     async def apply(self, migration: Migration) -> None:
         with self.log.scoped(file=migration.filename):
-            self.log.info("migration_started", version=migration.version, transaction=migration.transactional)
+            if self.record:
+                self.log.info(
+                    "migration_started", version=migration.version, transaction=migration.transactional
+                )
             started = time.monotonic()
             statements = split_statements(migration.sql)
             try:
@@ -91,7 +97,8 @@ class FileRunner:
             except CLOSED as exc:  # BEGIN, the settings or the ledger row: not a statement of the file
                 raise statement_failure(migration, Statement(0, ""), exc) from exc
             duration = round((time.monotonic() - started) * 1000, 1)
-            self.log.info("migration_applied", version=migration.version, duration_ms=duration)
+            if self.record:
+                self.log.info("migration_applied", version=migration.version, duration_ms=duration)
 
     async def _in_transaction(self, migration: Migration, statements: tuple[Statement, ...]) -> None:
         """One round trip per statement and none more: BEGIN and the limits ride with the first
@@ -99,7 +106,8 @@ class FileRunner:
         in its query (simple protocol, literals quoted here)."""
         settings = [f"SET LOCAL {s}" for s in self.options.session_settings(transactional=True)]
         begin = "; ".join(["BEGIN", *settings]) + ";\n"
-        commit = f";\n{insert_row_sql(migration, None, self.applied_by)}; COMMIT"
+        row = f"{insert_row_sql(migration, None, self.applied_by)}; " if self.record else ""
+        commit = f";\n{row}COMMIT"
         last = len(statements) - 1
         try:
             for index, statement in enumerate(statements):
@@ -130,7 +138,8 @@ class FileRunner:
             with contextlib.suppress(*CLOSED):
                 await self.conn.execute("; ".join(f"RESET {s.split(' = ')[0]}" for s in settings))
         duration = round((time.monotonic() - started) * 1000, 1)
-        await self.conn.execute(insert_row_sql(migration, duration, self.applied_by))
+        if self.record:
+            await self.conn.execute(insert_row_sql(migration, duration, self.applied_by))
 
     async def _run(
         self,

@@ -19,10 +19,11 @@ import asyncpg
 
 from migrator.errors import RoleMissing, UsageError
 from migrator.events import EventLog
-from migrator.privileges import Missing, denied, quote_ident
+from migrator.privileges import Missing, denied
 from pgconn.options import Option, Sources
 from schema.ledger import TABLE
 from schema.live import NAMESPACE
+from schema.quoting import quote_ident
 
 APP_SETTING: Final = "MIGRATOR_APP_ROLE"
 PROBE_SETTING: Final = "MIGRATOR_PROBE_ROLE"

@@ -122,6 +122,12 @@ COMMAND_HELP: Final = (
         "wait --timeout 600",
     ),
     ("baseline", "VERSION", "record versions up to VERSION as applied without running them", "baseline 1"),
+    (
+        "repair",
+        "",
+        "restore missing or INVALID indexes and constraints, lock-safe (`plan --repair` prints how)",
+        "repair --ddl-lock-timeout 5",
+    ),
 )
 
 ROLLBACK_HELP: Final = (
@@ -170,12 +176,14 @@ def build_parser() -> ArgumentParser:
     status = commands.add_parser("status", parents=[common], help="show applied and pending migrations")
     status.add_argument("--json", action="store_true", help="print JSON on stdout")
     status.add_argument("--exit-code", action="store_true", help="exit 8 when pending, 6 on drift")
-    commands.add_parser("plan", parents=[common], help="print the SQL up would run")
+    plan = commands.add_parser("plan", parents=[common], help="print the SQL up would run")
+    plan.add_argument("--repair", action="store_true", help="print the SQL `repair` would run instead")
     commands.add_parser("verify", parents=[common], help="0 applied, 6 drift, 8 pending")
     wait = commands.add_parser("wait", parents=[common], help="block until all migrations are applied")
     add_flags(wait, [WAIT_TIMEOUT])
     base = commands.add_parser("baseline", parents=[common], help="mark versions up to VERSION as applied")
     base.add_argument("version", metavar="VERSION", help="highest version to record, e.g. 1")
+    commands.add_parser("repair", parents=[common], help="restore missing or INVALID indexes and constraints")
     return parser
 
 
@@ -192,6 +200,7 @@ class MigratorSettings:
     as_json: bool = False
     exit_code: bool = False
     baseline_version: int | None = None
+    repair: bool = False  # `plan --repair`
 
     @classmethod
     def load(cls, argv: Sequence[str], env: Mapping[str, str], *, tty: bool) -> MigratorSettings:
@@ -215,6 +224,7 @@ class MigratorSettings:
             as_json=bool(getattr(args, "json", False)),
             exit_code=bool(getattr(args, "exit_code", False)),
             baseline_version=parse_version(args.version) if args.command == "baseline" else None,
+            repair=bool(getattr(args, "repair", False)),
         )
 
 

@@ -13,12 +13,15 @@ import asyncpg
 from migrator.errors import InsufficientPrivilege, UsageError, failure_outcome
 from schema.catalog import Migration
 from schema.ledger import TABLE
+from schema.quoting import quote_ident
 from schema.splitter import Statement, line_column
 
 # `up` and `baseline` create and write; every other verb only reads the ledger.
 WRITING_VERBS: Final = frozenset({"up", "baseline"})
+# ...and `repair` alters the application's tables: these run as the schema owner role.
+OWNER_VERBS: Final = WRITING_VERBS | {"repair"}
 OWNER_ADVICE: Final = (
-    "`kata-migrate up` and `baseline` are meant to run as the schema owner role: check that the "
+    "`kata-migrate up`, `baseline` and `repair` are meant to run as the schema owner role: check that the "
     "migration Job's Secret holds the owner's URL, not the application's or the probe's (docs/deploy.md); "
     "if this role is that owner,"
 )
@@ -63,13 +66,6 @@ class Missing:
         return f"GRANT {self.privilege} ON {self.kind.upper()} {self.name} TO {grantee};"
 
 
-def quote_ident(name: str) -> str:
-    """An SQL identifier as PostgreSQL's quote_ident would write it."""
-    if re.fullmatch(r"[a-z_][a-z0-9_$]*", name):
-        return name
-    return '"' + name.replace('"', '""') + '"'
-
-
 async def check_access(conn: asyncpg.Connection, verb: str) -> None:
     """Before the verb runs: the ledger's schema and table privileges it needs, or exit 10 naming
     each missing one. One catalog query; catalogs are readable by every role."""
@@ -91,8 +87,26 @@ async def check_access(conn: asyncpg.Connection, verb: str) -> None:
     ]
     missing = [Missing(privilege, kind, name, role) for privilege, kind, name, held in needed if not held]
     if missing:
-        advice = OWNER_ADVICE if writes else READ_ADVICE
+        advice = OWNER_ADVICE if verb in OWNER_VERBS else READ_ADVICE
         raise denied(missing, where=f" (needed by `kata-migrate {verb}`; nothing was changed)", advice=advice)
+
+
+OWNERSHIP_QUERY: Final = """
+SELECT current_user AS role, c.relname
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = $1 AND c.relname = ANY ($2::text[]) AND NOT pg_has_role(c.relowner, 'USAGE')
+ORDER BY c.relname
+"""
+
+
+async def check_ownership(conn: asyncpg.Connection, verb: str, schema: str, tables: list[str]) -> None:
+    """Exit 10 naming each table of `schema` the role does not own (ALTER TABLE and CREATE INDEX
+    need ownership), before the verb changes anything."""
+    rows = await conn.fetch(OWNERSHIP_QUERY, schema, tables)
+    if rows:
+        missing = [Missing("ownership", "table", quote_ident(r["relname"]), str(r["role"])) for r in rows]
+        where = f" (needed by `kata-migrate {verb}`; nothing was changed)"
+        raise denied(missing, where=where, advice=OWNER_ADVICE)
 
 
 def denied(missing: list[Missing], *, where: str, advice: str = "") -> InsufficientPrivilege:

@@ -154,8 +154,9 @@ def _constraints(expected: tuple[Constraint, ...], live: Schema) -> Iterator[Dri
                 constraint.name,
                 constraint.kind,
                 DEGRADED,
-                f"is NOT VALID on {constraint.table} (rows written before it are unchecked): "
-                f"run ALTER TABLE {constraint.table} VALIDATE CONSTRAINT {matches[0].name}",
+                f"is NOT VALID on {constraint.table} (rows written before it are unchecked): run "
+                f"`kata-migrate repair` (ALTER TABLE {constraint.table} VALIDATE CONSTRAINT "
+                f"{matches[0].name})",
             )
 
 
@@ -171,6 +172,6 @@ def _indexes(expected: tuple[Index, ...], live: Schema) -> Iterator[Drift]:
                 index.name,
                 "index",
                 DEGRADED,
-                f"is INVALID (an interrupted CREATE INDEX CONCURRENTLY): drop index {matches[0].name} "
-                "and rebuild it",
+                f"is INVALID (an interrupted CREATE INDEX CONCURRENTLY): run `kata-migrate repair` to drop "
+                f"index {matches[0].name} concurrently and rebuild it",
             )

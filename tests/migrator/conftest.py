@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from localpg.throwaway import SUPERUSER_PASSWORD
 from migrator.cli import run
 from migrator.lock import LOCK_CLASS, LOCK_OBJECT
 from tests.conftest import Database
@@ -96,6 +98,20 @@ def ledger(db: Database) -> list[str]:
     return out.splitlines()
 
 
+def psql_script(db: Database, sql: str) -> str:
+    """Run `sql` as psql runs a file: each statement on its own (CREATE INDEX CONCURRENTLY
+    included), stopping at the first error; returns what psql printed."""
+    result = subprocess.run(
+        [*db.server.psql_command(db.name), "-f", "-"],
+        input=sql,
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PGPASSWORD": SUPERUSER_PASSWORD},
+    )
+    return result.stdout.strip()
+
+
 def table_exists(db: Database, name: str) -> bool:
     return db.psql(f"SELECT to_regclass('{name}') IS NOT NULL") == "t"
 
@@ -116,6 +132,29 @@ def migrations_dir(tmp_path: Path) -> Callable[[dict[str, str | bytes]], Path]:
         return directory
 
     return write
+
+
+@contextlib.contextmanager
+def open_writer(db: Database, table: str) -> Iterator[None]:
+    """A transaction that has written to `table` and stays open: a concurrent index build waits
+    for it (and gives up at the migrator's DDL lock timeout) after creating its INVALID index."""
+    session = db.server.psql_session(db.name, application_name="open-writer")
+    assert session.stdin is not None
+    session.stdin.write(f"BEGIN;\nUPDATE {table} SET created_at = created_at;\n")
+    session.stdin.flush()
+    holding = (
+        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+        f"WHERE a.application_name = 'open-writer' AND l.relation = '{table}'::regclass "
+        "AND l.mode = 'RowExclusiveLock' AND l.granted"
+    )
+    try:
+        wait_until(
+            lambda: db.psql(holding) == "1", what=f"an open transaction writing {table}", process=session
+        )
+        yield
+    finally:
+        session.stdin.close()  # end of input: psql exits and the server rolls its transaction back
+        session.wait(30)
 
 
 @pytest.fixture
@@ -155,4 +194,21 @@ def secondary_indexes(db: Database) -> list[str]:
         "SELECT indexrelid::regclass || ':' || indisvalid || ':' || pg_get_indexdef(indexrelid) "
         "FROM pg_index WHERE indrelid IN ('contexts'::regclass, 'messages'::regclass) "
         "AND NOT indisprimary AND NOT indisunique ORDER BY 1"
+    ).splitlines()
+
+
+FINAL_CHECKS = [
+    "contexts_fork_pair:true:CHECK (((parent_id IS NULL) OR (fork_version IS NOT NULL)))",
+    "contexts_latest_version_non_negative:true:CHECK ((latest_version >= 0))",
+    "contexts_message_count_non_negative:true:CHECK ((message_count >= 0))",
+    "contexts_total_tokens_non_negative:true:CHECK ((total_tokens >= 0))",
+    "messages_token_count_non_negative:true:CHECK (((token_count IS NULL) OR (token_count >= 0)))",
+]
+
+
+def check_constraints(db: Database) -> list[str]:
+    """name:validated:definition of every CHECK on the two tables."""
+    return db.psql(
+        "SELECT conname || ':' || convalidated || ':' || pg_get_constraintdef(oid) FROM pg_constraint "
+        "WHERE conrelid IN ('contexts'::regclass, 'messages'::regclass) AND contype = 'c' ORDER BY 1"
     ).splitlines()

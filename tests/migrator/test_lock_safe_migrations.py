@@ -3,10 +3,8 @@ no-transaction file failing midway on purpose, then applied by a plain re-run on
 
 from __future__ import annotations
 
-import contextlib
 import re
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,34 +12,21 @@ import pytest
 
 from tests.conftest import Database
 from tests.migrator.conftest import (
+    FINAL_CHECKS,
     FINAL_INDEXES,
     MIGRATIONS,
+    check_constraints,
     ledger,
     migrator_env,
+    open_writer,
     run_inprocess,
     secondary_indexes,
 )
-from tests.polling import wait_until
 
 PARENT = "00000000-0000-0000-0000-00000000000a"
 CHILD = "00000000-0000-0000-0000-00000000000b"
 
-FINAL_CHECKS = [
-    "contexts_fork_pair:true:CHECK (((parent_id IS NULL) OR (fork_version IS NOT NULL)))",
-    "contexts_latest_version_non_negative:true:CHECK ((latest_version >= 0))",
-    "contexts_message_count_non_negative:true:CHECK ((message_count >= 0))",
-    "contexts_total_tokens_non_negative:true:CHECK ((total_tokens >= 0))",
-    "messages_token_count_non_negative:true:CHECK (((token_count IS NULL) OR (token_count >= 0)))",
-]
 ALL_APPLIED = [f"{v}|applied" for v in range(1, 6)]
-
-
-def check_constraints(db: Database) -> list[str]:
-    """name:validated:definition of every CHECK on the two tables."""
-    return db.psql(
-        "SELECT conname || ':' || convalidated || ':' || pg_get_constraintdef(oid) FROM pg_constraint "
-        "WHERE conrelid IN ('contexts'::regclass, 'messages'::regclass) AND contype = 'c' ORDER BY 1"
-    ).splitlines()
 
 
 def apply_up_to(db: Database, tmp_path: Path, version: int) -> None:
@@ -163,29 +148,6 @@ def test_a_failed_validate_names_the_rows_and_a_rerun_after_the_fix_completes(
     assert ledger(database) == ALL_APPLIED
     assert check_constraints(database) == FINAL_CHECKS
     assert secondary_indexes(database) == FINAL_INDEXES
-
-
-@contextlib.contextmanager
-def open_writer(db: Database, table: str) -> Iterator[None]:
-    """A transaction that has written to `table` and stays open: a concurrent index build waits
-    for it (and gives up at the migrator's DDL lock timeout) after creating its INVALID index."""
-    session = db.server.psql_session(db.name, application_name="open-writer")
-    assert session.stdin is not None
-    session.stdin.write(f"BEGIN;\nUPDATE {table} SET created_at = created_at;\n")
-    session.stdin.flush()
-    holding = (
-        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
-        f"WHERE a.application_name = 'open-writer' AND l.relation = '{table}'::regclass "
-        "AND l.mode = 'RowExclusiveLock' AND l.granted"
-    )
-    try:
-        wait_until(
-            lambda: db.psql(holding) == "1", what=f"an open transaction writing {table}", process=session
-        )
-        yield
-    finally:
-        session.stdin.close()  # end of input: psql exits and the server rolls its transaction back
-        session.wait(30)
 
 
 @dataclass(frozen=True)
