@@ -3,10 +3,13 @@ exit codes is here and only here: `--help`, README.md and docs/migrator.md are c
 
 from __future__ import annotations
 
+import socket
 import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar, Final
+
+import asyncpg
 
 from pgconn.errors import Reason, classify_error
 
@@ -83,17 +86,41 @@ class DatabaseUnreachable(MigratorError):
         super().__init__(f"cannot connect to {target} after {waited:.1f} s: {reason}; {advice}")
 
 
+def is_connection_loss(exc: BaseException) -> bool:
+    """A broken connection or a server shutting down (57P01-57P03), not a bug in us."""
+    # Not any OSError: a local PermissionError is a bug or a setup fault, not a lost database.
+    if isinstance(exc, ConnectionError | TimeoutError | socket.gaierror | asyncpg.InterfaceError):
+        return True
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    return isinstance(exc, asyncpg.PostgresError) and (sqlstate.startswith(("08", "57P")))
+
+
 class ConnectionLost(MigratorError):
-    """The connection broke after it was made (server restart, network): nothing half-applied."""
+    """The connection broke after it was made (server restart, failover, pg_terminate_backend,
+    network): the server rolls back what was open, so nothing is half-applied."""
 
     exit_code = 3
     event = "connection_lost"
 
-    def __init__(self, exc: BaseException) -> None:
+    def __init__(self, exc: BaseException, *, applying: str = "", transactional: bool = True) -> None:
         super().__init__(
-            f"lost the database connection ({classify_error(exc)}); any open transaction was rolled back "
-            "by the server, run again once the database is reachable"
+            f"lost the database connection ({classify_error(exc)})"
+            + (f" while applying {applying}: {lost_outcome(transactional=transactional)}" if applying else "")
+            + "; any open transaction was rolled back by the server, run again once the database is reachable"
         )
+
+
+def lost_outcome(*, transactional: bool) -> str:
+    """What a connection lost in the middle of a file left behind."""
+    if transactional:
+        return (
+            "its transaction was rolled back, nothing recorded (had the break come during its COMMIT, "
+            "the file would be applied and recorded whole: `kata-migrate status` tells)"
+        )
+    return (
+        "no-transaction file: the statements before the running one may be applied (that one too), "
+        "nothing recorded; the file is written to be re-run, so a re-run is safe"
+    )
 
 
 class PgvectorUnavailable(MigratorError):

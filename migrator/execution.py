@@ -11,7 +11,7 @@ from typing import Final
 import asyncpg
 
 from migrator import grants, privileges, violations
-from migrator.errors import MigrationFailed
+from migrator.errors import ConnectionLost, MigrationFailed, is_connection_loss
 from migrator.events import EventLog
 from migrator.guard import SESSION_CHANGED, TRANSACTION_ENDED, SessionGuard, to_ms
 from migrator.progress import ProgressWatcher
@@ -83,8 +83,12 @@ class FileRunner:
                 else:
                     await self._autocommit(migration, statements, started)
             except StatementError as failed:
+                if is_connection_loss(failed.cause):
+                    raise lost(migration, failed.cause) from failed.cause
                 raise await self._report(migration, failed) from failed.cause
             except CLOSED as exc:  # BEGIN, the settings or the ledger row: not a statement of the file
+                if is_connection_loss(exc):
+                    raise lost(migration, exc) from exc
                 raise statement_failure(migration, Statement(0, ""), exc) from exc
             duration = round((time.monotonic() - started) * 1000, 1)
             self.log.info("migration_applied", version=migration.version, duration_ms=duration)
@@ -177,6 +181,10 @@ class FileRunner:
             rows = await violations.rows_query(self.conn, cause) if validation else None
             return failure(migration, statement, cause, shift=failed.shift, rows_query=rows)
         return statement_failure(migration, statement, cause, shift=failed.shift)
+
+
+def lost(migration: Migration, exc: BaseException) -> ConnectionLost:
+    return ConnectionLost(exc, applying=migration.filename, transactional=migration.transactional)
 
 
 def statement_failure(

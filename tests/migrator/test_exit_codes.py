@@ -12,8 +12,8 @@ import asyncpg
 import pytest
 
 from migrator import errors
-from migrator.cli import error_for, is_connection_loss, run
-from migrator.errors import exit_status
+from migrator.cli import error_for, run
+from migrator.errors import exit_status, is_connection_loss
 from tests.conftest import Database
 from tests.migrator.conftest import migrator_env, run_inprocess, start_process
 
