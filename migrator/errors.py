@@ -27,6 +27,7 @@ EXIT_CODES: Final[Mapping[str, str]] = {
     "8": "migrations pending",
     "9": "refused: pooled connection and no `DATABASE_URL_UNPOOLED`",
     "10": "insufficient privilege",
+    "11": "blocked by other sessions' locks: nothing recorded, safe to retry",
     "129 / 130 / 143": "interrupted by SIGHUP / SIGINT / SIGTERM",
 }
 
@@ -247,6 +248,31 @@ class LockTimeout(MigratorError):
         super().__init__(
             f"gave up after {waited:.1f} s waiting for the migration lock held by {holder}; "
             "let that migrator finish, or end it if it is stuck, then run again (or raise --lock-timeout)"
+        )
+
+
+class BlockedByLocks(MigratorError):
+    """A migration kept timing out on locks other sessions hold until the retry budget was spent.
+    Nothing of the file is recorded and the next run applies it again: retryable, unlike exit 5."""
+
+    exit_code = 11
+    event = "blocked_by_locks"
+
+    def __init__(
+        self, filename: str, line: int, attempts: int, spent: float, blockers: str, *, transactional: bool
+    ) -> None:
+        self.filename = filename
+        undone = (
+            "the file was rolled back"
+            if transactional
+            else "the blocked statement was rolled back, the ones before it stay applied (the file is "
+            "written to be re-run)"
+        )
+        super().__init__(
+            f"migration {filename} blocked by other sessions' locks at line {line}: {attempts} attempt(s), "
+            f"{spent:.0f} s since the first lock timeout, retry budget spent; last seen blocking: "
+            f"{blockers}. {undone[0].upper()}{undone[1:]}: nothing recorded; safe to retry. End or "
+            "shorten those transactions, or run again later (--lock-retry-budget retries for longer)"
         )
 
 
