@@ -5,14 +5,16 @@ the backoff's bounds, need no server."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from migrator.blockers import Blocker
 from migrator.contention import Backoff, waits_for_old_transactions
-from tests.conftest import Database
+from tests.conftest import Database, Roles
 from tests.migrator.conftest import Events, ledger, migrator_env, run_inprocess, start_process, table_exists
 from tests.polling import wait_until
 
@@ -125,11 +127,39 @@ def test_lock_blocked_names_the_session_holding_the_lock_not_an_older_idle_trans
     assert ledger(database) == [] and SECRET not in outcome.stderr
 
 
+def test_a_blocker_of_another_role_is_named_by_pid_and_application_name(
+    roles: Roles, migrations_dir: Files
+) -> None:
+    """As in production: the API's role holds the lock, the owner's `up` cannot see its state
+    (no pg_read_all_stats), and still names it."""
+    first = {"0001_busy.sql": "CREATE TABLE busy (id int);\n"}
+    owner_env = migrator_env(roles.url(roles.owner), MIGRATIONS_DIR=str(migrations_dir(first)))
+    assert run_inprocess(["up"], owner_env).code == 0
+    roles.database.psql(f'GRANT SELECT ON busy TO "{roles.app}"')
+    directory = migrations_dir({**first, "0002_alter.sql": "ALTER TABLE busy ADD COLUMN note text;\n"})
+    loop = asyncio.new_event_loop()
+    api = loop.run_until_complete(
+        asyncpg.connect(roles.url(roles.app), server_settings={"application_name": "kata-api"})
+    )
+    try:
+        loop.run_until_complete(api.execute(f"BEGIN; SELECT '{SECRET}' FROM busy"))
+        env = {**owner_env, "MIGRATIONS_DIR": str(directory), "MIGRATOR_DDL_LOCK_TIMEOUT": "3"}
+        outcome = run_inprocess(["up", "--lock-retry-budget", "0"], env)
+        pid = api.get_server_pid()
+    finally:
+        loop.run_until_complete(api.close())
+        loop.close()
+    assert outcome.code == EXIT_BLOCKED, outcome.stderr
+    hidden = "state hidden: another role's session (pg_read_all_stats shows it)"
+    assert f"kata-api (pid {pid}, {hidden})" in outcome.final_message
+    assert ledger(roles.database) == ["1|applied"] and SECRET not in outcome.stderr
+
+
 def test_a_blocked_no_transaction_file_keeps_the_statements_before_and_records_nothing(
     database: Database, migrations_dir: Files, sessions: Callable[[str, str], Session]
 ) -> None:
     database.psql("CREATE TABLE busy (id int)")
-    sessions("report-job", "SELECT count(*) FROM busy;")
+    blocker = sessions("report-job", "SELECT count(*) FROM busy;")
     sql = NO_TX + "CREATE TABLE IF NOT EXISTS first_done (id int);\nALTER TABLE busy ADD COLUMN note text;\n"
     env = migrator_env(
         database.url,
@@ -145,6 +175,12 @@ def test_a_blocked_no_transaction_file_keeps_the_statements_before_and_records_n
     # Every attempt ran the file from its top: the first statement each time, the second blocked.
     attempts = outcome.names().count("migration_started")
     assert attempts == outcome.names().count("lock_blocked") >= 1
+    # 0.3 s is over before the first sample (0.5 s in): the blocker is found among the
+    # transactions already open when the statement started.
+    blocked = [e for e in outcome.events() if e["event"] == "lock_blocked"]
+    assert all(
+        e["blockers_seen_waiting"] is False and names_blocker(e, blocker, "report-job") for e in blocked
+    )
 
 
 def test_the_guard_expects_the_ddl_lock_timeout_again_after_a_concurrent_statement(
