@@ -90,7 +90,11 @@ class DatabaseUnreachable(MigratorError):
 def is_connection_loss(exc: BaseException) -> bool:
     """A broken connection or a server shutting down (57P01-57P03), not a bug in us."""
     # Not any OSError: a local PermissionError is a bug or a setup fault, not a lost database.
-    if isinstance(exc, ConnectionError | TimeoutError | socket.gaierror | asyncpg.InterfaceError):
+    # asyncpg's InternalClientError ("cannot switch to state ...") is what a backend terminated in
+    # the middle of an operation sometimes leaves instead of ConnectionDoesNotExistError.
+    if isinstance(exc, ConnectionError | TimeoutError | socket.gaierror):
+        return True
+    if isinstance(exc, asyncpg.InterfaceError | asyncpg.InternalClientError):
         return True
     sqlstate = getattr(exc, "sqlstate", None) or ""
     return isinstance(exc, asyncpg.PostgresError) and (sqlstate.startswith(("08", "57P")))

@@ -21,7 +21,7 @@ from schema.catalog import Migration
 from schema.ledger import insert_row_sql
 from schema.splitter import Statement, line_column, split_statements
 
-CLOSED: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+CLOSED: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
 
 
 @dataclass(frozen=True)
