@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -17,7 +16,15 @@ import asyncpg
 
 from migrator import privileges
 from migrator.commands import COMMANDS, Context
-from migrator.errors import ConnectionLost, InternalError, Interrupted, MigratorError, UsageError, exit_status
+from migrator.errors import (
+    ConnectionLost,
+    InternalError,
+    Interrupted,
+    MigratorError,
+    UsageError,
+    exit_status,
+    is_connection_loss,
+)
 from migrator.events import EventLog
 from migrator.options import MigratorSettings, log_format
 from migrator.termination import FinalEvent, TerminationLog
@@ -42,15 +49,6 @@ def error_for(exc: BaseException) -> MigratorError:
     if is_connection_loss(exc):
         return ConnectionLost(exc)
     return InternalError(exc)
-
-
-def is_connection_loss(exc: BaseException) -> bool:
-    """A broken connection or a server shutting down (57P01-57P03), not a bug in us."""
-    # Not any OSError: a local PermissionError is a bug or a setup fault, not a lost database.
-    if isinstance(exc, ConnectionError | TimeoutError | socket.gaierror | asyncpg.InterfaceError):
-        return True
-    sqlstate = getattr(exc, "sqlstate", None) or ""
-    return isinstance(exc, asyncpg.PostgresError) and (sqlstate.startswith(("08", "57P")))
 
 
 async def run_command(ctx: Context) -> int:

@@ -3,10 +3,13 @@ exit codes is here and only here: `--help`, README.md and docs/migrator.md are c
 
 from __future__ import annotations
 
+import socket
 import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar, Final
+
+import asyncpg
 
 from pgconn.errors import Reason, classify_error
 from schema.drift import DEGRADED, Drift
@@ -25,6 +28,7 @@ EXIT_CODES: Final[Mapping[str, str]] = {
     "8": "migrations pending",
     "9": "refused: pooled connection and no `DATABASE_URL_UNPOOLED`",
     "10": "insufficient privilege",
+    "11": "blocked by other sessions' locks: nothing recorded, safe to retry",
     "129 / 130 / 143": "interrupted by SIGHUP / SIGINT / SIGTERM",
 }
 
@@ -84,17 +88,45 @@ class DatabaseUnreachable(MigratorError):
         super().__init__(f"cannot connect to {target} after {waited:.1f} s: {reason}; {advice}")
 
 
+def is_connection_loss(exc: BaseException) -> bool:
+    """A broken connection or a server shutting down (57P01-57P03), not a bug in us."""
+    # Not any OSError: a local PermissionError is a bug or a setup fault, not a lost database.
+    # asyncpg's InternalClientError ("cannot switch to state ...") is what a backend terminated in
+    # the middle of an operation sometimes leaves instead of ConnectionDoesNotExistError.
+    if isinstance(exc, ConnectionError | TimeoutError | socket.gaierror):
+        return True
+    if isinstance(exc, asyncpg.InterfaceError | asyncpg.InternalClientError):
+        return True
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    return isinstance(exc, asyncpg.PostgresError) and (sqlstate.startswith(("08", "57P")))
+
+
 class ConnectionLost(MigratorError):
-    """The connection broke after it was made (server restart, network): nothing half-applied."""
+    """The connection broke after it was made (server restart, failover, pg_terminate_backend,
+    network): the server rolls back what was open, so nothing is half-applied."""
 
     exit_code = 3
     event = "connection_lost"
 
-    def __init__(self, exc: BaseException) -> None:
+    def __init__(self, exc: BaseException, *, applying: str = "", transactional: bool = True) -> None:
         super().__init__(
-            f"lost the database connection ({classify_error(exc)}); any open transaction was rolled back "
-            "by the server, run again once the database is reachable"
+            f"lost the database connection ({classify_error(exc)})"
+            + (f" while applying {applying}: {lost_outcome(transactional=transactional)}" if applying else "")
+            + "; any open transaction was rolled back by the server, run again once the database is reachable"
         )
+
+
+def lost_outcome(*, transactional: bool) -> str:
+    """What a connection lost in the middle of a file left behind."""
+    if transactional:
+        return (
+            "its transaction was rolled back, nothing recorded (had the break come during its COMMIT, "
+            "the file would be applied and recorded whole: `kata-migrate status` tells)"
+        )
+    return (
+        "no-transaction file: the statements before the running one may be applied (that one too), "
+        "nothing recorded; the file is written to be re-run, so a re-run is safe"
+    )
 
 
 class PgvectorUnavailable(MigratorError):
@@ -333,6 +365,31 @@ class LockTimeout(MigratorError):
         super().__init__(
             f"gave up after {waited:.1f} s waiting for the migration lock held by {holder}; "
             "let that migrator finish, or end it if it is stuck, then run again (or raise --lock-timeout)"
+        )
+
+
+class BlockedByLocks(MigratorError):
+    """A migration kept timing out on locks other sessions hold until the retry budget was spent.
+    Nothing of the file is recorded and the next run applies it again: retryable, unlike exit 5."""
+
+    exit_code = 11
+    event = "blocked_by_locks"
+
+    def __init__(
+        self, filename: str, line: int, attempts: int, spent: float, blockers: str, *, transactional: bool
+    ) -> None:
+        self.filename = filename
+        undone = (
+            "the file was rolled back"
+            if transactional
+            else "the blocked statement was rolled back, the ones before it stay applied (the file is "
+            "written to be re-run)"
+        )
+        super().__init__(
+            f"migration {filename} blocked by other sessions' locks at line {line}: {attempts} attempt(s), "
+            f"{spent:.0f} s since the first lock timeout, retry budget spent; last seen blocking: "
+            f"{blockers}. {undone[0].upper()}{undone[1:]}: nothing recorded; safe to retry. End or "
+            "shorten those transactions, or run again later (--lock-retry-budget retries for longer)"
         )
 
 

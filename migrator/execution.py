@@ -5,22 +5,23 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 import asyncpg
 
-from migrator import grants, privileges, violations
-from migrator.errors import MigrationFailed
+from migrator import blockers, grants, privileges, violations
+from migrator.contention import LOCK_NOT_AVAILABLE, Contention, waits_for_old_transactions
+from migrator.errors import ConnectionLost, MigrationFailed, is_connection_loss
 from migrator.events import EventLog
 from migrator.guard import SESSION_CHANGED, TRANSACTION_ENDED, SessionGuard, to_ms
-from migrator.progress import ProgressWatcher
+from migrator.progress import ProgressWatcher, SeenBlockers
 from pgconn.errors import classify_error
 from schema.catalog import Migration
 from schema.ledger import insert_row_sql
 from schema.splitter import Statement, line_column, split_statements
 
-CLOSED: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+CLOSED: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,10 @@ class RunOptions:
     lock_timeout: float = 120.0
     statement_timeout: float = 3600.0
     ddl_lock_timeout: float = 10.0
+    # lock_timeout of the CONCURRENTLY statements, which wait for older transactions.
+    concurrent_wait_timeout: float = 300.0
+    # How long `up` keeps retrying files blocked by other sessions' locks (contention.py).
+    lock_retry_budget: float = 300.0
     maintenance_work_mem_kb: int = 256 * 1024
     max_parallel_maintenance_workers: int = 1
     # Who `up` grants to after (and, through default privileges, while) applying.
@@ -58,11 +63,21 @@ class StatementError(Exception):
     """A statement of the file failed; carried out of the transaction so that the report is built
     after the rollback (finding a missing privilege needs a usable connection)."""
 
-    def __init__(self, statement: Statement, cause: BaseException, *, shift: int = 0) -> None:
+    def __init__(
+        self,
+        statement: Statement,
+        cause: BaseException,
+        *,
+        shift: int = 0,
+        waited: float = 0.0,
+        seen: tuple[blockers.Blocker, ...] = (),
+    ) -> None:
         super().__init__(str(cause))
         self.statement = statement
         self.cause = cause
         self.shift = shift  # characters sent before the statement in its query
+        self.waited = waited  # seconds from sending the statement to its failure
+        self.seen = seen  # who it was last seen waiting for (lock timeouts)
 
 
 @dataclass(frozen=True)
@@ -93,8 +108,12 @@ class FileRunner:
                 else:
                     await self._autocommit(migration, statements, started)
             except StatementError as failed:
+                if is_connection_loss(failed.cause):
+                    raise lost(migration, failed.cause) from failed.cause
                 raise await self._report(migration, failed) from failed.cause
             except CLOSED as exc:  # BEGIN, the settings or the ledger row: not a statement of the file
+                if is_connection_loss(exc):
+                    raise lost(migration, exc) from exc
                 raise statement_failure(migration, Statement(0, ""), exc) from exc
             duration = round((time.monotonic() - started) * 1000, 1)
             if self.record:
@@ -133,13 +152,29 @@ class FileRunner:
         check = self.guard.check_sql(transactional=False)
         try:
             for statement in statements:
-                await self._run(migration, statement, statement.text, check)
+                if waits_for_old_transactions(statement.text):
+                    await self._run(migration, statement, *self._concurrent(statement))
+                else:
+                    await self._run(migration, statement, statement.text, check)
         finally:
             with contextlib.suppress(*CLOSED):
                 await self.conn.execute("; ".join(f"RESET {s.split(' = ')[0]}" for s in settings))
         duration = round((time.monotonic() - started) * 1000, 1)
         if self.record:
             await self.conn.execute(insert_row_sql(migration, duration, self.applied_by))
+
+    def _concurrent(self, statement: Statement) -> tuple[str, ...]:
+        """A CONCURRENTLY statement waits for older transactions under SHARE UPDATE EXCLUSIVE,
+        which stops no one's reads or writes: it gets its own lock_timeout, the guard after it
+        expects that one, and the DDL lock timeout is set back before the next statement."""
+        wait_ms = to_ms(self.options.concurrent_wait_timeout)
+        guard = replace(self.guard, lock_timeout_ms=wait_ms)
+        return (
+            f"SET lock_timeout = '{wait_ms}ms'",
+            statement.text,
+            guard.check_sql(transactional=False),
+            f"SET lock_timeout = '{self.guard.lock_timeout_ms}ms'",
+        )
 
     async def _run(
         self,
@@ -153,15 +188,19 @@ class FileRunner:
         the file's COMMIT), reporting progress while they take long; an error becomes
         StatementError, positions counted from the statement."""
         line, _ = line_column(migration.sql, statement.offset)
+        seen = SeenBlockers()
+        sent = time.monotonic()
         try:
             async with contextlib.AsyncExitStack() as stack:
                 if self.watcher is not None:
                     pid = self.conn.get_server_pid()
-                    await stack.enter_async_context(self.watcher.watching(pid, migration.filename, line))
+                    watching = self.watcher.watching(pid, migration.filename, line)
+                    seen = await stack.enter_async_context(watching)
                 for index, query in enumerate(queries):
                     await self.conn.execute(before + query if index == 0 else query)
         except CLOSED as exc:
-            raise StatementError(statement, exc, shift=len(before)) from exc
+            waited = time.monotonic() - sent
+            raise StatementError(statement, exc, shift=len(before), waited=waited, seen=seen.last) from exc
         if migration.transactional and not commits and not self.conn.is_in_transaction():
             raise MigrationFailed(
                 migration.filename,
@@ -180,9 +219,12 @@ class FileRunner:
             )
 
     async def _report(self, migration: Migration, failed: StatementError) -> Exception:
-        """The error for a failed statement, built after the rollback: a missing privilege is
-        explained (exit 10), a failed VALIDATE gives the query that finds the rows."""
+        """The error for a failed statement, built after the rollback: a lock timeout is contention
+        (retried), a missing privilege is explained (exit 10), a failed VALIDATE gives the query
+        that finds the rows."""
         cause, statement = failed.cause, failed.statement
+        if isinstance(cause, asyncpg.PostgresError) and cause.sqlstate == LOCK_NOT_AVAILABLE:
+            return await self._contention(migration, failed, cause)
         if isinstance(cause, asyncpg.InsufficientPrivilegeError):
             return await privileges.in_migration(self.conn, migration, statement, cause)
         if isinstance(cause, asyncpg.PostgresError):
@@ -190,6 +232,22 @@ class FileRunner:
             rows = await violations.rows_query(self.conn, cause) if validation else None
             return failure(migration, statement, cause, shift=failed.shift, rows_query=rows)
         return statement_failure(migration, statement, cause, shift=failed.shift)
+
+    async def _contention(
+        self, migration: Migration, failed: StatementError, cause: asyncpg.PostgresError
+    ) -> Contention:
+        """A lock timeout, naming who blocked: as sampled while the statement waited, else the
+        transactions already open when it started (it no longer waits, so no one blocks it now)."""
+        located = failure(migration, failed.statement, cause, shift=failed.shift)
+        found = failed.seen or await blockers.open_before(self.conn, failed.waited)
+        message = f"{getattr(cause, 'message', None) or cause} (SQLSTATE {cause.sqlstate})"
+        return Contention(
+            migration, located.line, message, found, seen_waiting=bool(failed.seen), waited=failed.waited
+        )
+
+
+def lost(migration: Migration, exc: BaseException) -> ConnectionLost:
+    return ConnectionLost(exc, applying=migration.filename, transactional=migration.transactional)
 
 
 def statement_failure(

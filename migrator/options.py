@@ -56,6 +56,30 @@ DDL_LOCK_TIMEOUT: Final = Option(
     "lock_timeout for each migration statement (0: none)",
     "SECONDS",
 )
+# A CONCURRENTLY statement waits for older transactions (each in turn, each wait bounded by this
+# lock_timeout) under SHARE UPDATE EXCLUSIVE, which stops neither reads nor writes: it can wait far
+# longer than DDL may queue. 5 minutes lets a busy database's reports and batch transactions finish,
+# and with a retry (MIGRATOR_LOCK_RETRY_BUDGET) stays well inside the Job's activeDeadlineSeconds.
+CONCURRENT_WAIT_TIMEOUT: Final = Option(
+    "concurrent_wait_timeout",
+    "MIGRATOR_CONCURRENT_WAIT_TIMEOUT",
+    "--concurrent-wait-timeout",
+    "300",
+    parse_seconds,
+    "lock_timeout for CREATE/DROP INDEX and REINDEX ... CONCURRENTLY, which wait for older "
+    "transactions (0: none); expiry is retried like a lock timeout",
+    "SECONDS",
+)
+LOCK_RETRY_BUDGET: Final = Option(
+    "lock_retry_budget",
+    "MIGRATOR_LOCK_RETRY_BUDGET",
+    "--lock-retry-budget",
+    "300",
+    parse_seconds,
+    "seconds `up` keeps retrying a migration blocked by other sessions' locks (rolled back, backoff, "
+    "again) before exit 11 (0: no retry)",
+    "SECONDS",
+)
 # pgvector's HNSW graph needs about 8 KB per 1536-dimension embedding in memory (bench/RESULTS.md):
 # 256MB holds about 36,000 and fits a small managed database; 1 worker uses both cores of a 2-vCPU
 # server for a shorter time, where 2 gained nothing and competed with the application.
@@ -94,6 +118,8 @@ COMMON: Final = (
     CONNECT_TIMEOUT,
     STATEMENT_TIMEOUT,
     DDL_LOCK_TIMEOUT,
+    CONCURRENT_WAIT_TIMEOUT,
+    LOCK_RETRY_BUDGET,
     MAINTENANCE_WORK_MEM,
     MAX_PARALLEL_MAINTENANCE_WORKERS,
 )
@@ -214,6 +240,8 @@ class MigratorSettings:
                 lock_timeout=sources.value(LOCK_TIMEOUT),
                 statement_timeout=sources.value(STATEMENT_TIMEOUT),
                 ddl_lock_timeout=sources.value(DDL_LOCK_TIMEOUT),
+                concurrent_wait_timeout=sources.value(CONCURRENT_WAIT_TIMEOUT),
+                lock_retry_budget=sources.value(LOCK_RETRY_BUDGET),
                 maintenance_work_mem_kb=sources.value(MAINTENANCE_WORK_MEM),
                 max_parallel_maintenance_workers=sources.value(MAX_PARALLEL_MAINTENANCE_WORKERS),
                 roles=grants.roles_from(sources) if args.command == "up" else grants.NO_ROLES,

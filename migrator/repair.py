@@ -5,6 +5,7 @@ read the catalog again. `plan --repair` prints the same statements."""
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, replace
 from typing import Final
@@ -12,6 +13,7 @@ from typing import Final
 import asyncpg
 
 from migrator import conformance, placement, privileges
+from migrator.contention import ContentionRetry
 from migrator.errors import RepairIncomplete, RepairRefused
 from migrator.events import EventLog
 from migrator.execution import FileRunner, RunOptions
@@ -114,7 +116,9 @@ async def repair(
         log.info("repair_started", version=plan.version, count=len(plan.steps), objects=plan.objects)
         guard = await read_guard(conn, options.ddl_lock_timeout, options.statement_timeout)
         runner = FileRunner(conn, options, guard, applied_by, log, watcher, record=False)
-        await runner.apply(plan.script())
+        # Each step can be re-run from the top of the script, as a no-transaction file's can.
+        retry = ContentionRetry(options.lock_retry_budget, log)
+        await retry.apply(functools.partial(runner.apply, plan.script()))
         await verify(conn, catalog, state)
     duration = round((time.monotonic() - started) * 1000, 1)
     log.info(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -11,6 +12,7 @@ from typing import Final
 import asyncpg
 
 from migrator import conformance, grants, lock, placement, preflight
+from migrator.contention import ContentionRetry
 from migrator.errors import DriftDetected
 from migrator.events import EventLog
 from migrator.execution import FileRunner, RunOptions
@@ -88,8 +90,9 @@ async def migrate(
 ) -> RunResult:
     """`up`: under the lock, refuse drift (files, then the live schema against the snapshot of the
     ledger's version, as conformance decides) and forbidden statements, pin the search_path, check
-    pgvector, apply every pending file in order, then check the live schema against the snapshot
-    of the version it reached."""
+    pgvector, apply every pending file in order (each retried while other sessions' locks block it
+    and the retry budget lasts), then check the live schema against the snapshot of the version it
+    reached."""
     started = time.monotonic()
     async with holding_lock(conn, options.lock_timeout, log):
         state = await read_state(conn, catalog)
@@ -111,6 +114,7 @@ async def migrate(
         await grants.apply(conn, options.roles, log)  # before the files: see migrator/grants.py
         guard = await read_guard(conn, options.ddl_lock_timeout, options.statement_timeout)
         runner = FileRunner(conn, options, guard, applied_by, log, watcher)
+        retry = ContentionRetry(options.lock_retry_budget, log)
         applied = []
         for version in state.pending:
             migration = files[version]
@@ -120,7 +124,7 @@ async def migrate(
                     f"{migration.filename} is older than the applied version {state.version}; applying it",
                     version=version,
                 )
-            await runner.apply(migration)
+            await retry.apply(functools.partial(runner.apply, migration))
             applied.append(migration)
         await grants.apply(conn, options.roles, log)
         version = max([state.version, *(m.version for m in applied)])

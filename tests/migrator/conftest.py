@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -81,6 +82,38 @@ def start_process(args: list[str], env: Mapping[str, str]) -> subprocess.Popen[s
         text=True,
         cwd=REPO,
     )
+
+
+class Events:
+    """A migrator process whose JSON events are read as they come, so the test can act on one."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.lines.append(line)
+
+    def events(self) -> list[dict[str, object]]:
+        return [json.loads(line) for line in list(self.lines) if line.startswith("{")]
+
+    def named(self, name: str) -> list[dict[str, object]]:
+        return [event for event in self.events() if event["event"] == name]
+
+    def wait_for(self, name: str, count: int = 1) -> list[dict[str, object]]:
+        wait_until(
+            lambda: len(self.named(name)) >= count, 60, what=f"{count} {name} event(s)", process=self.process
+        )
+        return self.named(name)
+
+    def finish(self) -> int:
+        code = self.process.wait(timeout=120)
+        self._reader.join(timeout=10)
+        return code
 
 
 def run_process(args: list[str], env: Mapping[str, str], timeout: float = 60) -> Outcome:

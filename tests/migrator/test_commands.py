@@ -252,6 +252,7 @@ def test_statement_timeout_setting_applies_to_migrations(database: Database, mig
 def test_ddl_lock_timeout_stops_a_migration_queued_behind_a_long_transaction(
     database: Database, migrations_dir: Files
 ) -> None:
+    """Without a retry budget the first lock timeout ends the run: exit 11, nothing recorded."""
     database.psql("CREATE TABLE busy (id int)")
     holder = database.server.psql_session(  # a long transaction holding a lock the migration needs
         database.name, "BEGIN; LOCK TABLE busy; SELECT pg_sleep(30); COMMIT;"
@@ -265,13 +266,16 @@ def test_ddl_lock_timeout_stops_a_migration_queued_behind_a_long_transaction(
         )
         directory = migrations_dir({"0001_alter.sql": "ALTER TABLE busy ADD COLUMN note text;"})
         outcome = run_inprocess(
-            ["up", "--ddl-lock-timeout", "0.3"], migrator_env(database.url, MIGRATIONS_DIR=str(directory))
+            ["up", "--ddl-lock-timeout", "0.3", "--lock-retry-budget", "0"],
+            migrator_env(database.url, MIGRATIONS_DIR=str(directory)),
         )
     finally:
         holder.kill()
         holder.wait()
-    assert outcome.code == 5
-    assert "lock timeout" in outcome.final_message
+    assert outcome.code == 11, outcome.stderr
+    assert "blocked by other sessions' locks" in outcome.final_message and ledger(database) == []
+    (blocked,) = [e for e in outcome.events() if e["event"] == "lock_blocked"]
+    assert "canceling statement due to lock timeout (SQLSTATE 55P03)" in str(blocked["msg"])
 
 
 def test_lock_held_elsewhere_exits_7_naming_holder(database: Database) -> None:

@@ -103,11 +103,12 @@ class BackgroundUp:
     """`migrate` with a short progress interval in its own thread and event loop, so the test can
     watch its events and steer the database from outside."""
 
-    def __init__(self, database: Database, directory: Path) -> None:
+    def __init__(self, database: Database, directory: Path, options: RunOptions | None = None) -> None:
         self.stream = io.StringIO()
         self.log = EventLog(self.stream)
         self.database = database
         self.directory = directory
+        self.options = options or RunOptions()
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run)
 
@@ -121,7 +122,7 @@ class BackgroundUp:
         conn = await asyncpg.connect(self.database.url)
         watcher = ProgressWatcher(lambda: asyncpg.connect(self.database.url), self.log, interval=0.1)
         try:
-            await migrate(conn, read_catalog(self.directory), RunOptions(), "test", self.log, watcher)
+            await migrate(conn, read_catalog(self.directory), self.options, "test", self.log, watcher)
         finally:
             await watcher.close()
             await conn.close()
@@ -187,6 +188,51 @@ def test_an_index_build_reports_its_phase_and_percent(database: Database, migrat
     assert phased[0]["file"] == "0001_index.sql"
     assert all(isinstance(e["lockers_total"], int) for e in phased)
     assert all(e["percent"] is None or 0 <= float(e["percent"]) <= 100 for e in phased)  # type: ignore[arg-type]
+    assert database.psql("SELECT indisvalid FROM pg_index WHERE indexrelid = 'big_x'::regclass") == "t"
+
+
+def waiting_long(run: BackgroundUp) -> list[dict[str, object]]:
+    """Progress events of a build in a waiting phase for at least a second."""
+    return [
+        e for e in run.progress() if "waiting" in str(e.get("phase")) and float(str(e["elapsed_s"])) >= 1.0
+    ]
+
+
+def test_a_concurrent_build_waits_past_the_ddl_lock_timeout_naming_the_session_it_waits_for(
+    database: Database, migrations_dir: Files
+) -> None:
+    database.psql("CREATE TABLE big (x int); INSERT INTO big SELECT generate_series(1, 1000)")
+    build = NO_TX + "CREATE INDEX CONCURRENTLY big_x ON big (x);\n"
+    options = RunOptions(ddl_lock_timeout=0.2, concurrent_wait_timeout=600, lock_retry_budget=0)
+    run = BackgroundUp(database, migrations_dir({"0001_index.sql": build}), options)
+    secret = "kata-secret-9c1d"
+    writer = database.server.psql_session(database.name, application_name="open-writer")
+    assert writer.stdin is not None
+    try:
+        writer.stdin.write(f"BEGIN;\nINSERT INTO big SELECT length('{secret}');\n")
+        writer.stdin.flush()
+        idle = (
+            "SELECT pid FROM pg_stat_activity "
+            "WHERE application_name = 'open-writer' AND state = 'idle in transaction'"
+        )
+        wait_until(lambda: database.psql(idle) != "", what="the writer's open transaction")
+        pid = int(database.psql(idle))
+        run.thread.start()
+        # Five times the DDL lock timeout into its wait, the build is still waiting, not failed.
+        wait_until(lambda: bool(waiting_long(run)), what="progress of a build waiting for over a second")
+        writer.stdin.write("COMMIT;\n")
+        writer.stdin.close()
+        writer.wait(timeout=30)
+    finally:
+        writer.kill()
+    names = run.finish()
+    assert "lock_blocked" not in names and "migration_applied" in names
+    event = waiting_long(run)[0]
+    assert event["current_locker_pid"] == pid and event["locker_application_name"] == "open-writer"
+    assert event["locker_state"] == "idle in transaction" and event["lockers_done"] == 0
+    assert isinstance(event["locker_transaction_age_s"], float)
+    assert f"now open-writer (pid {pid}, idle in transaction" in str(event["msg"])
+    assert secret not in run.stream.getvalue()
     assert database.psql("SELECT indisvalid FROM pg_index WHERE indexrelid = 'big_x'::regclass") == "t"
 
 

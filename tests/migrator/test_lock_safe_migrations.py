@@ -15,12 +15,14 @@ from tests.migrator.conftest import (
     FINAL_CHECKS,
     FINAL_INDEXES,
     MIGRATIONS,
+    Events,
     check_constraints,
     ledger,
     migrator_env,
     open_writer,
     run_inprocess,
     secondary_indexes,
+    start_process,
 )
 
 PARENT = "00000000-0000-0000-0000-00000000000a"
@@ -171,9 +173,9 @@ def test_a_failed_concurrent_build_is_rebuilt_by_a_rerun(
     build = INDEX_BUILDS[case]
     apply_up_to(database, tmp_path, build.file_version - 1)
     with open_writer(database, build.table):
-        code, message, _ = up(database, MIGRATOR_DDL_LOCK_TIMEOUT="1")
-    assert code == 5, message
-    assert "lock timeout" in message
+        code, message, _ = up(database, MIGRATOR_CONCURRENT_WAIT_TIMEOUT="1", MIGRATOR_LOCK_RETRY_BUDGET="0")
+    assert code == 11, message
+    assert "blocked by other sessions' locks" in message and "open-writer" in message
     assert f"{build.index}:false:" in "\n".join(secondary_indexes(database))
     assert ledger(database) == [f"{v}|applied" for v in range(1, build.file_version)]
     if stopped_after_rename:
@@ -187,3 +189,31 @@ def test_a_failed_concurrent_build_is_rebuilt_by_a_rerun(
     assert check_constraints(database) == FINAL_CHECKS
     moved = any(f"dropping invalid index {build.index}" in n for n in notices)
     assert moved is not stopped_after_rename
+
+
+@pytest.mark.parametrize("case", sorted(INDEX_BUILDS))
+def test_a_concurrent_build_blocked_by_an_old_transaction_is_retried_from_the_top_of_its_file(
+    database: Database, tmp_path: Path, case: str
+) -> None:
+    build = INDEX_BUILDS[case]
+    apply_up_to(database, tmp_path, build.file_version - 1)
+    env = migrator_env(
+        database.url,
+        # The build's wait has its own bound: a DDL lock timeout of 10 minutes does not hold it.
+        MIGRATOR_DDL_LOCK_TIMEOUT="600",
+        MIGRATOR_CONCURRENT_WAIT_TIMEOUT="1",
+        MIGRATOR_LOCK_RETRY_BUDGET="600",
+    )
+    with open_writer(database, build.table):
+        writer = int(database.psql("SELECT pid FROM pg_stat_activity WHERE application_name = 'open-writer'"))
+        run = Events(start_process(["up"], env))
+        (blocked, *_) = run.wait_for("lock_blocked")
+    assert run.finish() == 0, "".join(run.lines)
+    assert str(blocked["file"]).startswith(f"{build.file_version:04d}_")
+    assert {"pid": writer, "application_name": "open-writer"}.items() <= blocked["blockers"][0].items()  # type: ignore[index]
+    # The failed build left its index INVALID; the retry ran the file from the top, whose first
+    # statements move such a leftover aside, where `CREATE INDEX ... IF NOT EXISTS` would skip it.
+    notices = [str(e["msg"]) for e in run.named("server_notice")]
+    assert any(f"dropping invalid index {build.index}" in n for n in notices), notices
+    assert ledger(database) == ALL_APPLIED
+    assert secondary_indexes(database) == FINAL_INDEXES

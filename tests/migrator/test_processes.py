@@ -1,4 +1,5 @@
-"""Real processes: eight at once, SIGTERM/SIGINT/SIGHUP mid-statement, SIGKILL mid-statement."""
+"""Real processes: eight at once, SIGTERM/SIGINT/SIGHUP mid-statement, SIGKILL mid-statement, the
+migrator's backend terminated and the server restarted mid-statement (failover)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from localpg.throwaway import PostgresServer, wheel_bin_dir
 from migrator.lock import LOCK_CLASS, LOCK_OBJECT
 from tests.conftest import Database
 from tests.migrator.conftest import (
@@ -131,3 +133,71 @@ def test_baseline_on_an_empty_database_records_nothing_and_exits_6(database: Dat
     assert outcome.code == 6, outcome.stderr
     assert outcome.names()[-1] == "baseline_refused"
     assert ledger(database) == []
+
+
+def terminate_sleeping_migrator(database: Database) -> None:
+    """pg_terminate_backend on the migrator's backend while it runs the file's pg_sleep."""
+    wait_until(sleeping(database), what="the migration to be sleeping")
+    database.psql(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%' "
+        f"AND state = 'active' AND datname = '{database.name}' AND application_name LIKE 'kata-migrate@%'"
+    )
+
+
+@pytest.mark.parametrize("transactional", [True, False], ids=["transaction", "no-transaction"])
+def test_a_backend_terminated_mid_migration_exits_3_and_records_nothing(
+    database: Database, migrations_dir: Files, transactional: bool
+) -> None:
+    database.psql(f"ALTER DATABASE \"{database.name}\" SET kata.test_sleep = '60'")
+    sql = (
+        SLOW
+        if transactional
+        else "-- migrate: no-transaction\n" + SLOW.replace("TABLE", "TABLE IF NOT EXISTS")
+    )
+    env = migrator_env(database.url, MIGRATIONS_DIR=str(migrations_dir({"0001_slow.sql": sql})))
+    proc = start_process(["up"], env)
+    try:
+        terminate_sleeping_migrator(database)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 3, err
+    assert '"event": "connection_lost"' in err and "migration_failed" not in err and "Traceback" not in err
+    assert "lost the database connection (connection lost) while applying 0001_slow.sql" in err
+    assert ledger(database) == [] and not table_exists(database, "all_done")
+    # A transactional file was rolled back whole; a no-transaction one keeps what ran before.
+    assert table_exists(database, "half_done") is not transactional
+    assert ("a re-run is safe" in err) is not transactional
+    database.psql(f"ALTER DATABASE \"{database.name}\" SET kata.test_sleep = '0'")
+    rerun = run_inprocess(["up"], env)
+    assert rerun.code == 0, rerun.stderr
+    assert ledger(database) == ["1|applied"] and table_exists(database, "all_done")
+
+
+def test_a_server_restart_mid_migration_exits_3_and_a_rerun_applies_the_file(tmp_path: Path) -> None:
+    server = PostgresServer.start(wheel_bin_dir(16))
+    try:
+        database = Database(server, server.create_database())
+        database.psql(f"ALTER DATABASE \"{database.name}\" SET kata.test_sleep = '60'")
+        directory = tmp_path / "migrations"
+        directory.mkdir()
+        (directory / "0001_slow.sql").write_text(SLOW)
+        env = migrator_env(database.url, MIGRATIONS_DIR=str(directory))
+        proc = start_process(["up"], env)
+        try:
+            wait_until(sleeping(database), what="the migration to be sleeping")
+            server.halt("fast")  # a failover or restart: the server ends every session
+            _, err = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
+        server.resume()
+        assert proc.returncode == 3, err
+        assert '"event": "connection_lost"' in err and "migration_failed" not in err
+        assert "while applying 0001_slow.sql" in err
+        assert ledger(database) == [] and not table_exists(database, "half_done")
+        database.psql(f"ALTER DATABASE \"{database.name}\" SET kata.test_sleep = '0'")
+        rerun = run_inprocess(["up"], env)
+        assert rerun.code == 0, rerun.stderr
+        assert ledger(database) == ["1|applied"]
+    finally:
+        server.stop()
