@@ -38,7 +38,7 @@ SELECT json_build_object(
     FROM pg_catalog.pg_extension WHERE extname <> 'plpgsql'),
   'enums', (
     SELECT coalesce(json_agg(json_build_object('name', t.typname, 'labels', (
-      SELECT json_agg(e.enumlabel ORDER BY e.enumsortorder)
+      SELECT coalesce(json_agg(e.enumlabel ORDER BY e.enumsortorder), '[]')
       FROM pg_catalog.pg_enum e WHERE e.enumtypid = t.oid))), '[]')
     FROM pg_catalog.pg_type t
     WHERE t.typnamespace = (SELECT oid FROM ns) AND t.typtype = 'e'),
