@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import types
 import typing
-from dataclasses import asdict, dataclass, fields, is_dataclass
-from typing import Any, TypeVar
+from dataclasses import asdict, dataclass, fields, is_dataclass, replace
+from typing import Any, Final, TypeVar
+
+from schema.equivalence import canonical
 
 
 @dataclass(frozen=True)
@@ -25,12 +27,16 @@ class Enum:
 
 @dataclass(frozen=True)
 class Column:
-    """`type` as format_type prints it, with its typmod (`vector(1536)`); `default` as deparsed."""
+    """`type` as format_type prints it, with its typmod (`vector(1536)`), and without the schema
+    of an extension's type (`extensions.vector` on Supabase); `default` as deparsed."""
 
     name: str
     type: str
     not_null: bool
     default: str | None
+
+    def same_default(self, other: Column) -> bool:
+        return _canonical(self.default) == _canonical(other.default)
 
 
 @dataclass(frozen=True)
@@ -54,13 +60,33 @@ class Constraint:
     validated: bool = True
 
     def same_definition(self, other: Constraint) -> bool:
-        return (self.table, self.kind, self.definition) == (other.table, other.kind, other.definition)
+        return (self.table, self.kind, canonical(self.definition)) == (
+            other.table,
+            other.kind,
+            canonical(other.definition),
+        )
+
+
+# Storage parameters spelled out at their default values (`WITH (m = 16)`) build the same index as
+# none: PostgreSQL's documented defaults, and pgvector's for hnsw and ivfflat.
+DEFAULT_RELOPTIONS: Final = {
+    "btree": frozenset({"fillfactor=90"}),
+    "gist": frozenset({"fillfactor=90"}),
+    "hash": frozenset({"fillfactor=75"}),
+    "brin": frozenset({"pages_per_range=128"}),
+    "hnsw": frozenset({"m=16", "ef_construction=64"}),
+    "ivfflat": frozenset({"lists=100"}),
+}
+# pg_index.indoption bits 1 (DESC) and 2 (NULLS FIRST) of a key, as CREATE INDEX spells them;
+# the live query prints the same words (ASC NULLS LAST, the default, is the empty string).
+ORDERINGS: Final = ("", "DESC NULLS LAST", "NULLS FIRST", "DESC")
 
 
 @dataclass(frozen=True)
 class Index:
-    """An index that backs no constraint: method, key columns or expressions, their operator
-    classes, INCLUDE columns, uniqueness and partial-index predicate."""
+    """An index that backs no constraint: method, key columns or expressions with their operator
+    classes and sort order, INCLUDE columns, storage parameters (`m=16` of an HNSW index),
+    uniqueness and partial-index predicate."""
 
     table: str
     name: str
@@ -71,16 +97,31 @@ class Index:
     predicate: str | None = None
     include: tuple[str, ...] = ()
     valid: bool = True
+    ordering: tuple[str, ...] = ()
+    reloptions: tuple[str, ...] = ()
 
     def same_definition(self, other: Index) -> bool:
-        return self.definition() == other.definition()
+        return self._canonical().definition() == other._canonical().definition()
+
+    def _canonical(self) -> Index:
+        defaults = DEFAULT_RELOPTIONS.get(self.method, frozenset())
+        return replace(
+            self,
+            predicate=_canonical(self.predicate),
+            reloptions=tuple(o for o in self.reloptions if o not in defaults),
+        )
 
     def definition(self) -> str:
-        """`UNIQUE btree ON messages (context_id, version) WHERE ...`: for messages and matching."""
-        keys = ", ".join(f"{k} {o}" for k, o in zip(self.keys, self.opclasses, strict=False))
+        """`UNIQUE btree ON messages (context_id int8_ops DESC) WITH (fillfactor=70) WHERE ...`."""
+        ordering = self.ordering or ("",) * len(self.keys)
+        keys = ", ".join(
+            " ".join(filter(None, parts)) for parts in zip(self.keys, self.opclasses, ordering, strict=False)
+        )
         text = f"{'UNIQUE ' if self.unique else ''}{self.method} ON {self.table} ({keys})"
         if self.include:
             text += f" INCLUDE ({', '.join(self.include)})"
+        if self.reloptions:
+            text += f" WITH ({', '.join(self.reloptions)})"
         return text + (f" WHERE {self.predicate}" if self.predicate else "")
 
 
@@ -127,8 +168,8 @@ def schema_from_json(data: object) -> Schema:
     """
     schema = _decode(Schema, data, "")
     for number, index in enumerate(schema.indexes):
-        if len(index.keys) != len(index.opclasses):
-            raise MalformedSchema(f"indexes[{number}]: keys and opclasses differ in length")
+        if not len(index.keys) == len(index.opclasses) == len(index.ordering):
+            raise MalformedSchema(f"indexes[{number}]: keys, opclasses and ordering differ in length")
     return Schema(
         extensions=tuple(sorted(schema.extensions, key=lambda e: e.name)),
         enums=tuple(sorted(schema.enums, key=lambda e: e.name)),
@@ -139,7 +180,12 @@ def schema_from_json(data: object) -> Schema:
             )
         ),
         constraints=tuple(sorted(schema.constraints, key=lambda c: (c.table, c.name))),
-        indexes=tuple(sorted(schema.indexes, key=lambda i: (i.table, i.name))),
+        indexes=tuple(
+            sorted(
+                (replace(i, reloptions=tuple(sorted(i.reloptions))) for i in schema.indexes),
+                key=lambda i: (i.table, i.name),
+            )
+        ),
     )
 
 
@@ -215,3 +261,7 @@ def json_kind(value: object) -> str:
         return f"the number {value}" if abs(value) < 1e15 else "a number"
     kinds: dict[type, str] = {str: "a string", list: "a list", dict: "an object"}
     return kinds.get(type(value), type(value).__name__)
+
+
+def _canonical(expression: str | None) -> str | None:
+    return None if expression is None else canonical(expression)
