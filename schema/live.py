@@ -51,19 +51,16 @@ SELECT json_build_object(
     SELECT coalesce(json_agg(json_build_object('name', c.relname, 'columns', (
       SELECT coalesce(json_agg(json_build_object(
         'name', a.attname,
-        'type', CASE WHEN pg_catalog.starts_with(f.type, f.extension_schema)
-                     THEN pg_catalog.substr(f.type, pg_catalog.length(f.extension_schema) + 1)
-                     ELSE f.type END,
+        'type', CASE WHEN pg_catalog.strpos(f.type, '.') = 0 THEN f.type ELSE coalesce((
+          SELECT pg_catalog.substr(f.type, pg_catalog.length(pg_catalog.quote_ident(n.nspname)) + 2)
+          FROM pg_catalog.pg_type ty JOIN pg_catalog.pg_namespace n ON n.oid = ty.typnamespace
+          WHERE ty.oid = a.atttypid AND n.oid IN (SELECT extnamespace FROM pg_catalog.pg_extension)
+            AND pg_catalog.starts_with(f.type, pg_catalog.quote_ident(n.nspname) || '.')), f.type) END,
         'not_null', a.attnotnull,
         'default', pg_catalog.pg_get_expr(d.adbin, d.adrelid))), '[]')
       FROM pg_catalog.pg_attribute a
       LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-      CROSS JOIN LATERAL (
-        SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) AS type,
-               (SELECT pg_catalog.quote_ident(n.nspname) || '.'
-                FROM pg_catalog.pg_type ty JOIN pg_catalog.pg_namespace n ON n.oid = ty.typnamespace
-                WHERE ty.oid = a.atttypid
-                  AND n.oid IN (SELECT extnamespace FROM pg_catalog.pg_extension)) AS extension_schema) f
+      CROSS JOIN LATERAL (SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) AS type) f
       WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped))), '[]')
     FROM pg_catalog.pg_class c
     WHERE c.relnamespace = (SELECT oid FROM ns) AND c.relkind IN ('r', 'p')),
