@@ -100,6 +100,11 @@ class Index:
     ordering: tuple[str, ...] = ()
     reloptions: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        # Not given (an Index built in code): every key ascending, nulls last, as CREATE INDEX does.
+        if not self.ordering:
+            object.__setattr__(self, "ordering", ("",) * len(self.keys))
+
     def same_definition(self, other: Index) -> bool:
         return self._canonical().definition() == other._canonical().definition()
 
@@ -113,9 +118,9 @@ class Index:
 
     def definition(self) -> str:
         """`UNIQUE btree ON messages (context_id int8_ops DESC) WITH (fillfactor=70) WHERE ...`."""
-        ordering = self.ordering or ("",) * len(self.keys)
         keys = ", ".join(
-            " ".join(filter(None, parts)) for parts in zip(self.keys, self.opclasses, ordering, strict=False)
+            " ".join(filter(None, parts))
+            for parts in zip(self.keys, self.opclasses, self.ordering, strict=False)
         )
         text = f"{'UNIQUE ' if self.unique else ''}{self.method} ON {self.table} ({keys})"
         if self.include:

@@ -11,7 +11,7 @@ import pytest
 
 from probe.cli import main as probe_main
 from schema.catalog import read_catalog
-from schema.model import Schema
+from schema.model import Column, Index, Schema, Table
 from schema.snapshot import SnapshotError, dumps_snapshot, load_snapshot, parse_snapshot, snapshot_path
 from scripts.schema_snapshots import build_snapshots
 from tests.conftest import Database
@@ -81,3 +81,12 @@ def test_a_snapshot_that_is_not_utf8_is_a_snapshot_error_exit_2_in_both_programs
     for name, value in probe_env(database.url, directory).items():
         monkeypatch.setenv(name, value)
     assert probe_main([]) == 2
+
+
+def test_a_snapshot_written_from_objects_built_in_code_reads_back(tmp_path: Path) -> None:
+    # An Index built without `ordering` (a hand-written snapshot in a test) sorts every key
+    # ascending, and its file passes the strict reading.
+    index = Index("a", "a_id_idx", "btree", ("id",), ("int4_ops",), False)
+    assert index.ordering == ("",)
+    schema = Schema(tables=(Table("a", (Column("id", "integer", True, None),)),), indexes=(index,))
+    assert parse_snapshot("x.json", dumps_snapshot(1, schema)) == (1, schema)
