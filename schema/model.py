@@ -36,7 +36,7 @@ class Column:
     default: str | None
 
     def same_default(self, other: Column) -> bool:
-        return _canonical(self.default) == _canonical(other.default)
+        return _canonical_or_none(self.default) == _canonical_or_none(other.default)
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ class Index:
         defaults = DEFAULT_RELOPTIONS.get(self.method, frozenset())
         return replace(
             self,
-            predicate=_canonical(self.predicate),
+            predicate=_canonical_or_none(self.predicate),
             reloptions=tuple(o for o in self.reloptions if o not in defaults),
         )
 
@@ -268,5 +268,5 @@ def json_kind(value: object) -> str:
     return kinds.get(type(value), type(value).__name__)
 
 
-def _canonical(expression: str | None) -> str | None:
+def _canonical_or_none(expression: str | None) -> str | None:
     return None if expression is None else canonical(expression)
