@@ -30,6 +30,7 @@ from migrator.options import MigratorSettings, log_format
 from migrator.termination import FinalEvent, TerminationLog
 from pgconn.options import SettingsError
 from schema.catalog import Catalog, CatalogError, read_catalog
+from schema.expected import ExpectedSchema
 from schema.snapshot import SnapshotError
 
 __all__ = ["COMMANDS", "main", "run"]
@@ -82,7 +83,10 @@ async def run_command(ctx: Context) -> int:
 
 
 def load_catalog(settings: MigratorSettings) -> Catalog:
+    """The migration files, and their snapshots read once here so that a missing or malformed one
+    is a usage error before any connection, like a malformed file (the verbs read them again)."""
     catalog = read_catalog(settings.database.migrations_dir)
+    ExpectedSchema.of(catalog)
     version = settings.baseline_version
     if version is not None and version not in catalog.by_version():
         raise UsageError(

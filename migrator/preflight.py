@@ -8,9 +8,17 @@ from typing import Final
 import asyncpg
 
 from migrator.errors import PgvectorUnavailable
-from schema.pgvector import EXTENSION, MINIMUM_VERSION, minimum_text, parse_version
+from schema.pgvector import (
+    EXTENSION,
+    MINIMUM_VERSION,
+    create_statement,
+    install_advice,
+    minimum_text,
+    parse_version,
+    update_advice,
+)
 
-CREATE_STATEMENT: Final = "CREATE EXTENSION IF NOT EXISTS vector;"
+CREATE_STATEMENT: Final = create_statement()
 
 
 @dataclass(frozen=True)
@@ -40,8 +48,8 @@ async def ensure_pgvector(conn: asyncpg.Connection) -> PgvectorStatus:
         if parse_version(installed) < MINIMUM_VERSION:
             raise PgvectorUnavailable(
                 f"pgvector {installed} is installed in database {database} but {minimum_text()} or newer is "
-                f"needed (HNSW indexes); as its owner run `ALTER EXTENSION vector UPDATE;` in {database} "
-                f"(the server offers {row['default_version']}), then run again. Nothing was changed"
+                f"needed (HNSW indexes); {update_advice(database)} (the server offers "
+                f"{row['default_version']}), then run again. Nothing was changed"
             )
         return PgvectorStatus(version=installed, created=False)
     available = row["default_version"]
@@ -56,8 +64,8 @@ async def ensure_pgvector(conn: asyncpg.Connection) -> PgvectorStatus:
         role = await conn.fetchval("SELECT current_user")
         raise PgvectorUnavailable(
             f"pgvector {available} is available but not installed in database {database}, and role {role} "
-            f"may not create it; have a superuser (or the database owner where pgvector is trusted) run "
-            f"`{CREATE_STATEMENT}` in database {database}, then run again. Nothing was changed"
+            f"may not create it; {install_advice(f'database {database}')}, then run again. "
+            "Nothing was changed"
         ) from None
     version = await conn.fetchval("SELECT extversion FROM pg_extension WHERE extname = $1", EXTENSION)
     return PgvectorStatus(version=str(version), created=True)

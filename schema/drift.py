@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from schema.model import Constraint, Enum, Extension, Index, Schema, Table
-from schema.pgvector import parse_version
+from schema.pgvector import install_advice, parse_version, update_advice
 
 BREAKING: Final = "breaking"
 DEGRADED: Final = "degraded"
@@ -66,10 +66,11 @@ def explain(
     drifts: tuple[Drift, ...], snapshots: Mapping[int, Schema], files: Mapping[int, str]
 ) -> list[str]:
     """One line per drift for a log or a refusal, naming the migration file that creates the object
-    (`files` maps a version to its file name, as the catalog knows it)."""
+    (`files` maps a version to its file name, as the catalog knows it). An extension is created by
+    no file (the migrator's preflight creates it): its problem says how to install it instead."""
     lines = []
     for drift in drifts:
-        version = introduced_by(snapshots, drift)
+        version = None if drift.kind == "extension" else introduced_by(snapshots, drift)
         origin = f" (created by {files.get(version, f'version {version}')})" if version else ""
         lines.append(f"{drift}{origin}")
     return lines
@@ -90,25 +91,43 @@ def _extensions(expected: tuple[Extension, ...], live: Schema) -> Iterator[Drift
     installed = {e.name: e.version for e in live.extensions}
     for ext in expected:
         if ext.name not in installed:
-            yield Drift(ext.name, "extension", BREAKING, f"is not installed (need {ext.version} or later)")
+            yield Drift(
+                ext.name,
+                "extension",
+                BREAKING,
+                f"is not installed (need {ext.version} or later; no migration creates it): "
+                + install_advice("this database", ext.name),
+            )
         elif parse_version(installed[ext.name]) < parse_version(ext.version):
             yield Drift(
                 ext.name,
                 "extension",
                 BREAKING,
-                f"is version {installed[ext.name]}, older than the {ext.version} the schema needs",
+                f"is version {installed[ext.name]}, older than the {ext.version} the schema needs: "
+                + update_advice("this database", ext.name),
             )
 
 
 def _enums(expected: tuple[Enum, ...], live: Schema) -> Iterator[Drift]:
-    present = {e.name: set(e.labels) for e in live.enums}
+    present = {e.name: e.labels for e in live.enums}
     for enum in expected:
         if enum.name not in present:
             yield Drift(enum.name, "enum", BREAKING, f"is missing (labels {', '.join(enum.labels)})")
             continue
-        for label in enum.labels:
-            if label not in present[enum.name]:
-                yield Drift(f"{enum.name}.{label}", "enum label", BREAKING, "is missing")
+        missing = [label for label in enum.labels if label not in present[enum.name]]
+        for label in missing:
+            yield Drift(f"{enum.name}.{label}", "enum label", BREAKING, "is missing")
+        # The label order is the enum's sort order: ORDER BY, <, > and range queries on the column
+        # answer differently. Labels a later migration added are not ours to place.
+        order = tuple(label for label in present[enum.name] if label in enum.labels)
+        if not missing and order != enum.labels:
+            yield Drift(
+                enum.name,
+                "enum",
+                BREAKING,
+                f"sorts its labels as {', '.join(order)}, expected {', '.join(enum.labels)} "
+                "(the order of ORDER BY and comparisons on it)",
+            )
 
 
 def _tables(expected: tuple[Table, ...], live: Schema) -> Iterator[Drift]:
@@ -127,7 +146,7 @@ def _tables(expected: tuple[Table, ...], live: Schema) -> Iterator[Drift]:
             elif actual.not_null != column.not_null:
                 want = "NOT NULL" if column.not_null else "nullable"
                 yield Drift(name, "column", BREAKING, f"nullability differs: expected {want}")
-            elif actual.default != column.default:
+            elif not actual.same_default(column):
                 # A NOT NULL column whose default vanished fails every insert that relies on it.
                 yield Drift(
                     name,
@@ -165,7 +184,15 @@ def _indexes(expected: tuple[Index, ...], live: Schema) -> Iterator[Drift]:
         if live.table(index.table) is None:
             continue
         matches = [i for i in live.indexes if i.same_definition(index)]
-        if not matches:
+        namesake = next((i for i in live.indexes if (i.table, i.name) == (index.table, index.name)), None)
+        if not matches and namesake is not None:
+            yield Drift(
+                index.name,
+                "index",
+                DEGRADED,
+                f"is defined differently: {namesake.definition()}, expected {index.definition()}",
+            )
+        elif not matches:
             yield Drift(index.name, "index", DEGRADED, f"is missing: {index.definition()}")
         elif not any(i.valid for i in matches):
             yield Drift(

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from schema.catalog import Catalog
 from schema.drift import Drift, compare, explain, introduced_by, satisfied_version
 from schema.model import Schema
-from schema.snapshot import load_snapshots, snapshot_dir, snapshot_path
+from schema.snapshot import load_snapshots
 
 
 @dataclass(frozen=True)
@@ -21,17 +21,17 @@ class ExpectedSchema:
 
     @classmethod
     def of(cls, catalog: Catalog) -> ExpectedSchema | None:
-        """Every snapshot of the catalog (SnapshotError when one is malformed); None when the
-        migrations directory has no snapshots/ at all: hand-written migrations nobody ran
-        `make schema` for promise nothing that could be checked. A version without its file (a
-        migration added by hand) is judged by the snapshot before it: its own objects go
-        unchecked rather than the whole run refused (tests/schema guards the shipped files)."""
-        if catalog.directory is None or not snapshot_dir(catalog.directory).is_dir():
+        """The snapshot of every migration of the catalog; None when the migrations directory has
+        no snapshots/ at all: hand-written migrations nobody ran `make schema` for promise nothing
+        that could be checked (the callers warn `schema_unchecked`). Where snapshots/ exists, every
+        version must have its file: SnapshotError (exit 2) names the missing ones, or the first
+        that is unreadable or malformed."""
+        if catalog.directory is None:
             return None
-        directory = catalog.directory
-        versions = [m.version for m in catalog.migrations if snapshot_path(directory, m.version).is_file()]
-        files = {m.version: m.filename for m in catalog.migrations}
-        return cls(load_snapshots(directory, versions), files)
+        snapshots = load_snapshots(catalog.directory, [m.version for m in catalog.migrations])
+        if snapshots is None:
+            return None
+        return cls(snapshots, {m.version: m.filename for m in catalog.migrations})
 
     @property
     def latest(self) -> int:

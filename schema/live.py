@@ -16,7 +16,7 @@ from typing import Final
 import asyncpg
 
 from schema.ledger import TABLE as LEDGER_TABLE
-from schema.model import Schema, schema_from_json
+from schema.model import ORDERINGS, Schema, schema_from_json
 
 # The ledger's schema is the one the migrations create their objects in.
 NAMESPACE: Final = LEDGER_TABLE.split(".", 1)[0]
@@ -29,6 +29,11 @@ NAMESPACE: Final = LEDGER_TABLE.split(".", 1)[0]
 # session's search_path does not resolve to the same object: a role's "$user" schema holding a
 # `contexts` would turn `REFERENCES contexts(id)` into `public.contexts(id)`. So the query first
 # sets search_path to the schema it reads, for its own implicit transaction only (is_local).
+# A type of an extension installed in another schema (pgvector in `extensions`, as on Supabase)
+# is still printed with that schema (`extensions.vector(1536)`), even with the schema on the path
+# when the role lacks USAGE on it: the schema is cut off, so such types compare by name.
+# An index key's sort order is pg_index.indoption: bit 1 DESC, bit 2 NULLS FIRST.
+ORDERING_CASE: Final = " ".join(f"WHEN {bits} THEN '{words}'" for bits, words in enumerate(ORDERINGS))
 LIVE_SCHEMA_QUERY: Final = """
 WITH path AS MATERIALIZED (SELECT pg_catalog.set_config('search_path', pg_catalog.quote_ident($1), true)),
 ns AS (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = $1)
@@ -38,7 +43,7 @@ SELECT json_build_object(
     FROM pg_catalog.pg_extension WHERE extname <> 'plpgsql'),
   'enums', (
     SELECT coalesce(json_agg(json_build_object('name', t.typname, 'labels', (
-      SELECT json_agg(e.enumlabel ORDER BY e.enumsortorder)
+      SELECT coalesce(json_agg(e.enumlabel ORDER BY e.enumsortorder), '[]')
       FROM pg_catalog.pg_enum e WHERE e.enumtypid = t.oid))), '[]')
     FROM pg_catalog.pg_type t
     WHERE t.typnamespace = (SELECT oid FROM ns) AND t.typtype = 'e'),
@@ -46,11 +51,16 @@ SELECT json_build_object(
     SELECT coalesce(json_agg(json_build_object('name', c.relname, 'columns', (
       SELECT coalesce(json_agg(json_build_object(
         'name', a.attname,
-        'type', pg_catalog.format_type(a.atttypid, a.atttypmod),
+        'type', CASE WHEN pg_catalog.strpos(f.type, '.') = 0 THEN f.type ELSE coalesce((
+          SELECT pg_catalog.substr(f.type, pg_catalog.length(pg_catalog.quote_ident(n.nspname)) + 2)
+          FROM pg_catalog.pg_type ty JOIN pg_catalog.pg_namespace n ON n.oid = ty.typnamespace
+          WHERE ty.oid = a.atttypid AND n.oid IN (SELECT extnamespace FROM pg_catalog.pg_extension)
+            AND pg_catalog.starts_with(f.type, pg_catalog.quote_ident(n.nspname) || '.')), f.type) END,
         'not_null', a.attnotnull,
         'default', pg_catalog.pg_get_expr(d.adbin, d.adrelid))), '[]')
       FROM pg_catalog.pg_attribute a
       LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+      CROSS JOIN LATERAL (SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) AS type) f
       WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped))), '[]')
     FROM pg_catalog.pg_class c
     WHERE c.relnamespace = (SELECT oid FROM ns) AND c.relkind IN ('r', 'p')),
@@ -78,6 +88,9 @@ SELECT json_build_object(
       'include', (SELECT coalesce(json_agg(pg_catalog.pg_get_indexdef(i.indexrelid, n, true)
                                            ORDER BY n), '[]')
                   FROM generate_series(i.indnkeyatts + 1, i.indnatts) n),
+      'ordering', (SELECT json_agg(CASE i.indoption[n - 1] & 3 {ordering} END ORDER BY n)
+                   FROM generate_series(1, i.indnkeyatts) n),
+      'reloptions', coalesce(pg_catalog.to_json(ic.reloptions), '[]'),
       'unique', i.indisunique,
       'predicate', pg_catalog.pg_get_expr(i.indpred, i.indrelid, true),
       'valid', i.indisvalid AND i.indisready)), '[]')
@@ -90,7 +103,7 @@ SELECT json_build_object(
                       WHERE b.conindid = i.indexrelid AND b.contype IN ('p', 'u', 'x')))
 )::text
 FROM path
-"""
+""".replace("{ordering}", ORDERING_CASE)
 
 
 async def read_live_schema(conn: asyncpg.Connection, namespace: str = NAMESPACE) -> Schema:

@@ -18,3 +18,20 @@ def parse_version(text: str) -> tuple[int, ...]:
 
 def minimum_text() -> str:
     return ".".join(map(str, MINIMUM_VERSION))
+
+
+def create_statement(extension: str = EXTENSION) -> str:
+    return f"CREATE EXTENSION IF NOT EXISTS {extension};"
+
+
+def install_advice(where: str, extension: str = EXTENSION) -> str:
+    """How to install an extension the migrations need but do not create (the migrator's
+    preflight creates pgvector when its role may): the preflight's advice, and drift's."""
+    return (
+        "have a superuser (or the database owner, where the extension is trusted) run "
+        f"`{create_statement(extension)}` in {where}"
+    )
+
+
+def update_advice(where: str, extension: str = EXTENSION) -> str:
+    return f"as its owner run `ALTER EXTENSION {extension} UPDATE;` in {where}"

@@ -23,6 +23,7 @@ from schema.quoting import is_column, quote_ident
 # The longest name PostgreSQL keeps (NAMEDATALEN - 1 bytes); it would cut a longer one silently.
 MAX_NAME_BYTES: Final = 63
 ASIDE_SUFFIX: Final = "_invalid"
+REPLACEMENT_SUFFIX: Final = "_repair"
 # Steps run in this order: an index-backed key before a FOREIGN KEY that may reference it.
 ORDER: Final = ("primary key", "unique constraint", "foreign key", "check constraint", "index")
 KEY_DEFINITION: Final = re.compile(
@@ -112,6 +113,8 @@ def _index_step(index: Index, live: Schema, namespace: str) -> Step | str:
     INVALID copies under other names (a leftover already moved aside) are dropped first."""
     invalid = [i for i in live.indexes if i.same_definition(index) and not i.valid]
     names = {i.name for i in invalid}
+    if not invalid and any(_retuned(i, index) for i in live.indexes):
+        return _replace_index_step(index, live, namespace)
     taken = None if index.name in names else relation_named(live, index.name)
     if taken:
         return _taken("index", index.name, taken)
@@ -126,18 +129,55 @@ def _index_step(index: Index, live: Schema, namespace: str) -> Step | str:
     return Step("index", index.name, index.table, action, (*statements, create_index_sql(index, namespace)))
 
 
-def create_index_sql(index: Index, namespace: str) -> str:
-    """CREATE INDEX CONCURRENTLY IF NOT EXISTS from the model, keys with their operator classes."""
-    pairs = itertools.zip_longest(index.keys, index.opclasses[: len(index.keys)], fillvalue="")
-    keys = ", ".join(_key(key, opclass) for key, opclass in pairs)
+def create_index_sql(index: Index, namespace: str, *, name: str | None = None) -> str:
+    """CREATE INDEX CONCURRENTLY IF NOT EXISTS from the model: keys with their operator classes and
+    sort order, INCLUDE, storage parameters (an HNSW index's `m`) and predicate. `name` builds it
+    under another name (a replacement built beside the index it replaces)."""
+    pairs = itertools.zip_longest(
+        index.keys, index.opclasses[: len(index.keys)], index.ordering[: len(index.keys)], fillvalue=""
+    )
+    keys = ", ".join(_key(key, opclass, order) for key, opclass, order in pairs)
     unique = "UNIQUE " if index.unique else ""
     sql = (
-        f"CREATE {unique}INDEX CONCURRENTLY IF NOT EXISTS {quote_ident(index.name)} "
+        f"CREATE {unique}INDEX CONCURRENTLY IF NOT EXISTS {quote_ident(name or index.name)} "
         f"ON {qualified(namespace, index.table)} USING {quote_ident(index.method)} ({keys})"
     )
     if index.include:
         sql += f" INCLUDE ({', '.join(index.include)})"
+    if index.reloptions:
+        sql += f" WITH ({', '.join(index.reloptions)})"
     return sql + (f" WHERE {index.predicate}" if index.predicate else "")
+
+
+def _retuned(live: Index, wanted: Index) -> bool:
+    """The index of that name, on the same columns by the same method, built otherwise (sort order,
+    operator class, HNSW parameters): ours, to be rebuilt. An index of that name on other columns
+    or by another method is somebody else's, and its name is refused as taken."""
+    same = (live.name, live.table, live.method, live.keys) == (
+        wanted.name,
+        wanted.table,
+        wanted.method,
+        wanted.keys,
+    )
+    return same and not live.same_definition(wanted)
+
+
+def _replace_index_step(index: Index, live: Schema, namespace: str) -> Step | str:
+    """An index of the right name defined differently (another sort order, other HNSW parameters):
+    its replacement is built CONCURRENTLY beside it, the old one dropped CONCURRENTLY, and the
+    replacement renamed into its place (a rename locks only the index). The first statement clears
+    a replacement left by an interrupted run, so the steps can be re-run from the top."""
+    beside = aside_name(index.name, REPLACEMENT_SUFFIX)
+    other = relation_named(live, beside)
+    if other:
+        return _taken("index", index.name, other, aside=beside)
+    statements = (
+        drop_index_sql(namespace, beside),
+        create_index_sql(index, namespace, name=beside),
+        drop_index_sql(namespace, index.name),
+        f"ALTER INDEX {qualified(namespace, beside)} RENAME TO {quote_ident(index.name)}",
+    )
+    return Step("index", index.name, index.table, "rebuild", statements)
 
 
 def move_aside_sql(namespace: str, name: str, aside: str) -> str:
@@ -162,17 +202,18 @@ def drop_index_sql(namespace: str, name: str) -> str:
     return f"DROP INDEX CONCURRENTLY IF EXISTS {qualified(namespace, name)}"
 
 
-def aside_name(name: str) -> str:
-    """`<name>_invalid`, cut so that PostgreSQL keeps it whole."""
-    room = MAX_NAME_BYTES - len(ASIDE_SUFFIX)
+def aside_name(name: str, suffix: str = ASIDE_SUFFIX) -> str:
+    """`<name>_invalid` (or another suffix), cut so that PostgreSQL keeps it whole."""
+    room = MAX_NAME_BYTES - len(suffix)
     base = name.encode()[:room].decode(errors="ignore")
-    return base + ASIDE_SUFFIX
+    return base + suffix
 
 
-def _key(key: str, opclass: str) -> str:
-    """A column as it is, an expression in the parentheses CREATE INDEX needs; then its opclass."""
+def _key(key: str, opclass: str, order: str = "") -> str:
+    """A column as it is, an expression in the parentheses CREATE INDEX needs; then its opclass and
+    sort order (`DESC`, `NULLS FIRST`: PostgreSQL's own words, from the model)."""
     text = key if is_column(key) else f"({key})"
-    return f"{text} {quote_ident(opclass)}" if opclass else text
+    return " ".join(filter(None, (text, quote_ident(opclass) if opclass else "", order)))
 
 
 # --- constraints -----------------------------------------------------------------------------
@@ -307,7 +348,7 @@ def relation_named(live: Schema, name: str) -> str | None:
 
 
 def _taken(kind: str, name: str, holder: str, *, aside: str = "") -> str:
-    need = f"the name {aside} that repair moves its INVALID index aside to" if aside else f"the name {name}"
+    need = f"the name {aside} that repair needs beside it" if aside else f"the name {name}"
     return (
         f"{kind} {name} cannot be restored: {need} is taken by {holder}; rename or drop that object "
         "(it is not the one the migrations create), then run `kata-migrate repair` again"

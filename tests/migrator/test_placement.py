@@ -99,7 +99,6 @@ def test_pgvector_in_schema_extensions_resolves_for_the_files(
     assert database.psql("SELECT to_regclass('public.items_embedding_idx') IS NOT NULL") == "t"
 
 
-@pytest.mark.xfail(strict=True, reason="needs i19-drift's live.py change")
 def test_pgvector_in_schema_extensions_then_up_and_verify_exit_0(database: Database) -> None:
     install_pgvector_in_schema_extensions(database)
     env = migrator_env(database.url)

@@ -178,6 +178,31 @@ def test_an_invalid_index_is_rebuilt(migrated: Database) -> None:
     assert run_inprocess(["verify"], migrator_env(migrated.url)).code == 0
 
 
+@pytest.mark.parametrize(
+    "changed",
+    [
+        pytest.param(
+            "ON messages USING hnsw (embedding vector_cosine_ops) WITH (m = 8)", id="hnsw-parameters"
+        ),
+        pytest.param("ON messages USING hnsw (embedding vector_l2_ops)", id="operator-class"),
+    ],
+)
+def test_an_index_defined_differently_is_replaced_under_its_own_name(
+    migrated: Database, changed: str
+) -> None:
+    migrated.psql(f"DROP INDEX messages_embedding_idx; CREATE INDEX messages_embedding_idx {changed}")
+    assert run_inprocess(["verify"], migrator_env(migrated.url)).code == 6
+    outcome = run_inprocess(["repair"], migrator_env(migrated.url))
+    assert outcome.code == 0, outcome.stderr
+    assert event(outcome, "repair_done")["objects"] == ["rebuild index messages_embedding_idx"]
+    assert secondary_indexes(migrated) == FINAL_INDEXES  # the snapshot's definition, no `_repair` left
+    assert (
+        migrated.psql("SELECT reloptions IS NULL FROM pg_class WHERE relname = 'messages_embedding_idx'")
+        == "t"
+    )
+    assert run_inprocess(["verify"], migrator_env(migrated.url)).code == 0
+
+
 def test_a_not_valid_constraint_is_validated(migrated: Database) -> None:
     migrated.psql(
         "ALTER TABLE contexts DROP CONSTRAINT contexts_fork_pair, ADD CONSTRAINT contexts_fork_pair "

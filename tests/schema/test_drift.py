@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import pytest
+
 from schema.drift import BREAKING, DEGRADED, Drift, compare, explain, introduced_by, satisfied_version
 from schema.model import Extension, Schema
 from tests.conftest import Database
+from tests.migrator.conftest import migrator_env, run_inprocess
 from tests.schema.conftest import LATEST, live_schema
 
 
@@ -175,4 +180,97 @@ def test_an_extension_older_than_the_snapshot_needs_is_breaking() -> None:
     assert compare(expected, Schema(extensions=(Extension("vector", "0.10.0"),))) == ()
     [drift] = compare(expected, Schema(extensions=(Extension("vector", "0.4.4"),)))
     assert (drift.object, drift.class_) == ("vector", BREAKING)
-    assert drift.problem == "is version 0.4.4, older than the 0.5.0 the schema needs"
+    assert drift.problem == (
+        "is version 0.4.4, older than the 0.5.0 the schema needs: "
+        "as its owner run `ALTER EXTENSION vector UPDATE;` in this database"
+    )
+
+
+def test_a_missing_extension_says_how_to_install_it_and_names_no_migration_file(
+    snapshots: dict[int, Schema],
+) -> None:
+    # The preflight creates pgvector; 0001 only uses it: "created by 0001_..." sent operators to
+    # a file that holds no CREATE EXTENSION.
+    found = compare(snapshots[LATEST], replace(snapshots[LATEST], extensions=()))
+    files = {v: f"{v:04d}_x.sql" for v in snapshots}
+    [line] = explain(found, snapshots, files)
+    assert line == (
+        "breaking: extension vector is not installed (need 0.5.0 or later; no migration creates it): "
+        "have a superuser (or the database owner, where the extension is trusted) run "
+        "`CREATE EXTENSION IF NOT EXISTS vector;` in this database"
+    )
+
+
+RECREATE_ROLE = (
+    "ALTER TYPE message_role RENAME TO message_role_old; "
+    "CREATE TYPE message_role AS ENUM ({labels}); "
+    "ALTER TABLE messages ALTER COLUMN role TYPE message_role USING role::text::message_role; "
+    "DROP TYPE message_role_old"
+)
+
+
+def test_enum_labels_in_another_order_are_breaking(migrated: Database, snapshots: dict[int, Schema]) -> None:
+    # The label order is the type's sort order: ORDER BY role and role < 'system' change meaning.
+    migrated.psql(RECREATE_ROLE.format(labels="'assistant', 'user', 'system', 'tool'"))
+    [drift] = compare(snapshots[LATEST], live_schema(migrated.url))
+    assert (drift.kind, drift.object, drift.class_) == ("enum", "message_role", BREAKING)
+    assert drift.problem.startswith(
+        "sorts its labels as assistant, user, system, tool, expected user, assistant, system, tool"
+    )
+
+
+def test_a_label_a_later_migration_added_anywhere_is_no_reordering(
+    migrated: Database, snapshots: dict[int, Schema]
+) -> None:
+    migrated.psql("ALTER TYPE message_role ADD VALUE 'developer' BEFORE 'assistant'")
+    assert compare(snapshots[LATEST], live_schema(migrated.url)) == ()
+
+
+HNSW = "CREATE INDEX messages_embedding_idx ON messages USING hnsw (embedding vector_cosine_ops)"
+
+
+def test_an_hnsw_index_with_other_parameters_is_degraded_and_shows_both(
+    migrated: Database, snapshots: dict[int, Schema]
+) -> None:
+    migrated.psql(f"DROP INDEX messages_embedding_idx; {HNSW} WITH (m = 32, ef_construction = 128)")
+    [drift] = compare(snapshots[LATEST], live_schema(migrated.url))
+    assert (drift.kind, drift.object, drift.class_) == ("index", "messages_embedding_idx", DEGRADED)
+    assert drift.problem == (
+        "is defined differently: hnsw ON messages (embedding vector_cosine_ops) "
+        "WITH (ef_construction=128, m=32), expected hnsw ON messages (embedding vector_cosine_ops)"
+    )
+
+
+@pytest.mark.parametrize("ordering", ["DESC", "NULLS FIRST", "DESC NULLS LAST"])
+def test_an_index_with_another_sort_order_is_degraded(
+    migrated: Database, snapshots: dict[int, Schema], ordering: str
+) -> None:
+    migrated.psql(
+        "DROP INDEX contexts_deleted_at_idx; "
+        f"CREATE INDEX contexts_deleted_at_idx ON contexts (deleted_at {ordering})"
+    )
+    [drift] = compare(snapshots[LATEST], live_schema(migrated.url))
+    assert (drift.kind, drift.object, drift.class_) == ("index", "contexts_deleted_at_idx", DEGRADED)
+    assert drift.problem == (
+        f"is defined differently: btree ON contexts (deleted_at timestamptz_ops {ordering}), "
+        "expected btree ON contexts (deleted_at timestamptz_ops)"
+    )
+
+
+def test_equivalent_spellings_of_defaults_checks_and_index_parameters_are_no_drift(
+    migrated: Database, snapshots: dict[int, Schema]
+) -> None:
+    migrated.psql(
+        "ALTER TABLE contexts ALTER COLUMN created_at SET DEFAULT CURRENT_TIMESTAMP, "
+        "ALTER COLUMN updated_at SET DEFAULT transaction_timestamp(), "
+        "DROP CONSTRAINT contexts_total_tokens_non_negative, "
+        "ADD CONSTRAINT contexts_total_tokens_non_negative CHECK (0 <= total_tokens); "
+        "ALTER TABLE messages DROP CONSTRAINT messages_token_count_non_negative, "
+        "ADD CONSTRAINT messages_token_count_non_negative CHECK (token_count IS NULL OR 0 <= token_count); "
+        f"DROP INDEX messages_embedding_idx; {HNSW} WITH (m = 16, ef_construction = 64)"
+    )
+    live = live_schema(migrated.url)
+    assert live.table("contexts").column("created_at").default == "CURRENT_TIMESTAMP"  # type: ignore[union-attr]
+    assert compare(snapshots[LATEST], live) == ()
+    outcome = run_inprocess(["verify"], migrator_env(migrated.url))
+    assert outcome.code == 0, outcome.stderr

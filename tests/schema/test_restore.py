@@ -61,6 +61,39 @@ def test_a_dropped_index_is_built_concurrently_from_the_model() -> None:
     ]
 
 
+def test_sort_order_and_storage_parameters_are_built_as_the_snapshot_holds_them() -> None:
+    tuned = replace(HNSW, ordering=("",), reloptions=("m=8", "ef_construction=32"))
+    sorted_index = Index(
+        "messages",
+        "messages_recent_idx",
+        "btree",
+        ("created_at", "id"),
+        ("", ""),
+        False,
+        ordering=("DESC", "NULLS FIRST"),
+    )
+    expected = replace(EXPECTED, indexes=(tuned, sorted_index))
+    assert statements(plan(replace(EXPECTED, indexes=()), expected)) == [
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS messages_embedding_idx ON public.messages "
+        "USING hnsw (embedding vector_cosine_ops) WITH (m=8, ef_construction=32)",
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS messages_recent_idx ON public.messages "
+        "USING btree (created_at DESC, id NULLS FIRST)",
+    ]
+
+
+def test_an_index_defined_differently_is_replaced_beside_itself_then_renamed() -> None:
+    live = replace(EXPECTED, indexes=(replace(HNSW, reloptions=("m=8",)),))
+    restoration = plan(live)
+    assert [step.describe() for step in restoration.steps] == ["rebuild index messages_embedding_idx"]
+    assert statements(restoration) == [
+        "DROP INDEX CONCURRENTLY IF EXISTS public.messages_embedding_idx_repair",
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS messages_embedding_idx_repair ON public.messages "
+        "USING hnsw (embedding vector_cosine_ops)",
+        "DROP INDEX CONCURRENTLY IF EXISTS public.messages_embedding_idx",
+        "ALTER INDEX public.messages_embedding_idx_repair RENAME TO messages_embedding_idx",
+    ]
+
+
 def test_keys_expressions_include_and_predicate_keep_their_sql_and_names_are_quoted() -> None:
     odd = Index(
         table="Odd Table",
