@@ -112,7 +112,7 @@ def execute(argv: Sequence[str], env: Mapping[str, str], stdout: TextIO, log: Ev
 
 def run(argv: Sequence[str], env: Mapping[str, str], stdout: TextIO, stderr: TextIO) -> int:
     """The whole program, with its streams and environment passed in; returns the exit status."""
-    log = EventLog(stderr, fmt=log_format(env, tty=stdout.isatty()))
+    log = EventLog(stderr, fmt=log_format(env, tty=stdout.isatty(), argv=argv))
     try:
         status = execute(argv, env, stdout, log)
     except SystemExit as exc:  # --help
