@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -17,7 +16,16 @@ import asyncpg
 
 from migrator import privileges
 from migrator.commands import COMMANDS, Context
-from migrator.errors import ConnectionLost, InternalError, Interrupted, MigratorError, UsageError, exit_status
+from migrator.connection import is_connection_loss
+from migrator.errors import (
+    ConnectionLost,
+    InternalError,
+    Interrupted,
+    MigratorError,
+    UsageError,
+    exit_status,
+    from_database,
+)
 from migrator.events import EventLog
 from migrator.options import MigratorSettings, log_format
 from pgconn.options import SettingsError
@@ -33,23 +41,15 @@ STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 def error_for(exc: BaseException) -> MigratorError:
     """The one place an exception becomes an exit code: ours carry theirs; bad settings or files
-    are usage errors; a broken connection is not a bug; anything else is."""
+    are usage errors; a broken connection is not a bug, nor is a server error the contract has a
+    code for (`from_database`); anything else is."""
     if isinstance(exc, MigratorError):
         return exc
     if isinstance(exc, SettingsError | CatalogError | SnapshotError):
         return UsageError(str(exc))
     if is_connection_loss(exc):
         return ConnectionLost(exc)
-    return InternalError(exc)
-
-
-def is_connection_loss(exc: BaseException) -> bool:
-    """A broken connection or a server shutting down (57P01-57P03), not a bug in us."""
-    # Not any OSError: a local PermissionError is a bug or a setup fault, not a lost database.
-    if isinstance(exc, ConnectionError | TimeoutError | socket.gaierror | asyncpg.InterfaceError):
-        return True
-    sqlstate = getattr(exc, "sqlstate", None) or ""
-    return isinstance(exc, asyncpg.PostgresError) and (sqlstate.startswith(("08", "57P")))
+    return from_database(exc) or InternalError(exc)
 
 
 async def run_command(ctx: Context) -> int:

@@ -4,15 +4,16 @@ raising the MigratorError that names its exit code."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final, TextIO
 
 import asyncpg
 
-from migrator import conformance, grants, privileges
+from migrator import conformance, grants, privileges, session
 from migrator.connection import connect_with_retry, direct_url, read_url
 from migrator.errors import BaselineRefused, MigrationsPending
 from migrator.events import EventLog
@@ -43,15 +44,40 @@ class Context:
 
     async def connect(self, url: DatabaseUrl) -> asyncpg.Connection:
         conn = await connect_with_retry(
-            url, application_name=self.application_name, timeout=self.settings.connect_timeout, log=self.log
+            url,
+            application_name=self.application_name,
+            timeout=self.settings.connect_timeout,
+            log=self.log,
+            prepare=self._prepare,
         )
         conn.add_log_listener(self._server_notice)
-        try:
-            await privileges.check_access(conn, self.settings.command)
-        except BaseException:
-            await conn.close()
-            raise
         return conn
+
+    async def _prepare(self, conn: asyncpg.Connection) -> None:
+        """Before the verb runs, under the migrator's own limits: the privileges it needs, and for
+        `up` and `baseline` a primary (a standby is waited for) that takes writes."""
+        verb, options = self.settings.command, self.settings.options
+        if verb not in privileges.WRITING_VERBS:
+            async with session.reading(conn, options):
+                await privileges.check_access(conn, verb)
+            return
+        await session.limit(conn, options)
+        found = await session.writability(conn)
+        found.require_primary()
+        # Before the read-only setting: the probe's role is read-only on purpose, and what is wrong
+        # then is the Job's Secret, which the privilege check says.
+        await privileges.check_access(conn, verb)
+        found.require_writable()
+
+    @contextlib.asynccontextmanager
+    async def reading(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection for a verb that only reads, in a read-only transaction under its limits."""
+        conn = await self.connect(read_url(self.settings.database))
+        try:
+            async with session.reading(conn, self.settings.options):
+                yield conn
+        finally:
+            await conn.close()
 
     def _server_notice(self, conn: object, message: asyncpg.PostgresLogMessage) -> None:
         """Every NOTICE or WARNING the server sends (pgvector's "hnsw graph no longer fits into
@@ -68,20 +94,14 @@ class Context:
         )
 
     async def read_state(self) -> SchemaState:
-        conn = await self.connect(read_url(self.settings.database))
-        try:
+        async with self.reading() as conn:
             return await read_state(conn, self.catalog)
-        finally:
-            await conn.close()
 
     async def read_state_and_live(self) -> tuple[SchemaState, conformance.LiveReport]:
         """The ledger, and the live schema against the snapshot of the ledger's version."""
-        conn = await self.connect(read_url(self.settings.database))
-        try:
+        async with self.reading() as conn:
             state = await read_state(conn, self.catalog)
             return state, await conformance.inspect(conn, self.catalog, state)
-        finally:
-            await conn.close()
 
     def print_json(self, document: object) -> None:
         self.stdout.write(json.dumps(document, default=str) + "\n")
@@ -171,7 +191,8 @@ async def cmd_wait(ctx: Context) -> int:
     try:
         announced = False
         while True:
-            state = await read_state(conn, ctx.catalog)
+            async with session.reading(conn, ctx.settings.options):
+                state = await read_state(conn, ctx.catalog)
             check_drift(ctx.catalog, state)
             if not state.pending:
                 break

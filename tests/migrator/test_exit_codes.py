@@ -12,7 +12,8 @@ import asyncpg
 import pytest
 
 from migrator import errors
-from migrator.cli import error_for, is_connection_loss, run
+from migrator.cli import error_for, run
+from migrator.connection import is_connection_loss
 from migrator.errors import exit_status
 from tests.conftest import Database
 from tests.migrator.conftest import migrator_env, run_inprocess, start_process

@@ -1,16 +1,18 @@
 """One event is one line, and nothing from a server notice, the ledger, a file or the environment
 reaches a terminal raw: control characters are escaped in text logs, JSON logs and `status`.
-Usage errors are written in the format asked for."""
+Usage errors are written in the format asked for, and a full disk gets its own advice."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from localpg.throwaway import PostgresServer, wheel_bin_dir
 from tests.conftest import Database
 from tests.migrator.conftest import migrator_env, run_inprocess
 
@@ -107,3 +109,41 @@ def test_a_usage_error_is_written_in_the_log_format_asked_for(args: list[str], e
     outcome = run_inprocess(args, env)
     assert outcome.code == 2, outcome.stderr
     assert re.fullmatch(r"\S+Z ERROR usage_error .+ exit_code=2\n", outcome.stderr), outcome.stderr
+
+
+@pytest.fixture
+def small_server() -> Iterator[PostgresServer]:
+    """A server of its own: the disk-full test points one of its files at /dev/full."""
+    server = PostgresServer.start(wheel_bin_dir(16))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_a_full_disk_exits_5_saying_to_free_space_not_to_fix_the_file(
+    small_server: PostgresServer, migrations_dir: Files
+) -> None:
+    name = small_server.create_database()
+    directory = migrations_dir({"0001_filler.sql": "CREATE TABLE filler (id int);\n"})
+    env = migrator_env(small_server.url(name), MIGRATIONS_DIR=str(directory))
+    assert run_inprocess(["up"], env).code == 0
+    # The table's file becomes /dev/full: the server's own write to it fails with ENOSPC, the
+    # error of a full volume (SQLSTATE 53100), without mounting a small file system.
+    relative = small_server.psql("SELECT pg_relation_filepath('filler')", name)
+    path = small_server.data_dir / relative
+    path.unlink()
+    os.symlink("/dev/full", path)
+    (directory / "0002_fill.sql").write_text("INSERT INTO filler SELECT generate_series(1, 1000);\n")
+    outcome = run_inprocess(["up"], env)
+    assert outcome.code == 5, outcome.stderr
+    message = outcome.final_message
+    assert "SQLSTATE 53100" in message and "0002_fill.sql" in message, message
+    assert "the server is out of disk space: free space or grow the volume, then run again" in message
+    assert "fix the file" not in message
+    assert "rolled back, nothing recorded" in message
+    assert ledger_versions(small_server, name) == ["1"]
+
+
+def ledger_versions(server: PostgresServer, name: str) -> list[str]:
+    return server.psql("SELECT version FROM kata_schema_migrations ORDER BY 1", name).splitlines()
