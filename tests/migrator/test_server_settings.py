@@ -20,6 +20,7 @@ from tests.migrator.conftest import (
     migrator_env,
     process_env,
     run_inprocess,
+    start_process,
     table_exists,
 )
 from tests.polling import wait_until
@@ -137,17 +138,15 @@ def test_a_standby_that_stays_one_exits_3_after_the_connect_timeout(
     assert server.psql("SELECT count(*) FROM pg_extension WHERE extname = 'vector'", name) == "0"
 
 
-# lock_timeout too is set by the migrator for its session, but fires only when a lock is contended.
-@pytest.mark.parametrize("setting", ["statement_timeout", "idle_in_transaction_session_timeout"])
-def test_a_tiny_timeout_on_the_roles_does_not_reach_the_migrators_own_queries(
-    roles: Roles, setting: str
+def test_a_tiny_idle_in_transaction_timeout_on_the_roles_does_not_end_the_migrators_sessions(
+    roles: Roles,
 ) -> None:
     db = roles.database
     for role in (roles.owner, roles.probe):
-        db.psql(f"ALTER ROLE {role} IN DATABASE {db.name} SET {setting} = '1ms'")
+        db.psql(f"ALTER ROLE {role} IN DATABASE {db.name} SET idle_in_transaction_session_timeout = '1ms'")
     grants = {"MIGRATOR_APP_ROLE": roles.app, "MIGRATOR_PROBE_ROLE": roles.probe}
-    # The shipped files: 0002-0005 run outside a transaction, and the ledger rows, the grants and
-    # the next file's reads come after them.
+    # A transactional file idles in its transaction for a round trip between two statements; the
+    # read verbs read in a transaction.
     up = run_inprocess(["up"], migrator_env(roles.url(roles.owner), **grants))
     assert up.code == 0, up.stderr
     assert ledger(db) == ALL
@@ -156,23 +155,110 @@ def test_a_tiny_timeout_on_the_roles_does_not_reach_the_migrators_own_queries(
         assert outcome.code == 0, (verb, outcome.stderr)
 
 
+class Holder:
+    """A psql session of the superuser taking locks on command, ended (releasing them) on close."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.proc = db.server.psql_session(db.name, application_name="lock-holder")
+        assert self.proc.stdin is not None
+        self.stdin = self.proc.stdin
+
+    def run(self, sql: str) -> None:
+        self.stdin.write(sql + "\n")
+        self.stdin.flush()
+
+    def close(self) -> None:
+        self.stdin.close()
+        self.proc.wait(10)
+
+
+def migrator_waited_on_a_lock(db: Database, seconds: float) -> bool:
+    """The migrator's current statement has waited for a lock for `seconds` (the server's clock)."""
+    return (
+        db.psql(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'kata-migrate@test-pod' "
+            f"AND wait_event_type = 'Lock' AND clock_timestamp() - query_start > interval '{seconds} s'"
+        )
+        == "1"
+    )
+
+
+ROLE_TIMEOUT = "200ms"
+
+
+def test_a_statement_timeout_on_the_role_does_not_cut_short_a_read_verbs_own_query(roles: Roles) -> None:
+    db = roles.database
+    assert (
+        run_inprocess(["up"], migrator_env(roles.url(roles.owner), MIGRATOR_PROBE_ROLE=roles.probe)).code == 0
+    )
+    db.psql(f"ALTER ROLE {roles.probe} IN DATABASE {db.name} SET statement_timeout = '{ROLE_TIMEOUT}'")
+    holder = Holder(db)
+    try:
+        holder.run("BEGIN; LOCK TABLE kata_schema_migrations IN ACCESS EXCLUSIVE MODE; SELECT 1;")
+        wait_until(lambda: db.psql(LOCKED) != "0", what="the holder to lock the ledger")
+        reader = start_process(["status"], migrator_env(roles.url(roles.probe)))
+        try:
+            # Blocked reading the ledger for longer than the role allows any statement.
+            wait_until(lambda: migrator_waited_on_a_lock(db, 0.5), what="a long wait", process=reader)
+            holder.run("COMMIT;")
+            _out, err = reader.communicate(timeout=30)
+        finally:
+            reader.kill()
+    finally:
+        holder.close()
+    assert reader.returncode == 0, err
+
+
+def test_after_a_no_transaction_file_the_migrators_limits_hold_not_the_roles(
+    database: Database, migrations_dir: Files
+) -> None:
+    database.psql(f"ALTER ROLE postgres IN DATABASE {database.name} SET statement_timeout = '{ROLE_TIMEOUT}'")
+    directory = migrations_dir(
+        {
+            "0001_a.sql": "CREATE TABLE a (id int);\n",
+            "0002_wait.sql": "-- migrate: no-transaction\nSELECT pg_advisory_xact_lock(42);\n",
+        }
+    )
+    holder = Holder(database)
+    try:
+        holder.run("SELECT pg_advisory_lock(42);")
+        wait_until(lambda: database.psql(ADVISORY_42) == "1", what="the holder to take lock 42")
+        migrator = start_process(["up"], migrator_env(database.url, MIGRATIONS_DIR=str(directory)))
+        try:
+            wait_until(lambda: migrator_waited_on_a_lock(database, 0), what="0002 to wait", process=migrator)
+            # The ledger row of 0002, the migrator's own statement after the file, now waits too.
+            holder.run("BEGIN; LOCK TABLE kata_schema_migrations IN ACCESS EXCLUSIVE MODE;")
+            wait_until(lambda: database.psql(LOCKED) != "0", what="the holder to lock the ledger")
+            holder.run("SELECT pg_advisory_unlock(42);")
+            wait_until(lambda: migrator_waited_on_a_lock(database, 0.5), what="a long wait", process=migrator)
+            holder.run("COMMIT;")
+            _out, err = migrator.communicate(timeout=30)
+        finally:
+            migrator.kill()
+    finally:
+        holder.close()
+    assert migrator.returncode == 0, err
+    assert ledger(database) == ["1|applied", "2|applied"]
+
+
+LOCKED = "SELECT count(*) FROM pg_locks WHERE relation = 'kata_schema_migrations'::regclass AND granted"
+ADVISORY_42 = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 42 AND granted"
+
+
 def test_the_migrators_own_query_cancelled_by_its_statement_timeout_exits_3_saying_so(
     database: Database,
 ) -> None:
     env = migrator_env(database.url)
     assert run_inprocess(["up"], env).code == 0
     # Another session holds the ledger; with no lock_timeout the read waits until statement_timeout.
-    holder = database.server.psql_session(database.name)
-    assert holder.stdin is not None
+    holder = Holder(database)
     try:
-        holder.stdin.write("BEGIN; LOCK TABLE kata_schema_migrations IN ACCESS EXCLUSIVE MODE;\n")
-        holder.stdin.flush()
-        locked = "SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock' AND granted"
-        wait_until(lambda: database.psql(locked) != "0", what="the holder to lock the ledger")
+        holder.run("BEGIN; LOCK TABLE kata_schema_migrations IN ACCESS EXCLUSIVE MODE;")
+        wait_until(lambda: database.psql(LOCKED) != "0", what="the holder to lock the ledger")
         outcome = run_inprocess(["status", "--statement-timeout", "0.5", "--ddl-lock-timeout", "0"], env)
     finally:
-        holder.stdin.close()
-        holder.wait(10)
+        holder.close()
     assert outcome.code == 3, outcome.stderr
     assert outcome.names()[-1] == "query_failed"
     assert "SQLSTATE 57014" in outcome.final_message and "--statement-timeout" in outcome.final_message
