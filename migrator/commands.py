@@ -14,7 +14,7 @@ from typing import Final, TextIO
 import asyncpg
 
 from migrator import conformance, grants, privileges, session
-from migrator.connection import connect_with_retry, direct_url, read_url
+from migrator.connection import connect_with_retry, direct_url, is_connection_loss, read_url
 from migrator.errors import BaselineRefused, MigrationsPending
 from migrator.events import EventLog
 from migrator.options import MigratorSettings
@@ -22,6 +22,7 @@ from migrator.progress import ProgressWatcher
 from migrator.runner import RunResult, baseline, check_drift, migrate
 from migrator.status import status_document, status_text
 from pgconn.dsn import DatabaseUrl
+from pgconn.errors import classify_error
 from schema.catalog import Catalog
 from schema.ledger import has_tables
 from schema.rules import check_migrations
@@ -187,12 +188,11 @@ async def cmd_verify(ctx: Context) -> int:
 async def cmd_wait(ctx: Context) -> int:
     started = time.monotonic()
     deadline = started + ctx.settings.wait_timeout
-    conn = await ctx.connect(read_url(ctx.settings.database))
+    poller = Poller(ctx)
     try:
         announced = False
         while True:
-            async with session.reading(conn, ctx.settings.options):
-                state = await read_state(conn, ctx.catalog)
+            state = await poller.read_state()
             check_drift(ctx.catalog, state)
             if not state.pending:
                 break
@@ -203,9 +203,42 @@ async def cmd_wait(ctx: Context) -> int:
                 announced = True
             await asyncio.sleep(min(WAIT_INTERVAL, max(0.0, deadline - time.monotonic())))
     finally:
-        await conn.close()
+        await poller.close()
     ctx.log.info("ready", version=state.version, waited_ms=round((time.monotonic() - started) * 1000, 1))
     return 0
+
+
+@dataclass
+class Poller:
+    """`wait`'s one connection, opened again when the server closes it between two polls
+    (idle_session_timeout, a pooler's idle timeout, a failover): only a reconnect that fails
+    within --connect-timeout ends the wait (exit 3), or a connection lost before its first read."""
+
+    ctx: Context
+    conn: asyncpg.Connection | None = None
+
+    async def read_state(self) -> SchemaState:
+        while True:
+            fresh = self.conn is None
+            conn = self.conn = self.conn or await self.ctx.connect(read_url(self.ctx.settings.database))
+            try:
+                async with session.reading(conn, self.ctx.settings.options):
+                    return await read_state(conn, self.ctx.catalog)
+            except Exception as exc:
+                if fresh or not is_connection_loss(exc):
+                    raise
+                self.ctx.log.info(
+                    "reconnecting",
+                    f"the server closed the session between two polls ({classify_error(exc)}); reconnecting",
+                    reason=classify_error(exc),
+                )
+                await self.close()
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                await self.conn.close()
+            self.conn = None
 
 
 def raise_if_pending(catalog: Catalog, state: SchemaState, *, waited: float | None = None) -> None:
