@@ -131,8 +131,16 @@ class QueryFailed(MigratorError):
         "--statement-timeout if the server is that slow"
     )
 
+    BLOCKED: ClassVar[str] = (
+        "it waited the run's --ddl-lock-timeout (the lock_timeout the migrator sets for its own queries "
+        "too) for a lock another session holds; run again once that session is done, or raise "
+        "--ddl-lock-timeout"
+    )
+
     def __init__(self, sqlstate: str, message: str) -> None:
-        advice = self.CANCELLED if sqlstate == QUERY_CANCELED else f"{message}; {resource_advice(sqlstate)}"
+        advice = {QUERY_CANCELED: self.CANCELLED, LOCK_NOT_AVAILABLE: self.BLOCKED}.get(
+            sqlstate, f"{message}; {resource_advice(sqlstate)}"
+        )
         super().__init__(
             f"one of the migrator's own queries failed (SQLSTATE {sqlstate}), nothing of it was recorded: "
             + advice
@@ -140,6 +148,7 @@ class QueryFailed(MigratorError):
 
 
 QUERY_CANCELED: Final = "57014"
+LOCK_NOT_AVAILABLE: Final = "55P03"
 READ_ONLY_TRANSACTION: Final = "25006"
 # Class 53, insufficient resources: the server lacks something, the file or query is not at fault.
 RESOURCE_ADVICE: Final[Mapping[str, str]] = {
@@ -172,7 +181,7 @@ def from_database(exc: BaseException) -> MigratorError | None:
         return None
     if sqlstate == READ_ONLY_TRANSACTION:
         return ReadOnlyDatabase(ReadOnlyDatabase.REFUSED)
-    if sqlstate == QUERY_CANCELED or resource_advice(sqlstate):
+    if sqlstate in (QUERY_CANCELED, LOCK_NOT_AVAILABLE) or resource_advice(sqlstate):
         return QueryFailed(sqlstate, str(getattr(exc, "message", None) or exc))
     return None
 

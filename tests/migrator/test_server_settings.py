@@ -20,6 +20,7 @@ from tests.migrator.conftest import (
     migrator_env,
     process_env,
     run_inprocess,
+    run_process,
     start_process,
     table_exists,
 )
@@ -246,22 +247,29 @@ LOCKED = "SELECT count(*) FROM pg_locks WHERE relation = 'kata_schema_migrations
 ADVISORY_42 = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 42 AND granted"
 
 
-def test_the_migrators_own_query_cancelled_by_its_statement_timeout_exits_3_saying_so(
-    database: Database,
+@pytest.mark.parametrize(
+    ("limits", "sqlstate", "advice"),
+    [
+        (["--statement-timeout", "0.5", "--ddl-lock-timeout", "0"], "57014", "--statement-timeout"),
+        (["--ddl-lock-timeout", "0.5"], "55P03", "--ddl-lock-timeout"),
+    ],
+)
+def test_the_migrators_own_query_stopped_by_its_own_limits_exits_3_saying_which(
+    database: Database, limits: list[str], sqlstate: str, advice: str
 ) -> None:
     env = migrator_env(database.url)
     assert run_inprocess(["up"], env).code == 0
-    # Another session holds the ledger; with no lock_timeout the read waits until statement_timeout.
+    # Another session holds the ledger: the read waits until one of the migrator's limits ends it.
     holder = Holder(database)
     try:
         holder.run("BEGIN; LOCK TABLE kata_schema_migrations IN ACCESS EXCLUSIVE MODE;")
         wait_until(lambda: database.psql(LOCKED) != "0", what="the holder to lock the ledger")
-        outcome = run_inprocess(["status", "--statement-timeout", "0.5", "--ddl-lock-timeout", "0"], env)
+        outcome = run_process(["status", *limits], env, timeout=60)  # a process: bounded, should it wait
     finally:
         holder.close()
     assert outcome.code == 3, outcome.stderr
     assert outcome.names()[-1] == "query_failed"
-    assert "SQLSTATE 57014" in outcome.final_message and "--statement-timeout" in outcome.final_message
+    assert f"SQLSTATE {sqlstate}" in outcome.final_message and advice in outcome.final_message
 
 
 LEDGER_COLUMNS = {
