@@ -23,6 +23,7 @@ from migrator.errors import (
     MigratorError,
     UsageError,
     exit_status,
+    from_database,
     is_connection_loss,
 )
 from migrator.events import EventLog
@@ -42,14 +43,15 @@ STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 def error_for(exc: BaseException) -> MigratorError:
     """The one place an exception becomes an exit code: ours carry theirs; bad settings or files
-    are usage errors; a broken connection is not a bug; anything else is."""
+    are usage errors; a broken connection is not a bug, nor is a server error the contract has a
+    code for (`from_database`); anything else is."""
     if isinstance(exc, MigratorError):
         return exc
     if isinstance(exc, SettingsError | CatalogError | SnapshotError):
         return UsageError(str(exc))
     if is_connection_loss(exc):
         return ConnectionLost(exc)
-    return InternalError(exc)
+    return from_database(exc) or InternalError(exc)
 
 
 async def run_command(ctx: Context) -> int:
@@ -119,7 +121,7 @@ def execute(
 
 def run(argv: Sequence[str], env: Mapping[str, str], stdout: TextIO, stderr: TextIO) -> int:
     """The whole program, with its streams and environment passed in; returns the exit status."""
-    log = EventLog(stderr, fmt=log_format(env, tty=stdout.isatty()))
+    log = EventLog(stderr, fmt=log_format(env, tty=stdout.isatty(), argv=argv))
     final = TerminationLog.from_env(env)
     try:
         status = execute(argv, env, stdout, log, final)

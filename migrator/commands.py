@@ -4,17 +4,18 @@ raising the MigratorError that names its exit code."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Final, TextIO
+from typing import Final, TextIO, TypeVar
 
 import asyncpg
 
-from migrator import conformance, grants, privileges, repair
+from migrator import conformance, grants, privileges, repair, session
 from migrator.connection import connect_with_retry, direct_url, read_url
-from migrator.errors import BaselineRefused, MigrationsPending
+from migrator.errors import BaselineRefused, MigrationsPending, is_connection_loss
 from migrator.events import EventLog
 from migrator.options import MigratorSettings
 from migrator.progress import ProgressWatcher
@@ -22,6 +23,7 @@ from migrator.runner import RunResult, baseline, check_drift, migrate
 from migrator.status import status_document, status_text
 from migrator.termination import Outcome
 from pgconn.dsn import DatabaseUrl
+from pgconn.errors import classify_error
 from schema.catalog import Catalog
 from schema.ledger import has_tables
 from schema.rules import check_migrations
@@ -29,6 +31,7 @@ from schema.splitter import LINE_BREAK
 from schema.verdicts import SchemaState, pending_files, read_state
 
 WAIT_INTERVAL: Final = 1.0
+T = TypeVar("T")
 
 
 @dataclass
@@ -46,15 +49,40 @@ class Context:
 
     async def connect(self, url: DatabaseUrl) -> asyncpg.Connection:
         conn = await connect_with_retry(
-            url, application_name=self.application_name, timeout=self.settings.connect_timeout, log=self.log
+            url,
+            application_name=self.application_name,
+            timeout=self.settings.connect_timeout,
+            log=self.log,
+            prepare=self._prepare,
         )
         conn.add_log_listener(self._server_notice)
-        try:
-            await privileges.check_access(conn, self.settings.command)
-        except BaseException:
-            await conn.close()
-            raise
         return conn
+
+    async def _prepare(self, conn: asyncpg.Connection) -> None:
+        """Before the verb runs, under the migrator's own limits: the privileges it needs, and for
+        `up` and `baseline` a primary (a standby is waited for) that takes writes."""
+        verb, options = self.settings.command, self.settings.options
+        if verb not in privileges.WRITING_VERBS:
+            async with session.reading(conn, options):
+                await privileges.check_access(conn, verb)
+            return
+        await session.limit(conn, options)
+        found = await session.writability(conn)
+        found.require_primary()
+        # Before the read-only setting: the probe's role is read-only on purpose, and what is wrong
+        # then is the Job's Secret, which the privilege check says.
+        await privileges.check_access(conn, verb)
+        found.require_writable()
+
+    @contextlib.asynccontextmanager
+    async def reading(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection for a verb that only reads, in a read-only transaction under its limits."""
+        conn = await self.connect(read_url(self.settings.database))
+        try:
+            async with session.reading(conn, self.settings.options):
+                yield conn
+        finally:
+            await conn.close()
 
     def _server_notice(self, conn: object, message: asyncpg.PostgresLogMessage) -> None:
         """Every NOTICE or WARNING the server sends (pgvector's "hnsw graph no longer fits into
@@ -71,20 +99,14 @@ class Context:
         )
 
     async def read_state(self) -> SchemaState:
-        conn = await self.connect(read_url(self.settings.database))
-        try:
+        async with self.reading() as conn:
             return await read_state(conn, self.catalog)
-        finally:
-            await conn.close()
 
     async def read_state_and_live(self) -> tuple[SchemaState, conformance.LiveReport]:
         """The ledger, and the live schema against the snapshot of the ledger's version."""
-        conn = await self.connect(read_url(self.settings.database))
-        try:
+        async with self.reading() as conn:
             state = await read_state(conn, self.catalog)
             return state, await conformance.inspect(conn, self.catalog, state)
-        finally:
-            await conn.close()
 
     def print_json(self, document: object) -> None:
         self.stdout.write(json.dumps(document, default=str) + "\n")
@@ -205,11 +227,11 @@ async def cmd_verify(ctx: Context) -> int:
 async def cmd_wait(ctx: Context) -> int:
     started = time.monotonic()
     deadline = started + ctx.settings.wait_timeout
-    conn = await ctx.connect(read_url(ctx.settings.database))
+    poller = Poller(ctx)
     try:
         announced = False
         while True:
-            state = await read_state(conn, ctx.catalog)
+            state = await poller.read_state()
             check_drift(ctx.catalog, state)
             if not state.pending:
                 break
@@ -221,13 +243,52 @@ async def cmd_wait(ctx: Context) -> int:
             await asyncio.sleep(min(WAIT_INTERVAL, max(0.0, deadline - time.monotonic())))
         # Once, when nothing is pending: the pods this init container guards need the schema too.
         conformance.note_ledger_ahead(ctx.catalog, state, ctx.log)
-        live = await conformance.inspect(conn, ctx.catalog, state)
+        live = await poller.inspect(state)
         conformance.require_conformance(live, "wait", ctx.log)
     finally:
-        await conn.close()
+        await poller.close()
     ctx.outcome = Outcome(version=state.version)
     ctx.log.info("ready", version=state.version, waited_ms=round((time.monotonic() - started) * 1000, 1))
     return 0
+
+
+@dataclass
+class Poller:
+    """`wait`'s one connection, opened again when the server closes it between two polls
+    (idle_session_timeout, a pooler's idle timeout, a failover): only a reconnect that fails
+    within --connect-timeout ends the wait (exit 3), or a connection lost before its first read."""
+
+    ctx: Context
+    conn: asyncpg.Connection | None = None
+
+    async def read_state(self) -> SchemaState:
+        return await self._read(lambda conn: read_state(conn, self.ctx.catalog))
+
+    async def inspect(self, state: SchemaState) -> conformance.LiveReport:
+        return await self._read(lambda conn: conformance.inspect(conn, self.ctx.catalog, state))
+
+    async def _read(self, query: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        while True:
+            fresh = self.conn is None
+            conn = self.conn = self.conn or await self.ctx.connect(read_url(self.ctx.settings.database))
+            try:
+                async with session.reading(conn, self.ctx.settings.options):
+                    return await query(conn)
+            except Exception as exc:
+                if fresh or not is_connection_loss(exc):
+                    raise
+                self.ctx.log.info(
+                    "reconnecting",
+                    f"the server closed the session between two polls ({classify_error(exc)}); reconnecting",
+                    reason=classify_error(exc),
+                )
+                await self.close()
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                await self.conn.close()
+            self.conn = None
 
 
 def raise_if_pending(catalog: Catalog, state: SchemaState, *, waited: float | None = None) -> None:

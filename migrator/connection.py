@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 import asyncpg
 
+from migrator import privileges
 from migrator.errors import DatabaseUnreachable, PoolerRefused
 from migrator.events import EventLog
 from pgconn.connect import connect
@@ -23,6 +26,15 @@ ATTEMPT_TIMEOUT: Final = 10.0
 # A certificate the client rejects (wrong CA, host name not in it) or a server without TLS for
 # an sslmode that needs it stays so for the next attempt too.
 FINAL_REASONS: Final = frozenset({Reason.AUTHENTICATION, Reason.DATABASE_MISSING, Reason.TLS})
+
+
+class NotReady(Exception):
+    """A server that answered but cannot serve the verb yet (a hot standby): retried like one that
+    did not answer."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def direct_url(settings: DatabaseSettings) -> DatabaseUrl:
@@ -54,10 +66,15 @@ def read_url(settings: DatabaseSettings) -> DatabaseUrl:
     return settings.unpooled_url or settings.url
 
 
+Prepare = Callable[[asyncpg.Connection], Awaitable[None]]
+
+
 async def connect_with_retry(
-    url: DatabaseUrl, *, application_name: str, timeout: float, log: EventLog
+    url: DatabaseUrl, *, application_name: str, timeout: float, log: EventLog, prepare: Prepare | None = None
 ) -> asyncpg.Connection:
-    """Connect, retrying with exponential backoff for `timeout` seconds; DatabaseUnreachable after."""
+    """Connect, retrying with exponential backoff for `timeout` seconds; DatabaseUnreachable after.
+    `prepare` readies each new connection; its NotReady is retried like a failed connect, anything
+    else it raises (a refusal, a failed query) ends the run as it is."""
     started = time.monotonic()
     deadline = started + timeout
     delay = FIRST_BACKOFF
@@ -65,26 +82,45 @@ async def connect_with_retry(
     while True:
         attempt += 1
         remaining = deadline - time.monotonic()
+        failure: Exception
         try:
-            return await connect(
+            conn = await connect(
                 url, application_name=application_name, timeout=max(0.5, min(ATTEMPT_TIMEOUT, remaining))
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-            reason = classify_error(exc)
-            waited = time.monotonic() - started
-            if reason in FINAL_REASONS:
-                raise DatabaseUnreachable(url.redacted(), reason, waited) from exc
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise DatabaseUnreachable(url.redacted(), reason, waited) from exc
-            pause = min(delay, remaining)
-            log.warning(
-                "connect_retry",
-                f"database not reachable yet ({reason}); retrying",
-                attempt=attempt,
-                reason=reason,
-                retry_in_s=round(pause, 3),
-                target=url.redacted(),
-            )
-            await asyncio.sleep(pause)
-            delay = min(delay * 2, MAX_BACKOFF)
+            failure, reason = exc, classify_error(exc)
+        else:
+            try:
+                await ready(conn, prepare)
+                return conn
+            except NotReady as exc:
+                failure, reason = exc, exc.reason
+        waited = time.monotonic() - started
+        if reason == Reason.PERMISSION_DENIED:  # no CONNECT on the database: a GRANT fixes it, not a wait
+            raise privileges.connect_denied(url.user, url.database) from failure
+        remaining = deadline - time.monotonic()
+        if reason in FINAL_REASONS or remaining <= 0:
+            raise DatabaseUnreachable(url.redacted(), reason, waited) from failure
+        pause = min(delay, remaining)
+        log.warning(
+            "connect_retry",
+            f"database not reachable yet ({reason}); retrying",
+            attempt=attempt,
+            reason=reason,
+            retry_in_s=round(pause, 3),
+            target=url.redacted(),
+        )
+        await asyncio.sleep(pause)
+        delay = min(delay * 2, MAX_BACKOFF)
+
+
+async def ready(conn: asyncpg.Connection, prepare: Prepare | None) -> None:
+    """Run `prepare` on a new connection; close the connection when anything stops it."""
+    if prepare is None:
+        return
+    try:
+        await prepare(conn)
+    except BaseException:
+        with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
+            await conn.close()
+        raise

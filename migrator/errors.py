@@ -13,6 +13,8 @@ import asyncpg
 
 from pgconn.errors import Reason, classify_error
 from schema.drift import DEGRADED, Drift
+from schema.ledger import TABLE as LEDGER
+from schema.ledger import LedgerShapeError
 
 # code -> meaning. The docs' tables start each row with this meaning and may add detail after it.
 EXIT_CODES: Final[Mapping[str, str]] = {
@@ -59,6 +61,21 @@ class InternalError(MigratorError):
         )
 
 
+class ReadOnlyDatabase(MigratorError):
+    """default_transaction_read_only is on (for the database, the role or the server): a setting an
+    administrator changes, which no retry does. A hot standby is waited for instead (exit 3)."""
+
+    exit_code = 2
+    event = "read_only_database"
+
+    REFUSED: ClassVar[str] = (
+        "the server refused a write of the migrator's own (SQLSTATE 25006): the session became read-only "
+        "while it ran (default_transaction_read_only turned on by ALTER SYSTEM and a reload, or the server "
+        "became a standby); what this run recorded before stays recorded. Check `SHOW "
+        "default_transaction_read_only` and `SELECT pg_is_in_recovery()` on the server, then run again"
+    )
+
+
 class UsageError(MigratorError):
     """Arguments, settings or migration files are unusable (raised before any connection), or the
     database lacks the schema the migrator works in."""
@@ -77,6 +94,11 @@ class DatabaseUnreachable(MigratorError):
         Reason.TLS: (
             "check the URL's sslmode and sslrootcert against the server's certificate (its CA, and for "
             "verify-full the host name) and that the server has TLS on; not retried"
+        ),
+        Reason.HOT_STANDBY: (
+            "`up` and `baseline` need the primary: point DATABASE_URL_UNPOOLED (or DATABASE_URL) at it. "
+            "After a failover the name may lead to the old primary, now a standby, for a while: raise "
+            "--connect-timeout to wait longer"
         ),
     }
 
@@ -129,6 +151,74 @@ def lost_outcome(*, transactional: bool) -> str:
     )
 
 
+class QueryFailed(MigratorError):
+    """One of the migrator's own queries (not a statement of a file) was cancelled or ran short of
+    the server's resources: nothing of it was recorded, and a later run may well succeed."""
+
+    exit_code = 3
+    event = "query_failed"
+
+    CANCELLED: ClassVar[str] = (
+        "cancelled by statement_timeout (the run's --statement-timeout, which the migrator sets for its "
+        "own queries too) or by an administrator (pg_cancel_backend); run again, and raise "
+        "--statement-timeout if the server is that slow"
+    )
+
+    BLOCKED: ClassVar[str] = (
+        "it waited the run's --ddl-lock-timeout (the lock_timeout the migrator sets for its own queries "
+        "too) for a lock another session holds; run again once that session is done, or raise "
+        "--ddl-lock-timeout"
+    )
+
+    def __init__(self, sqlstate: str, message: str) -> None:
+        advice = {QUERY_CANCELED: self.CANCELLED, LOCK_NOT_AVAILABLE: self.BLOCKED}.get(
+            sqlstate, f"{message}; {resource_advice(sqlstate)}"
+        )
+        super().__init__(
+            f"one of the migrator's own queries failed (SQLSTATE {sqlstate}), nothing of it was recorded: "
+            + advice
+        )
+
+
+QUERY_CANCELED: Final = "57014"
+LOCK_NOT_AVAILABLE: Final = "55P03"
+READ_ONLY_TRANSACTION: Final = "25006"
+# Class 53, insufficient resources: the server lacks something, the file or query is not at fault.
+RESOURCE_ADVICE: Final[Mapping[str, str]] = {
+    "53100": "the server is out of disk space: free space or grow the volume, then run again",
+    "53200": (
+        'the server is out of memory: for an index build lower MIGRATOR_MAINTENANCE_WORK_MEM, for "out of '
+        'shared memory" raise max_locks_per_transaction, or give the server more memory, then run again'
+    ),
+    "53300": "no connection slot is free: end idle sessions or raise max_connections, then run again",
+    "53400": "a server limit was reached (the message names it, e.g. temp_file_limit): raise it, run again",
+}
+
+
+def resource_advice(sqlstate: str | None) -> str | None:
+    """What to do about a class 53 error; None for any other SQLSTATE."""
+    if not sqlstate or not sqlstate.startswith("53"):
+        return None
+    return RESOURCE_ADVICE.get(
+        sqlstate, "the server is short of resources (the message says which): fix that, then run again"
+    )
+
+
+def from_database(exc: BaseException) -> MigratorError | None:
+    """What an error of the server (or of the ledger's shape) means when no step foresaw it: a code
+    of the contract, not exit 1. None when it is none of these."""
+    if isinstance(exc, LedgerShapeError):
+        return LedgerDrift(exc.problems)
+    sqlstate = getattr(exc, "sqlstate", None)
+    if not isinstance(sqlstate, str):
+        return None
+    if sqlstate == READ_ONLY_TRANSACTION:
+        return ReadOnlyDatabase(ReadOnlyDatabase.REFUSED)
+    if sqlstate in (QUERY_CANCELED, LOCK_NOT_AVAILABLE) or resource_advice(sqlstate):
+        return QueryFailed(sqlstate, str(getattr(exc, "message", None) or exc))
+    return None
+
+
 class PgvectorUnavailable(MigratorError):
     exit_code = 4
     event = "pgvector_unavailable"
@@ -147,17 +237,28 @@ class MigrationFailed(MigratorError):
 
     # When a statement ended the file's transaction itself, rolling back cannot undo what it committed.
     ENDED: ClassVar[str] = "statements before it in this file may have been committed, nothing recorded"
+    FIX: ClassVar[str] = "fix the file (or the data) and run again"
 
     def __init__(
-        self, filename: str, line: int, column: int, message: str, *, transactional: bool, ended: bool = False
+        self,
+        filename: str,
+        line: int,
+        column: int,
+        message: str,
+        *,
+        transactional: bool,
+        ended: bool = False,
+        sqlstate: str | None = None,
     ) -> None:
         self.filename = filename
         self.line = line
         self.column = column
         outcome = self.ENDED if ended else failure_outcome(transactional=transactional)
+        # A full disk is the server's to fix, not the file's. Still 5, not 3: the Job must not retry
+        # a build that filled the disk once (it would fill it again, and the application with it).
+        advice = resource_advice(sqlstate) or self.FIX
         super().__init__(
-            f"migration {filename} failed at line {line}, column {column}: {message} ({outcome}); "
-            "fix the file (or the data) and run again"
+            f"migration {filename} failed at line {line}, column {column}: {message} ({outcome}); {advice}"
         )
 
 
@@ -251,6 +352,24 @@ class AppliedSchemaDrift(MigratorError):
             f"{'; '.join(lines)}. Either a file does not create what its snapshot says (run `make schema` "
             "after changing a migration) or the schema changed meanwhile; fix it with a new migration or "
             "by hand, then run `kata-migrate verify`"
+        )
+
+
+class LedgerDrift(MigratorError):
+    """The ledger table is there but not of the shape this program reads and writes: drift of the
+    record itself, which a person must look at (it says what ran), not a setting to change."""
+
+    exit_code = 6
+    event = "ledger_drift"
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
+        super().__init__(
+            f"the ledger table {LEDGER} is not one kata-migrate can read: {'; '.join(problems)}; nothing "
+            "was run. It is the record of which migrations ran here: do not drop it. If another tool made "
+            f"it, rename it aside (`ALTER TABLE {LEDGER} RENAME TO kata_schema_migrations_other;`), then "
+            "`kata-migrate status` names the version the schema satisfies for `kata-migrate baseline`; "
+            "if it is kata-migrate's and was altered, restore the columns as docs/migrator.md describes"
         )
 
 

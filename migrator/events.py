@@ -5,12 +5,11 @@ password by substring would mangle keys like `application_name`."""
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Callable, Iterator
 from typing import TextIO
 
-from pgconn.logs import json_line, utc_timestamp
+from pgconn.logs import UNSAFE, escape_text, json_line, utc_timestamp
 
 FORMATS = ("json", "text")
 
@@ -60,7 +59,10 @@ class EventLog:
         else:
             stamp = utc_timestamp(now)
             extras = " ".join(f"{key}={_text_value(value)}" for key, value in fields.items())
-            line = " ".join(part for part in (stamp, level.upper(), event, message, extras) if part)
+            # One event, one line, nothing for the terminal to act on: whatever a server notice, the
+            # ledger, a file or POD_NAME holds is shown escaped.
+            parts = (stamp, level.upper(), event, message, extras)
+            line = escape_text(" ".join(part for part in parts if part))
         on_terminal = self.fmt == "text" and self.stream.isatty()
         clear = "\r\x1b[K" if on_terminal and (transient or self._transient_shown) else ""
         end = "" if on_terminal and transient else "\n"
@@ -79,5 +81,9 @@ class EventLog:
 
 
 def _text_value(value: object) -> str:
+    """A value as `key=value`, quoted when it would otherwise read as more than one value."""
     text = str(value)
-    return json.dumps(text) if (not text or any(c in text for c in ' "=\n')) else text
+    if text and not any(c in text for c in ' "=\\') and not UNSAFE.search(text):
+        return text
+    # Control characters are left to the line's escaping, so each reads the same everywhere.
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -22,6 +22,10 @@ from schema.ledger import insert_row_sql
 from schema.splitter import Statement, line_column, split_statements
 
 CLOSED: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
+# The migrator's own: between two statements of a file its session is idle in a transaction for a
+# round trip, which a role's idle_in_transaction_session_timeout of 1 ms would end; a minute still
+# frees the locks of a migrator that hangs mid-file.
+IDLE_IN_TRANSACTION: Final = "60s"
 
 
 @dataclass(frozen=True)
@@ -43,17 +47,23 @@ class RunOptions:
     # Where the files' objects land (migrator/placement.py); set by the run once connected.
     search_path: str | None = None
 
-    def session_settings(self, *, transactional: bool) -> tuple[str, ...]:
-        place = (f"search_path = {self.search_path}",) if self.search_path else ()
-        limits = (
+    def limits(self) -> tuple[str, ...]:
+        """The limits every query of the migrator runs under, its own and the files', whatever the
+        role or the database sets (a statement_timeout of 1 ms there would fail the ledger read)."""
+        return (
             f"lock_timeout = '{to_ms(self.ddl_lock_timeout)}ms'",
             f"statement_timeout = '{to_ms(self.statement_timeout)}ms'",
-            *place,
+            f"idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION}'",
         )
-        if transactional:
-            return limits
+
+    def placement(self) -> tuple[str, ...]:
+        """The pinned search_path each file starts with, so a file's own `SET search_path` cannot
+        move the next file's objects (none before the run pinned it)."""
+        return (f"search_path = {self.search_path}",) if self.search_path else ()
+
+    def build_settings(self) -> tuple[str, ...]:
+        """For the index builds of no-transaction files only."""
         return (
-            *limits,
             f"maintenance_work_mem = '{self.maintenance_work_mem_kb}kB'",
             f"max_parallel_maintenance_workers = {self.max_parallel_maintenance_workers}",
         )
@@ -123,7 +133,7 @@ class FileRunner:
         """One round trip per statement and none more: BEGIN and the limits ride with the first
         statement, the ledger row and COMMIT with the last; each statement is followed by the guard
         in its query (simple protocol, literals quoted here)."""
-        settings = [f"SET LOCAL {s}" for s in self.options.session_settings(transactional=True)]
+        settings = [f"SET LOCAL {s}" for s in (*self.options.limits(), *self.options.placement())]
         begin = "; ".join(["BEGIN", *settings]) + ";\n"
         row = f"{insert_row_sql(migration, None, self.applied_by)}; " if self.record else ""
         commit = f";\n{row}COMMIT"
@@ -147,8 +157,8 @@ class FileRunner:
     ) -> None:
         """Each statement commits on its own (CREATE INDEX CONCURRENTLY must be alone in its query),
         then the guard; the ledger row only after all of them succeeded."""
-        settings = self.options.session_settings(transactional=False)
-        await self.conn.execute("; ".join(f"SET {s}" for s in settings))
+        limits, build = (*self.options.limits(), *self.options.placement()), self.options.build_settings()
+        await self.conn.execute("; ".join(f"SET {s}" for s in (*limits, *build)))
         check = self.guard.check_sql(transactional=False)
         try:
             for statement in statements:
@@ -157,8 +167,12 @@ class FileRunner:
                 else:
                     await self._run(migration, statement, statement.text, check)
         finally:
+            # The limits (and the pinned search_path) back to the migrator's, not RESET: that would
+            # bring back the role's or the database's (a statement_timeout of 1 ms) for the ledger
+            # row and what follows.
+            restore = [f"SET {s}" for s in limits] + [f"RESET {s.split(' = ')[0]}" for s in build]
             with contextlib.suppress(*CLOSED):
-                await self.conn.execute("; ".join(f"RESET {s.split(' = ')[0]}" for s in settings))
+                await self.conn.execute("; ".join(restore))
         duration = round((time.monotonic() - started) * 1000, 1)
         if self.record:
             await self.conn.execute(insert_row_sql(migration, duration, self.applied_by))
@@ -291,5 +305,11 @@ def failure(
         message += f"; find the rows that break it with: {rows_query}"
     ended = exc.sqlstate == TRANSACTION_ENDED
     return MigrationFailed(
-        migration.filename, line, column, message, transactional=migration.transactional, ended=ended
+        migration.filename,
+        line,
+        column,
+        message,
+        transactional=migration.transactional,
+        ended=ended,
+        sqlstate=exc.sqlstate,
     )

@@ -269,8 +269,28 @@ def with_default_command(argv: Sequence[str]) -> list[str]:
     return list(argv)
 
 
-def log_format(env: Mapping[str, str], *, tty: bool) -> str:
+def log_format(env: Mapping[str, str], *, tty: bool, argv: Sequence[str] = ()) -> str:
+    """`--log-format`, else MIGRATOR_LOG_FORMAT, else text on a terminal and JSON otherwise. The
+    flag is read from `argv` before the parser runs, so that its own refusal of an argument is
+    written in the format asked for."""
+    flagged = requested_format(argv)
+    if flagged is not None:
+        return flagged
     chosen = env.get(LOG_FORMAT_ENV, "").strip().lower()
     if chosen in FORMATS:
         return chosen
     return "text" if tty else "json"
+
+
+def requested_format(argv: Sequence[str]) -> str | None:
+    """`--log-format X` or `--log-format=X` as the parser will read it (the last one wins); None
+    when absent or not a format, which the parser then refuses."""
+    found = None
+    for index, arg in enumerate(argv):
+        if arg == "--":
+            break
+        if arg == "--log-format" and index + 1 < len(argv):
+            found = argv[index + 1]
+        elif arg.startswith("--log-format="):
+            found = arg.partition("=")[2]
+    return found if found in FORMATS else None

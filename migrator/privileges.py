@@ -122,6 +122,13 @@ def denied(missing: list[Missing], *, where: str, advice: str = "") -> Insuffici
     )
 
 
+def connect_denied(role: str, database: str) -> InsufficientPrivilege:
+    """42501 when connecting: the role lacks CONNECT on the database (`REVOKE CONNECT ... FROM
+    PUBLIC` without a GRANT to it). Not retried: no wait grants it."""
+    missing = Missing("CONNECT", "database", quote_ident(database), role)
+    return denied([missing], where=" (the server refused the connection; nothing was done)")
+
+
 # --- a server's "permission denied" --------------------------------------------------------
 
 KINDS: Final = (

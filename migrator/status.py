@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from migrator.conformance import LiveReport
 from migrator.errors import newer_migration
+from pgconn.logs import escape_text
 from schema.catalog import Catalog
 from schema.verdicts import SchemaState
 
@@ -91,4 +92,6 @@ def status_text(catalog: Catalog, state: SchemaState, live: LiveReport | None = 
         applied = f"  {entry['applied_at']}  by {entry['applied_by']}" if entry["applied_at"] else ""
         lines.append(f"{entry['version']:>6}  {entry['state']:<8}  {entry['file'] or entry['name']}{applied}")
     lines += live_lines(live) if live else []
-    return "\n".join(lines) + "\n"
+    # The ledger's name, file and applied_by are anyone's text: no escape sequence of theirs reaches
+    # the terminal, and each entry stays one line.
+    return "\n".join(escape_text(line) for line in lines) + "\n"

@@ -27,6 +27,8 @@ class Reason(StrEnum):
     CONNECTION_REJECTED = "connection rejected"
     FEATURE_NOT_SUPPORTED = "feature not supported"
     PERMISSION_DENIED = "permission denied"
+    # Found by a query after connecting (pg_is_in_recovery()), not by an exception.
+    HOT_STANDBY = "server is a read-only hot standby"
     TIMEOUT = "timeout"
     TLS = "TLS error"
     CONNECTION_REFUSED = "connection refused"

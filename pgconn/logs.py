@@ -1,10 +1,12 @@
 """The one JSON log line both programs write: `{"ts", "level", ...}` with a UTC millisecond stamp,
-and the `logging` formatter the probe uses to write it."""
+the `logging` formatter the probe uses to write it, and the escaping that keeps any text written
+for a reader (a log line, `status`) on one line and free of terminal control."""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -12,6 +14,27 @@ from typing import Any, Final, TextIO
 
 # Attributes every LogRecord has; anything else was passed through `extra=` and is a field.
 STANDARD_ATTRIBUTES: Final = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+# What must never reach a reader raw: C0 controls (a line feed forges a log line, ESC starts a
+# terminal sequence), DEL, C1 controls (U+009B is a one-character CSI to some terminals, U+0085
+# ends a line for others), the Unicode line and paragraph separators, the bidirectional
+# embeddings, overrides and isolates (they reorder what a reader sees, "Trojan Source"), and lone
+# surrogates (the environment's undecodable bytes, which a strict UTF-8 stream cannot write).
+UNSAFE: Final = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+SHORT_ESCAPES: Final = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escaped(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in SHORT_ESCAPES:
+        return SHORT_ESCAPES[char]
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+
+
+def escape_text(text: str) -> str:
+    """`text` with every unsafe character written as its escape (`\\n`, `\\x1b`, `\\u2028`):
+    one line, shown as it is, whatever a server, a file, the ledger or the environment put in it."""
+    return UNSAFE.sub(_escaped, text)
 
 
 def utc_timestamp(seconds: float) -> str:
@@ -22,7 +45,10 @@ def utc_timestamp(seconds: float) -> str:
 def json_line(seconds: float, level: str, fields: Mapping[str, object]) -> str:
     """One log line: the stamp and level first, then the fields in the order given."""
     record: dict[str, object] = {"ts": utc_timestamp(seconds), "level": level, **fields}
-    return json.dumps(record, default=str, ensure_ascii=False)
+    # json.dumps escapes C0 only; outside strings JSON has nothing but ASCII, so any other unsafe
+    # character is inside one, where `\\uXXXX` is the same string to every parser.
+    text = json.dumps(record, default=str, ensure_ascii=False)
+    return UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
 class JsonFormatter(logging.Formatter):

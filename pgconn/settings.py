@@ -99,5 +99,6 @@ class DatabaseSettings:
 def application_name(program: str, env: Mapping[str, str]) -> str:
     """`kata-migrate@<pod>`: who holds a lock or applied a migration, as pg_stat_activity shows."""
     who = env.get("POD_NAME") or env.get("HOSTNAME") or socket.gethostname()
-    # PostgreSQL's limit is in bytes: cut the UTF-8 form, never inside a character.
-    return f"{program}@{who}".encode()[:NAME_MAX_BYTES].decode("utf-8", errors="ignore")
+    # PostgreSQL's limit is in bytes: cut the UTF-8 form, never inside a character. A byte of the
+    # environment that is not UTF-8 (a lone surrogate here) becomes "?", not an exception.
+    return f"{program}@{who}".encode(errors="replace")[:NAME_MAX_BYTES].decode("utf-8", errors="ignore")

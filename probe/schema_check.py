@@ -22,6 +22,7 @@ from probe.check import Check, CheckFailed, CheckResult, Recorder, Snapshot, Ver
 from schema.catalog import Catalog
 from schema.drift import BREAKING, DEGRADED, Drift
 from schema.expected import ExpectedSchema
+from schema.ledger import LedgerShapeError
 from schema.live import read_live_schema
 from schema.verdicts import read_state
 
@@ -68,7 +69,10 @@ class SchemaCheck(Check[SchemaFinding]):
         self._rounds_since = 0
 
     async def run(self, conn: asyncpg.Connection) -> SchemaFinding:
-        state = await read_state(conn, self._catalog)
+        try:
+            state = await read_state(conn, self._catalog)
+        except LedgerShapeError as exc:  # names only columns and types: no driver text
+            raise CheckFailed(f"ledger of the wrong shape: {'; '.join(exc.problems)}") from exc
         target = min(state.version, self._catalog.latest_version)
         compared, drift = await self._drift(conn, target, state.pending)
         found = SchemaFinding(

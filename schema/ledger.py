@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
@@ -28,6 +29,48 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
 ADD_FILE_COLUMN: Final = f"ALTER TABLE {TABLE} ADD COLUMN file text"
 APPLIED: Final = "applied"
 BASELINE: Final = "baseline"
+
+# What each column read or written must be: the type CREATE_TABLE gives it first, then the ones
+# that read and write the same. `file` may be absent (a ledger from before it was recorded).
+COLUMN_TYPES: Final[Mapping[str, tuple[str, ...]]] = {
+    "version": ("bigint", "integer"),
+    "name": ("text", "character varying"),
+    "checksum": ("text", "character varying"),
+    "applied_at": ("timestamp with time zone",),
+    "duration_ms": ("double precision", "numeric", "real"),
+    "applied_by": ("text", "character varying"),
+    "kind": ("text", "character varying"),
+    "file": ("text", "character varying"),
+}
+OPTIONAL_COLUMNS: Final = frozenset({"file"})
+# The ledger's columns and their types (without typmod); no row when the table does not exist.
+COLUMNS_QUERY: Final = """
+SELECT a.attname::text AS name, format_type(a.atttypid, NULL) AS type
+FROM (SELECT to_regclass($1) AS oid) AS ledger
+LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = ledger.oid AND a.attnum > 0 AND NOT a.attisdropped
+WHERE ledger.oid IS NOT NULL
+"""
+
+
+class LedgerShapeError(Exception):
+    """A table by the ledger's name whose columns are not the ledger's: made by another tool, or
+    altered. Reading it would misreport every version (a text `version` never equals a file's)."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
+        super().__init__(f"{TABLE}: {'; '.join(self.problems)}")
+
+
+def shape_problems(columns: Mapping[str, str]) -> list[str]:
+    """What is wrong with a ledger of these {column: type}: each missing or mistyped column."""
+    problems = []
+    for name, types in COLUMN_TYPES.items():
+        found = columns.get(name)
+        if found is None and name not in OPTIONAL_COLUMNS:
+            problems.append(f"column {name} is missing")
+        elif found is not None and found not in types:
+            problems.append(f"column {name} is {found}, not {types[0]}")
+    return problems
 
 
 @dataclass(frozen=True)
@@ -69,10 +112,15 @@ async def create_ledger(conn: asyncpg.Connection) -> None:
 
 
 async def read_ledger(conn: asyncpg.Connection) -> tuple[AppliedMigration, ...]:
-    """All rows in version order; empty when the table does not exist yet. Read-only, and
-    `SELECT *` so a ledger without the newer `file` column still reads."""
-    if not await ledger_exists(conn):
+    """All rows in version order; empty when the table does not exist yet; LedgerShapeError when
+    its columns are not the ledger's. Read-only, and `SELECT *` so a ledger without the newer
+    `file` column still reads."""
+    columns = await conn.fetch(COLUMNS_QUERY, TABLE)
+    if not columns:
         return ()
+    problems = shape_problems({row["name"]: row["type"] for row in columns if row["name"] is not None})
+    if problems:
+        raise LedgerShapeError(problems)
     rows = await conn.fetch(f"SELECT * FROM {TABLE} ORDER BY version")
     return tuple(
         AppliedMigration(

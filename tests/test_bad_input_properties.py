@@ -2,23 +2,34 @@
 
 - any DATABASE_URL (or DATABASE_URL_UNPOOLED, or the probe's): no piece of its password of 3 or
   more characters appears in any output, and the migrator's exit code is documented and not 1;
-- any values of the settings: exit 2 naming a setting, or a clean start.
+- any values of the settings: exit 2 naming a setting, or a clean start;
+- any text in an event (a server notice, a ledger row, POD_NAME) and in `status`: each event is
+  exactly one line with no raw control character, and JSON reads back what was logged.
 
 Bounded: a few dozen examples each, no deadline (the machine is shared), nothing slow per example
 (port 1 on loopback refuses at once; a pooler host stops `up` with exit 9 before any network)."""
 
 from __future__ import annotations
 
+import io
 import itertools
+import json
+import re
+from datetime import UTC, datetime
 from urllib.parse import unquote
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from migrator.errors import EXIT_CODES
+from migrator.events import EventLog
+from migrator.status import status_text
 from pgconn.options import SECONDS_MAX, SettingsError
 from probe.settings import OPTIONS as PROBE_OPTIONS
 from probe.settings import ProbeSettings
+from schema.catalog import Catalog, parse_migration
+from schema.ledger import AppliedMigration
+from schema.verdicts import compare
 from tests.migrator.conftest import MIGRATIONS, run_inprocess
 
 DOCUMENTED = {int(code) for key in EXIT_CODES for code in key.split(" / ")} - {1}
@@ -126,3 +137,68 @@ def test_any_probe_settings_are_a_setting_error_naming_one_or_in_range(chosen: d
     assert 0 < loaded.port < 65536
     assert 0.05 <= loaded.interval <= SECONDS_MAX and 0.01 <= loaded.timeout <= loaded.interval
     assert 0 <= loaded.shutdown_delay <= SECONDS_MAX and 1 <= loaded.idle_timeout <= SECONDS_MAX
+
+
+# Any character at all, with the ones that matter made common: controls, the Unicode line and
+# paragraph separators, bidirectional overrides, and lone surrogates (undecodable environment bytes).
+# (A list joined, not st.text: that leaves surrogates out.)
+anything = st.lists(
+    st.one_of(
+        st.characters(blacklist_categories=()),
+        st.characters(max_codepoint=0x9F, blacklist_categories=()),
+        st.characters(min_codepoint=0x2028, max_codepoint=0x2069, blacklist_categories=()),
+        st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF, blacklist_categories=()),
+    ),
+    max_size=40,
+).map("".join)
+# What a reader must never get raw, written here rather than imported from the code under test.
+RAW_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+TEXT_EVENT = re.compile(r"\d{4}-\d\d-\d\dT[0-9:.]+Z (INFO|WARNING|ERROR) [a-z_]+( .*)?")
+
+
+def one_clean_line(written: str) -> str:
+    assert written.endswith("\n") and written.count("\n") == 1, repr(written)
+    line = written[:-1]
+    assert not RAW_CONTROL.search(line), repr(line)
+    return line
+
+
+@BOUNDED
+@given(message=anything, value=anything, fmt=st.sampled_from(["json", "text"]))
+def test_any_text_in_an_event_is_one_line_without_a_raw_control_character(
+    message: str, value: str, fmt: str
+) -> None:
+    stream = io.StringIO()
+    EventLog(stream, fmt=fmt).warning("server_notice", message, detail=value, severity="NOTICE")
+    line = one_clean_line(stream.getvalue())
+    if fmt == "json":
+        event = json.loads(line)
+        # As JSON reads any string back (two lone surrogates that form a pair become one character).
+        assert [event.get("msg", ""), event["detail"]] == json.loads(json.dumps([message, value]))
+    else:
+        assert TEXT_EVENT.fullmatch(line), line
+
+
+@BOUNDED
+@given(pod=anything.filter(lambda text: "\x00" not in text), fmt=st.sampled_from(["json", "text"]))
+def test_any_pod_name_leaves_every_log_line_one_clean_line(pod: str, fmt: str) -> None:
+    env = {"DATABASE_URL": "postgresql://app:pw@ep-x-pooler.invalid/db", "POD_NAME": pod}
+    outcome = run_inprocess(["up", "--log-format", fmt], {**env, "MIGRATIONS_DIR": str(MIGRATIONS)})
+    assert outcome.code == 9, outcome.stderr  # a clean start, then the pooler refusal before any network
+    lines = [one_clean_line(line + "\n") for line in outcome.stderr.split("\n")[:-1]]
+    assert len(lines) == 2, outcome.stderr
+    if fmt == "text":
+        assert all(TEXT_EVENT.fullmatch(line) for line in lines), lines
+
+
+@BOUNDED
+@given(name=anything, applied_by=anything, file=anything)
+def test_any_ledger_text_leaves_status_one_clean_line_per_version(
+    name: str, applied_by: str, file: str
+) -> None:
+    catalog = Catalog((parse_migration("0001_a.sql", b"SELECT 1;"),))
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = (AppliedMigration(7, name, "x", when, 1.0, applied_by, "applied", file or None),)
+    text = status_text(catalog, compare(catalog, rows))
+    lines = [one_clean_line(line + "\n") for line in text.split("\n")[:-1]]
+    assert len(lines) == 3, lines  # the header, version 1 (pending) and version 7 (missing here)

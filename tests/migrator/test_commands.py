@@ -139,17 +139,60 @@ def test_wait_returns_once_another_process_has_migrated(database: Database) -> N
     assert '"event": "ready"' in err
 
 
-def test_connection_killed_mid_command_exits_3(database: Database) -> None:
-    waiter = start_process(["wait", "--timeout", "60"], migrator_env(database.url))
+def test_connection_killed_mid_command_exits_3(database: Database, lock_holder: None) -> None:
+    waiter = start_process(["up", "--lock-timeout", "60"], migrator_env(database.url))
     try:
         query = "FROM pg_stat_activity WHERE application_name = 'kata-migrate@test-pod'"
-        wait_until(lambda: database.psql(f"SELECT count(*) {query}") == "1", what="the waiter to connect")
+        wait_until(lambda: database.psql(f"SELECT count(*) {query}") == "1", what="the migrator to connect")
         database.psql(f"SELECT pg_terminate_backend(pid) {query}")
         _out, err = waiter.communicate(timeout=30)
     finally:
         waiter.kill()
     assert waiter.returncode == 3, err
     assert "lost the database connection" in err
+
+
+def test_wait_reconnects_when_the_server_closes_its_idle_session(database: Database, tmp_path: Path) -> None:
+    # The server ends any session idle for 300 ms; `wait` idles a second between two polls.
+    database.psql(f"ALTER ROLE postgres IN DATABASE {database.name} SET idle_session_timeout = '300ms'")
+    log = tmp_path / "stderr.log"
+    with log.open("w") as stderr:
+        waiter = subprocess.Popen(
+            [sys.executable, "-m", "migrator", "wait", "--timeout", "60"],
+            env=process_env(migrator_env(database.url)),
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+        try:
+            wait_until(
+                lambda: '"event": "reconnecting"' in log.read_text(), what="a reconnect", process=waiter
+            )
+            # `up` too has idle moments (between lock polls): its own session is exempt.
+            assert run_inprocess(["up"], migrator_env(database.url)).code == 0
+            assert waiter.wait(timeout=30) == 0, log.read_text()
+        finally:
+            waiter.kill()
+    assert '"event": "ready"' in log.read_text()
+
+
+def test_wait_exits_3_when_it_cannot_reconnect_within_the_connect_timeout(tmp_path: Path) -> None:
+    server = PostgresServer.start(wheel_bin_dir(16))
+    try:
+        name = server.create_database()
+        env = migrator_env(server.url(name), MIGRATOR_CONNECT_TIMEOUT="1")
+        waiter = start_process(["wait", "--timeout", "60"], env)
+        try:
+            query = f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{name}' AND state = 'idle'"
+            wait_until(lambda: server.psql(query) == "1", what="the waiter to poll", process=waiter)
+            server.halt()
+            _out, err = waiter.communicate(timeout=30)
+        finally:
+            waiter.kill()
+    finally:
+        server.stop()
+    assert waiter.returncode == 3, err
+    assert '"event": "reconnecting"' in err and "connection refused" in err, err
+    assert "cannot connect to" in err
 
 
 def test_baseline_records_without_running_and_up_continues(database: Database) -> None:

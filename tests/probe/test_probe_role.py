@@ -4,12 +4,17 @@ granted it the ledger: ready, every check passing, and no access to the applicat
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 import asyncpg
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from prometheus_client import CollectorRegistry
 
+from probe.app import MONITOR, create_app
+from probe.settings import ProbeSettings
 from tests.conftest import Roles
 from tests.migrator.conftest import MIGRATIONS, migrator_env, run_process
 from tests.probe.conftest import FAST, ProbeProcess, until, wait_listening
@@ -67,3 +72,25 @@ async def test_probe_role_cannot_read_contexts_or_messages(roles: Roles) -> None
         assert await conn.fetchval("SELECT count(*) FROM kata_schema_migrations") == 5
     finally:
         await conn.close()
+
+
+async def test_probe_role_without_connect_reports_permission_denied(
+    roles: Roles,
+    aiohttp_client: Callable[[web.Application], Awaitable[TestClient[web.Request, web.Application]]],
+) -> None:
+    database = roles.database
+    database.psql(f"REVOKE CONNECT ON DATABASE {database.name} FROM {roles.probe}")
+    settings = ProbeSettings.from_values(
+        {"DATABASE_URL": roles.url(roles.probe), "MIGRATIONS_DIR": str(MIGRATIONS), **FAST}
+    )
+    client = await aiohttp_client(create_app(settings, CollectorRegistry()))
+    monitor = client.app[MONITOR]
+
+    async def one_round() -> bool:
+        return monitor.latest is not None
+
+    await until(one_round, 10, "the first check round")
+    async with client.get("/healthz") as response:
+        body = await response.json()
+    # A GRANT fixes it, not a wait: the fixed text says which, never the server's message.
+    assert body["checks"]["database"]["error"] == "permission denied", body

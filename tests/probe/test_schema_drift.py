@@ -181,3 +181,15 @@ async def test_an_out_of_order_pending_migration_is_pending_not_breaking_drift(
     entry = await schema_entry(client)
     assert (entry["status"], entry["version"], entry["pending"], entry["drift"]) == ("pending", 5, 1, [])
     assert drift_gauge(client, "breaking") == 0
+
+
+async def test_a_ledger_of_the_wrong_shape_fails_the_schema_check_naming_the_column(
+    aiohttp_client: ClientFactory, database: Database
+) -> None:
+    migrate(database)
+    database.psql("ALTER TABLE kata_schema_migrations DROP COLUMN kind")
+    client = await probe_on(aiohttp_client, database)
+    await wait_for_a_round(client)
+    response = await client.get("/readyz?verbose")
+    assert response.status == 503
+    assert "[-]schema failed: ledger of the wrong shape: column kind is missing" in await response.text()
