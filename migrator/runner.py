@@ -96,14 +96,15 @@ async def migrate(
         conformance.require_conformance(await conformance.inspect(conn, catalog, state), "up", log)
         if not state.pending:
             log.info("nothing_to_do", "the database is up to date", version=state.version)
-            await grants.apply(conn, options.roles, log)
+            await grants.apply(conn, options.roles, log, lock_timeout=options.ddl_lock_timeout)
             return RunResult((), state.version)
         files = catalog.by_version()
         check_migrations(files[version] for version in state.pending)
         extension = await preflight.ensure_pgvector(conn)
         log.info("pgvector_ready", version=extension.version, created=extension.created)
         await create_ledger(conn)
-        await grants.apply(conn, options.roles, log)  # before the files: see migrator/grants.py
+        # Before the files: see migrator/grants.py.
+        await grants.apply(conn, options.roles, log, lock_timeout=options.ddl_lock_timeout)
         guard = await read_guard(conn, options.ddl_lock_timeout, options.statement_timeout)
         runner = FileRunner(conn, options, guard, applied_by, log, watcher)
         applied = []
@@ -117,7 +118,9 @@ async def migrate(
                 )
             await runner.apply(migration)
             applied.append(migration)
-        await grants.apply(conn, options.roles, log)
+        await grants.apply(
+            conn, options.roles, log, lock_timeout=options.ddl_lock_timeout, after_files=bool(applied)
+        )
     version = max([state.version, *(m.version for m in applied)])
     log.info("migrations_applied", count=len(applied), version=version, duration_ms=_elapsed_ms(started))
     return RunResult(tuple(applied), version)
