@@ -21,9 +21,11 @@ from pathlib import Path
 
 import pytest
 
+from localpg.cluster import Cluster
+from localpg.local import server_binaries
 from localpg.throwaway import free_port
 from tests.polling import wait_until
-from tests.test_quickstart import NOT_IN_A_CLONE, OUTER_SETTINGS, REPO, port_open, stop_leftover_server
+from tests.test_quickstart import NOT_IN_A_CLONE, OUTER_SETTINGS, REPO, port_open
 
 # Generous bounds for a loaded machine: a run reaches its phases and stops within seconds.
 PHASE_TIMEOUT = 120.0
@@ -145,11 +147,20 @@ def tree() -> Iterator[Tree]:
         folder.mkdir()
         (folder / FIRST).write_text("CREATE TABLE signals_first (id int);\n")
     (slow / SLOW).write_text("SELECT pg_sleep(600);\n")
+    made = Tree(root, fast, slow)
     try:
-        yield Tree(root, fast, slow)
+        yield made
     finally:
-        stop_leftover_server(root)
+        stop_leftover_server(made)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def stop_leftover_server(tree: Tree) -> None:
+    """Only after a failure: a server a run left must not outlive the tests (with the binaries
+    `make run` used, as PostgreSQL's user)."""
+    if (tree.data_dir / "postmaster.pid").exists():
+        home = tree.data_dir.parent
+        Cluster(server_binaries(home), tree.data_dir, home / "postgres.log").stop("immediate")
 
 
 def start(tree: Tree, migrations: Path) -> tuple[MakeRun, int]:
