@@ -14,6 +14,10 @@
 --                       `up` with MIGRATOR_APP_ROLE=kata_app; no DDL, no access to the ledger.
 --   probe (kata_probe)  the probe sidecar and `kata-migrate wait`: reads the ledger (granted by `up`
 --                       with MIGRATOR_PROBE_ROLE=kata_probe) and the catalogs; no table data.
+--
+-- Grant the app and probe roles no role and no attribute: `up` refuses (exit 2) one that is a
+-- superuser, has BYPASSRLS, or is a member of the owner, of the other, or of a role that reads or
+-- writes every table (pg_read_all_data, ...), and revokes any other privilege beyond the above.
 
 \if :{?owner}
 \else

@@ -27,8 +27,15 @@ class Cluster:
         return as_service_user([str(self.bin_dir / program), *args])
 
     def run(self, program: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        # Its own session: a Ctrl-C or SIGTERM sent to the caller's process group (`make run`'s)
+        # must not kill pg_ctl halfway through a start or stop; the caller decides when to stop.
         return subprocess.run(
-            self.command(program, *args), input=stdin, capture_output=True, text=True, check=False
+            self.command(program, *args),
+            input=stdin,
+            capture_output=True,
+            text=True,
+            check=False,
+            start_new_session=True,
         )
 
     def initdb(self, superuser: str, password: str, *options: str) -> subprocess.CompletedProcess[str]:

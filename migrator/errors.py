@@ -538,6 +538,27 @@ class RoleMissing(MigratorError):
     event = "role_missing"
 
 
+class RoleRefused(MigratorError):
+    """MIGRATOR_APP_ROLE / MIGRATOR_PROBE_ROLE name a role that holds, or could take, more than
+    docs/deploy.md's "Roles" table allows, in a way only an administrator can undo (a membership, an
+    attribute, a grant the owner did not make): a setting or a role to fix, not a retry."""
+
+    exit_code = 2
+    event = "role_refused"
+
+    def __init__(self, problems: Sequence[str], *, changed: bool) -> None:
+        self.problems = tuple(problems)
+        outcome = (
+            "the migrations were applied and recorded, the grants left as they were"
+            if changed
+            else "nothing was changed"
+        )
+        super().__init__(
+            f"{'; '.join(problems)}. `up` refuses such a role for the application or the probe "
+            f"(docs/deploy.md, Roles); {outcome}"
+        )
+
+
 class InsufficientPrivilege(MigratorError):
     """The connected role lacks a privilege. A GRANT, or the right role's credentials, fixes it;
     a retry cannot, hence a code of its own (README.md says why 10)."""

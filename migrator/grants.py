@@ -1,5 +1,6 @@
 """What `up` grants: the application role DML on the application's tables and use of its types
-and sequences, the probe role read access to the ledger; and nothing else to either.
+and sequences, the probe role read access to the ledger; and nothing else to either (what it takes
+back, and the roles it refuses, are in migrator/role_policy.py).
 
 Two mechanisms, on purpose. ALTER DEFAULT PRIVILEGES makes every table, sequence and type the
 migrator's role creates in the schema carry the application's grants from the moment it exists,
@@ -17,9 +18,12 @@ from typing import Final
 
 import asyncpg
 
+from migrator import role_policy
 from migrator.errors import RoleMissing, UsageError
 from migrator.events import EventLog
+from migrator.guard import to_ms
 from migrator.privileges import Missing, denied
+from migrator.role_policy import Named
 from pgconn.options import Option, Sources
 from schema.ledger import TABLE
 from schema.live import NAMESPACE
@@ -27,7 +31,7 @@ from schema.quoting import quote_ident
 
 APP_SETTING: Final = "MIGRATOR_APP_ROLE"
 PROBE_SETTING: Final = "MIGRATOR_PROBE_ROLE"
-TABLE_PRIVILEGES: Final = ("SELECT", "INSERT", "UPDATE", "DELETE")
+TABLE_PRIVILEGES: Final = role_policy.DML
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,12 @@ class Roles:
     @property
     def any(self) -> bool:
         return self.app is not None or self.probe is not None
+
+    @property
+    def named(self) -> list[Named]:
+        """Each role that is set, with its setting and its column of docs/deploy.md's table."""
+        sides = ((APP_SETTING, self.app, "app"), (PROBE_SETTING, self.probe, "probe"))
+        return [Named(setting, role, side) for setting, role, side in sides if role is not None]
 
 
 NO_ROLES: Final = Roles()
@@ -89,7 +99,8 @@ FROM unnest($1::text[]) AS r(name)
 
 
 async def check_roles(conn: asyncpg.Connection, roles: Roles, log: EventLog) -> None:
-    """Before the lock: each named role exists and is not the migrator's own; says once when unset."""
+    """Before the lock: each named role exists, is not the migrator's own, and is safe to give its
+    column of the roles table (role_policy); says once when unset."""
     unset = [s for s, role in ((APP_SETTING, roles.app), (PROBE_SETTING, roles.probe)) if role is None]
     if unset:
         log.info(
@@ -113,10 +124,12 @@ async def check_roles(conn: asyncpg.Connection, roles: Roles, log: EventLog) -> 
                 f"{setting}={role!r} is the role the migrator connects as: the owner would grant to itself "
                 "and the application would keep DDL rights; give it a role of its own. Nothing was changed"
             )
+    await role_policy.refuse_unsafe_roles(conn, roles.named)
+    role_policy.refuse_unfixable(await role_policy.extras(conn, roles.named), changed=False)
 
 
-# One row: the schema, and every privilege to add (or, on the ledger, to take away), from the
-# catalogs. has_*_privilege counts PUBLIC and role membership: nothing is granted twice.
+# One row: the schema, and every privilege to add, from the catalogs. has_*_privilege counts
+# PUBLIC and role membership: nothing is granted twice.
 MISSING_QUERY: Final = """
 WITH s AS (SELECT oid, nspname FROM pg_catalog.pg_namespace WHERE nspname = $5),
 ext AS (SELECT objid FROM pg_catalog.pg_depend WHERE deptype = 'e'),
@@ -151,11 +164,6 @@ rows AS (
   SELECT 'GRANT', 'TABLE', $3, $2, 'SELECT', true, ''
   FROM ledger
   WHERE $2 IS NOT NULL AND ledger.oid IS NOT NULL AND NOT has_table_privilege($2, ledger.oid, 'SELECT')
-  UNION ALL
-  SELECT 'REVOKE', 'TABLE', $3, g.rolname, a.privilege_type, true, ''
-  FROM ledger JOIN pg_catalog.pg_class c ON c.oid = ledger.oid, aclexplode(c.relacl) AS a
-  JOIN pg_catalog.pg_roles g ON g.oid = a.grantee
-  WHERE g.rolname IN ($1, $2) AND (g.rolname IS DISTINCT FROM $2 OR a.privilege_type <> 'SELECT')
 )
 SELECT quote_ident((SELECT nspname FROM s)) AS schema,
        coalesce((SELECT json_agg(rows) FROM rows), '[]')::text AS rows
@@ -164,7 +172,7 @@ SELECT quote_ident((SELECT nspname FROM s)) AS schema,
 
 @dataclass(frozen=True)
 class Change:
-    """One privilege to grant to (or revoke from) one role on one object."""
+    """One privilege to grant to one role on one object."""
 
     action: str
     kind: str
@@ -176,14 +184,13 @@ class Change:
 
 
 def statements(changes: list[Change]) -> list[str]:
-    """One GRANT or REVOKE per object and role, privileges in a fixed order."""
-    grouped: dict[tuple[str, str, str, str], list[str]] = {}
+    """One GRANT per object and role, privileges in a fixed order."""
+    grouped: dict[tuple[str, str, str], list[str]] = {}
     for c in changes:
-        grouped.setdefault((c.action, c.kind, c.name, c.grantee), []).append(c.privilege)
+        grouped.setdefault((c.kind, c.name, c.grantee), []).append(c.privilege)
     return [
-        f"{action} {', '.join(sorted(set(privileges)))} ON {kind} {name} "
-        f"{'TO' if action == 'GRANT' else 'FROM'} {quote_ident(grantee)}"
-        for (action, kind, name, grantee), privileges in grouped.items()
+        f"GRANT {', '.join(sorted(set(privileges)))} ON {kind} {name} TO {quote_ident(grantee)}"
+        for (kind, name, grantee), privileges in grouped.items()
     ]
 
 
@@ -198,9 +205,14 @@ def default_privileges(schema: str, app: str) -> list[str]:
     ]
 
 
-async def apply(conn: asyncpg.Connection, roles: Roles, log: EventLog) -> list[str]:
-    """Grant what is missing, in one transaction; returns the GRANT/REVOKE statements it ran.
-    Exit 10 when the migrator's role may not grant on an object it does not own."""
+async def apply(
+    conn: asyncpg.Connection, roles: Roles, log: EventLog, *, lock_timeout: float, after_files: bool = False
+) -> list[str]:
+    """Grant what is missing and take back what a role must never hold, in one transaction whose
+    statements wait at most `lock_timeout` for a table's lock (PostgreSQL 18's GRANT and REVOKE
+    take ACCESS SHARE on the table); returns the GRANT and REVOKE statements it ran. Exit 10 when
+    the migrator's role may not grant on an object it does not own; exit 2 (RoleRefused) when a
+    role holds something `up` cannot take back, checked again after the REVOKEs, before commit."""
     if not roles.any:
         return []
     row = await conn.fetchrow(MISSING_QUERY, roles.app, roles.probe, TABLE, list(TABLE_PRIVILEGES), NAMESPACE)
@@ -213,11 +225,26 @@ async def apply(conn: asyncpg.Connection, roles: Roles, log: EventLog) -> list[s
             list({m.name: m for m in missing}.values()),
             where=f" (to grant {roles.app} its privileges; owned by {foreign[0].owner})",
         )
-    changed = statements(changes)
+    extra = await role_policy.extras(conn, roles.named)
+    role_policy.refuse_unfixable(extra, changed=after_files)
+    granted = statements(changes)
+    revoked = role_policy.revocations(extra) + await role_policy.default_revocations(conn, roles.named)
     defaults = default_privileges(row["schema"], roles.app) if roles.app and row["schema"] else []
-    if defaults or changed:
-        # One simple-protocol query is one implicit transaction: all of it or none.
-        await conn.execute("; ".join(defaults + changed))
-    if changed:
-        log.info("grants_applied", app_role=roles.app, probe_role=roles.probe, statements=changed)
-    return changed
+    if defaults or granted or revoked:
+        async with conn.transaction():
+            await conn.execute(f"SET LOCAL lock_timeout = '{to_ms(lock_timeout)}ms'")
+            await conn.execute("; ".join(defaults + granted + revoked))
+            # A REVOKE the server could not apply (another grantor's grant) leaves the privilege:
+            # refused, and the whole transaction rolled back.
+            role_policy.refuse_unfixable(await role_policy.extras(conn, roles.named), changed=after_files)
+    if granted:
+        log.info("grants_applied", app_role=roles.app, probe_role=roles.probe, statements=granted)
+    if revoked:
+        log.info(
+            "grants_revoked",
+            "took back what the application's or the probe's role must never hold (docs/deploy.md, Roles)",
+            app_role=roles.app,
+            probe_role=roles.probe,
+            statements=revoked,
+        )
+    return granted + revoked

@@ -102,7 +102,7 @@ async def migrate(
         conformance.require_conformance(before, "up", log)
         if not state.pending:
             log.info("nothing_to_do", "the database is up to date", version=state.version)
-            await grants.apply(conn, options.roles, log)
+            await grants.apply(conn, options.roles, log, lock_timeout=options.ddl_lock_timeout)
             return RunResult((), state.version)
         files = catalog.by_version()
         check_migrations(files[version] for version in state.pending)
@@ -111,7 +111,8 @@ async def migrate(
         extension = await preflight.ensure_pgvector(conn)
         log.info("pgvector_ready", version=extension.version, created=extension.created)
         await create_ledger(conn)
-        await grants.apply(conn, options.roles, log)  # before the files: see migrator/grants.py
+        # Before the files: see migrator/grants.py.
+        await grants.apply(conn, options.roles, log, lock_timeout=options.ddl_lock_timeout)
         guard = await read_guard(conn, options.ddl_lock_timeout, options.statement_timeout)
         runner = FileRunner(conn, options, guard, applied_by, log, watcher)
         retry = ContentionRetry(options.lock_retry_budget, log)
@@ -126,7 +127,9 @@ async def migrate(
                 )
             await retry.apply(functools.partial(runner.apply, migration))
             applied.append(migration)
-        await grants.apply(conn, options.roles, log)
+        await grants.apply(
+            conn, options.roles, log, lock_timeout=options.ddl_lock_timeout, after_files=bool(applied)
+        )
         version = max([state.version, *(m.version for m in applied)])
         names = [m.filename for m in applied]
         await conformance.require_applied_conformance(conn, catalog, before, version, names, log)

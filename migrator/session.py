@@ -13,8 +13,8 @@ import asyncpg
 from migrator.connection import NotReady
 from migrator.errors import ReadOnlyDatabase
 from migrator.execution import RunOptions
-from schema.quoting import quote_ident
 from pgconn.errors import Reason
+from schema.quoting import quote_ident
 
 SETTING: Final = "default_transaction_read_only"
 WRITABLE_QUERY: Final = f"""

@@ -54,9 +54,14 @@ LINGERING_SECONDS: Final = 1.0
 
 
 def server_options(settings: ProbeSettings) -> dict[str, Any]:
-    """aiohttp's per-connection limits, for `web.AppRunner` (and the tests' servers): idle and
-    half-sent requests end after `idle_timeout`, an unsent body after LINGERING_SECONDS."""
-    return {"keepalive_timeout": settings.idle_timeout, "lingering_time": LINGERING_SECONDS}
+    """aiohttp's per-connection options, for `web.AppRunner`, probe.server.ProbeSite (and the
+    tests' servers): no access log (requests are not logged); idle and half-sent requests end
+    after `idle_timeout`, an unsent body after LINGERING_SECONDS."""
+    return {
+        "access_log": None,
+        "keepalive_timeout": settings.idle_timeout,
+        "lingering_time": LINGERING_SECONDS,
+    }
 
 
 def pool_count(pool: ConnectionPool, state: str) -> float:
@@ -102,7 +107,7 @@ def create_app(
     for state in STATES:
         metrics.pool_connections.labels(state=state).set_function(partial(pool_count, pool, state))
 
-    app = web.Application(middlewares=[refuse_connect])
+    app = web.Application(middlewares=[refuse_resourceless])
     app[SETTINGS] = settings
     app[REGISTRY] = registry
     app[METRICS] = metrics
@@ -208,10 +213,12 @@ def wants_verbose(request: web.Request) -> bool:
 
 
 @web.middleware
-async def refuse_connect(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """aiohttp reads a CONNECT target as an authority that no route matches (404); the probe is no
-    proxy, and every other method it does not serve answers 405."""
-    if request.method == hdrs.METH_CONNECT:
+async def refuse_resourceless(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """CONNECT's target is an authority and `OPTIONS *` asks about the server as a whole: neither
+    names a route, so aiohttp would answer 404. The probe is no proxy and serves GET and HEAD
+    only: both answer 405, like every other method it does not serve."""
+    asterisk = request.method == hdrs.METH_OPTIONS and request.raw_path == "*"
+    if request.method.upper() == hdrs.METH_CONNECT or asterisk:
         raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD"], headers=NO_STORE)
     return await handler(request)
 

@@ -20,6 +20,7 @@ from pgconn.options import SettingsError
 from probe.app import STATE, create_app, probe_version, server_options
 from probe.check import Check
 from probe.checks import default_checks
+from probe.server import ProbeSite
 from probe.settings import ProbeSettings
 from schema.catalog import CatalogError, read_catalog
 from schema.snapshot import SnapshotError
@@ -87,9 +88,8 @@ class ListenFailed(Exception):
 async def serve(settings: ProbeSettings, checks: Sequence[Check[Any]]) -> None:
     """Run the app until SIGTERM or SIGINT, then answer 503 on /readyz for the drain delay."""
     app = create_app(settings, CollectorRegistry(), checks=checks)
-    runner = web.AppRunner(
-        app, access_log=None, handle_signals=False, shutdown_timeout=1.0, **server_options(settings)
-    )
+    options = server_options(settings)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0, **options)
     await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -98,7 +98,7 @@ async def serve(settings: ProbeSettings, checks: Sequence[Check[Any]]) -> None:
     for sig in IGNORED_SIGNALS:
         loop.add_signal_handler(sig, ignoring, sig)
     try:
-        site = web.TCPSite(runner, settings.host, settings.port)
+        site = ProbeSite(runner, settings.host, settings.port, options)
         try:
             await site.start()
         except socket.gaierror:

@@ -28,6 +28,7 @@ PROGRAM: Final = "kata-probe"
 # libyaml's safe loader when present: it refuses 50,000-deep nesting in a millisecond, where the
 # pure-Python one recurses for seconds before RecursionError (also caught, for the fallback).
 SAFE_LOADER: Final = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+MERGE_TAG: Final = "tag:yaml.org,2002:merge"
 CONFIG_MAX_BYTES: Final = 1 << 20  # a settings file is a few hundred bytes; /dev/zero is not one
 # A result older than this many intervals counts as failing: three missed rounds.
 STALE_ROUNDS: Final = 3
@@ -168,11 +169,45 @@ class ProbeSettings:
         )
 
 
+class DuplicateKey(yaml.constructor.ConstructorError):
+    """One mapping names a key twice: YAML leaves that to the loader, and PyYAML keeps the last."""
+
+    def __init__(self, key: object, first: int, second: int) -> None:
+        where = f"on line {first}" if first == second else f"at lines {first} and {second}"
+        super().__init__(problem=f"key {key!r} appears twice {where}")
+        self.text = f"key {key!r} appears twice {where}: keep one (YAML would silently use the last)"
+
+
+class UniqueKeyLoader(SAFE_LOADER):  # type: ignore[valid-type,misc]  # the base is chosen at import
+    """The safe loader, refusing a key given twice in any one mapping (nested ones too). A key
+    merged in by `<<` may still be overridden by the mapping's own, as YAML intends."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        lines: dict[tuple[type, object], int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == MERGE_TAG:
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            try:
+                first = lines.get((type(key), key))
+            except TypeError:
+                continue  # an unhashable key: the base class refuses it with its own message
+            if first is not None:
+                raise DuplicateKey(key, first, line)
+            lines[(type(key), key)] = line
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        return mapping
+
+
 def read_config_file(path: Path) -> dict[str, str]:
-    """The YAML file as environment-style names; unknown keys and non-scalar values are errors."""
+    """The YAML file as environment-style names; unknown keys, keys given twice and non-scalar
+    values are errors."""
     text = read_config_text(path)
     try:
-        document: Any = yaml.load(text, Loader=SAFE_LOADER)  # noqa: S506 - a safe loader
+        document: Any = yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a safe loader
+    except DuplicateKey as exc:
+        raise SettingsError(f"--config {str(path)!r}: {exc.text}") from None
     except yaml.YAMLError as exc:
         if "nesting depth" in str(getattr(exc, "problem", "")):
             raise SettingsError(

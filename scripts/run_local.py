@@ -1,6 +1,7 @@
 """`make run`: localpg's PostgreSQL 16 with pgvector (unless DATABASE_URL is set), `kata-migrate up`
-against it, then `kata-probe` until Ctrl-C or SIGTERM; one line per step, a failed one says how to
-fix it, stops whatever was started and exits 1."""
+against it, then `kata-probe` until Ctrl-C, SIGTERM or SIGHUP; one line per step, a failed one says
+how to fix it, stops whatever was started and exits 1. A stop signal, at any step and any number
+of times, stops what was started and exits 0."""
 
 from __future__ import annotations
 
@@ -30,8 +31,14 @@ DEFAULT_PG_PORT: Final = 54329
 DEFAULT_PROBE_PORT: Final = 8081
 READY_TIMEOUT: Final = 60.0
 PROBE_STOP_GRACE: Final = 15.0
+# `kata-migrate up` cancels its statement and rolls back on SIGTERM within seconds.
+MIGRATOR_STOP_GRACE: Final = 30.0
 PR_SET_PDEATHSIG: Final = 1  # linux/prctl.h
 MIGRATE: Final = (sys.executable, "-m", "migrator", "up", "--json")
+# Ctrl-C, `kill`/`timeout`/a supervisor, a closed terminal.
+STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# How often a wait looks whether a stop signal arrived.
+POLL_SECONDS: Final = 0.1
 
 
 class Reported(Exception):
@@ -39,15 +46,35 @@ class Reported(Exception):
 
 
 class Stop(BaseException):
-    """SIGINT or SIGTERM arrived: stop what was started and exit 0."""
+    """A stop signal arrived: stop what was started and exit 0."""
 
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signal_name = signal.Signals(signum).name
+    def __init__(self, signum: signal.Signals) -> None:
+        super().__init__(signum.name)
+        self.signal_name = signum.name
 
 
-def stop_on_signal(signum: int, frame: FrameType | None) -> None:
-    raise Stop(signum)
+class StopSignals:
+    """The first SIGINT, SIGTERM or SIGHUP, recorded by the handler and acted on where the code
+    looks (`check`), never raised from the handler: an exception from a handler lands wherever
+    the program happens to be, such as halfway through starting PostgreSQL, or (a second signal:
+    `kill -- -PGID` reaches us, and make passes its own SIGTERM on) in the middle of stopping it,
+    leaving the server running and a traceback. Later signals change nothing."""
+
+    def __init__(self) -> None:
+        self.received: signal.Signals | None = None
+
+    def install(self) -> None:
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, self.record)
+
+    def record(self, signum: int, frame: FrameType | None) -> None:
+        if self.received is None:
+            self.received = signal.Signals(signum)
+
+    def check(self) -> None:
+        """Stop when a signal arrived: called between steps and by every wait."""
+        if self.received is not None:
+            raise Stop(self.received)
 
 
 def say(line: str) -> None:
@@ -80,20 +107,46 @@ def stop_database(server: LocalPostgres) -> None:
         say(summary)
 
 
-def migrate(env: Mapping[str, str]) -> str:
+def migrate(env: Mapping[str, str], signals: StopSignals) -> str:
     """`kata-migrate up`, the same program and settings as the Kubernetes Job; its log goes to
-    stderr, and the summary comes from the result it prints on stdout (`up --json`)."""
+    stderr, and the summary comes from the result it prints on stdout (`up --json`). In its own
+    process group, like the probe: a stop signal reaches it from us, once, as SIGTERM."""
     child = {"MIGRATOR_LOG_FORMAT": "text" if sys.stdout.isatty() else "json", **env}
-    result = subprocess.run(MIGRATE, env=child, stdout=subprocess.PIPE, text=True, check=False)
-    if result.returncode != 0:
+    with subprocess.Popen(
+        MIGRATE,
+        env=child,
+        stdout=subprocess.PIPE,
+        text=True,
+        process_group=0,
+        preexec_fn=die_with_parent,
+    ) as migrator:
+        stdout = until_exit(migrator, signals)
+    signals.check()
+    if migrator.returncode != 0:
         raise SetupFailed(
-            f"`kata-migrate up` exited with code {result.returncode}",
+            f"`kata-migrate up` exited with code {migrator.returncode}",
             "the migrator's last line above says what happened and what to do",
         )
-    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    outcome = json.loads(stdout.strip().splitlines()[-1])
     if not outcome["applied"]:
         return f"nothing to migrate, schema at version {outcome['version']}"
     return f"applied {len(outcome['applied'])} migration(s), schema at version {outcome['version']}"
+
+
+def until_exit(child: subprocess.Popen[str], signals: StopSignals) -> str:
+    """Its stdout once it exits; after a stop signal it gets SIGTERM, then MIGRATOR_STOP_GRACE
+    seconds to roll back and release its lock before SIGKILL."""
+    deadline: float | None = None
+    while True:
+        try:
+            stdout, _ = child.communicate(timeout=POLL_SECONDS)
+            return stdout
+        except subprocess.TimeoutExpired:
+            if signals.received is not None and deadline is None:
+                child.send_signal(signal.SIGTERM)
+                deadline = time.monotonic() + MIGRATOR_STOP_GRACE
+            elif deadline is not None and time.monotonic() > deadline:
+                child.kill()
 
 
 def start_probe(env: Mapping[str, str], port: int, cleanup: contextlib.ExitStack) -> subprocess.Popen[bytes]:
@@ -131,10 +184,11 @@ def readyz_status(port: int) -> tuple[int, str]:
         return response.status, response.read().decode(errors="replace")
 
 
-def wait_ready(probe: subprocess.Popen[bytes], port: int) -> str:
+def wait_ready(probe: subprocess.Popen[bytes], port: int, signals: StopSignals) -> str:
     deadline = time.monotonic() + READY_TIMEOUT
     last = "no answer yet"
     while time.monotonic() < deadline:
+        signals.check()
         if probe.poll() is not None:
             raise SetupFailed(
                 f"kata-probe exited with code {probe.returncode} before it was ready",
@@ -149,18 +203,20 @@ def wait_ready(probe: subprocess.Popen[bytes], port: int) -> str:
                 return f"http://{LOOPBACK}:{port}/readyz answers 200"
             last = f"{status}: {tail(body, 5)}"
         with contextlib.suppress(subprocess.TimeoutExpired):
-            probe.wait(0.1)  # the pause between polls; returns early if the probe dies
+            probe.wait(POLL_SECONDS)  # the pause between polls; returns early if the probe dies
     raise SetupFailed(
         f"/readyz did not answer 200 within {READY_TIMEOUT:.0f} s; last: {last}",
         f"the failing check is named above; curl http://{LOOPBACK}:{port}/readyz?verbose",
     )
 
 
-def run_step(number: int, name: str, action: Callable[[], str]) -> None:
+def run_step(number: int, name: str, action: Callable[[], str], signals: StopSignals) -> None:
+    signals.check()
     started = time.monotonic()
     try:
         summary = action()
     except SetupFailed as failure:
+        signals.check()  # a step our own stop cut short did not fail
         say(f"[{number}/{STEPS}] {name}: FAILED ({time.monotonic() - started:.1f} s): {failure.problem}")
         say(f"      how to fix: {failure.fix}")
         raise Reported from failure
@@ -170,8 +226,9 @@ def run_step(number: int, name: str, action: Callable[[], str]) -> None:
 class LocalRun:
     """The four steps, and what they started, stopped in reverse order by `close()`."""
 
-    def __init__(self, env: Mapping[str, str]) -> None:
+    def __init__(self, env: Mapping[str, str], signals: StopSignals) -> None:
         self.env = dict(env)
+        self.signals = signals
         self.cleanup = contextlib.ExitStack()
         self.shown_url = ""
 
@@ -199,32 +256,34 @@ class LocalRun:
         started = time.monotonic()
         probe_port = port_setting(self.env, "PROBE_PORT", DEFAULT_PROBE_PORT)
         require_free_port(probe_port, "PROBE_PORT", "the probe")
-        run_step(1, "database", self.database)
-        run_step(2, "migrations", lambda: migrate(self.env))
+        run_step(1, "database", self.database, self.signals)
+        run_step(2, "migrations", lambda: migrate(self.env, self.signals), self.signals)
         self.env["PROBE_PORT"] = str(probe_port)
         # Locally nothing routes traffic by readiness, so Ctrl-C need not wait out a drain delay.
         self.env.setdefault("PROBE_SHUTDOWN_DELAY", "0")
         # A laptop's probe answers this machine only (the sidecar's default is every address).
         self.env.setdefault("PROBE_HOST", LOOPBACK)
-        run_step(3, "probe", lambda: self.start_probe(probe_port))
+        run_step(3, "probe", lambda: self.start_probe(probe_port), self.signals)
         probe = self.probe
-        run_step(4, "ready", lambda: wait_ready(probe, probe_port))
+        run_step(4, "ready", lambda: wait_ready(probe, probe_port, self.signals), self.signals)
         base = f"http://{LOOPBACK}:{probe_port}"
         say(
             f"running ({time.monotonic() - started:.1f} s since start). Ctrl-C stops it.\n"
             f"  DATABASE_URL={self.shown_url}\n  {base}/healthz   liveness\n"
             f"  {base}/readyz    readiness (?verbose names each check)\n  {base}/metrics   Prometheus metrics"
         )
-        code = probe.wait()
-        say(f"kata-probe exited on its own with code {code}; stopping")
+        while probe.poll() is None:
+            self.signals.check()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                probe.wait(POLL_SECONDS)
+        say(f"kata-probe exited on its own with code {probe.returncode}; stopping")
         return 1
 
 
 def main() -> int:
-    handled = (signal.SIGINT, signal.SIGTERM)
-    for signum in handled:
-        signal.signal(signum, stop_on_signal)
-    local = LocalRun(os.environ)
+    signals = StopSignals()
+    signals.install()
+    local = LocalRun(os.environ, signals)
     try:
         return local.run()
     except Reported:
@@ -236,9 +295,7 @@ def main() -> int:
         say(f"{stop.signal_name}: stopping")
         return 0
     finally:
-        # Further signals are ignored while stopping, so a second Ctrl-C cannot leave a server running.
-        for signum in handled:
-            signal.signal(signum, signal.SIG_IGN)
+        # Signals only ever set a flag, so nothing interrupts this: what was started is stopped.
         local.cleanup.close()
 
 

@@ -317,8 +317,9 @@ def test_up_takes_back_ledger_privileges_the_app_and_probe_should_not_have(roles
     assert outcome.code == 0, outcome.stderr
     assert held(roles.database, roles.app, LEDGER) == set()
     assert held(roles.database, roles.probe, LEDGER) == {"SELECT"}
-    statements = next(e["statements"] for e in outcome.events() if e["event"] == "grants_applied")
+    statements = next(e["statements"] for e in outcome.events() if e["event"] == "grants_revoked")
     assert f"REVOKE DELETE, INSERT, SELECT ON TABLE {LEDGER} FROM {roles.app}" in statements
+    assert f"REVOKE DELETE, INSERT ON TABLE {LEDGER} FROM {roles.probe}" in statements
 
 
 def test_grants_cover_schema_public_when_the_owner_has_a_schema_of_its_own(roles: Roles) -> None:

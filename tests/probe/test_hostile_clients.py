@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import socket
 from collections.abc import Callable
@@ -135,3 +136,94 @@ async def test_sigusr1_and_sigusr2_are_logged_and_ignored(
             assert response.status == 200
     probe.signal(signal.SIGTERM)
     assert await asyncio.to_thread(probe.wait, 20) == 0
+
+
+async def raw_head(port: int, request: bytes) -> tuple[bytes, dict[str, str]]:
+    """The status line and headers the probe answers to `request`, sent as raw bytes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), CLOSE_MARGIN)
+    finally:
+        writer.close()
+    status, *lines = head.decode("latin-1").strip().split("\r\n")
+    return status.encode(), {
+        name.lower(): value.strip() for name, value in (line.split(":", 1) for line in lines)
+    }
+
+
+# RFC 9110: a method is any token; the probe serves GET and HEAD and must say so for any other.
+# Methods are case-sensitive: `get` is not GET.
+METHOD_TOKENS = ["FOO", "BREW", "M-SEARCH", "PROPFIND", "X!#$%&'*+-.^_`|~9", "PATCH", "OPTIONS", "get"]
+
+
+async def test_any_method_token_the_probe_does_not_serve_answers_405_with_allow(
+    probe_process: StartProbe, database: Database, migrations_dir: Path
+) -> None:
+    ready_database(database, migrations_dir)
+    probe = probe_process(probe_env(database.url, migrations_dir))
+    async with aiohttp.ClientSession() as session:
+        await wait_listening(probe, session)
+    for method in METHOD_TOKENS:
+        for target in ("/livez", "/readyz/database", "/metrics"):
+            request = f"{method} {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+            status, headers = await raw_head(probe.port, request)
+            assert status == b"HTTP/1.1 405 Method Not Allowed", (method, target, status)
+            assert headers["allow"] == "GET,HEAD", (method, target)
+        status, _ = await raw_head(probe.port, f"{method} /nosuch HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        assert status == b"HTTP/1.1 404 Not Found", method
+
+
+async def test_options_asterisk_answers_405_with_allow(
+    probe_process: StartProbe, database: Database, migrations_dir: Path
+) -> None:
+    ready_database(database, migrations_dir)
+    probe = probe_process(probe_env(database.url, migrations_dir))
+    async with aiohttp.ClientSession() as session:
+        await wait_listening(probe, session)
+    status, headers = await raw_head(probe.port, b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status == b"HTTP/1.1 405 Method Not Allowed"
+    assert headers["allow"] == "GET,HEAD"
+
+
+MALFORMED = {
+    "no request line": b"garbage\r\n\r\n",
+    "bad method character": b"G(T /livez HTTP/1.1\r\nHost: x\r\n\r\n",
+    "header without a colon": b"GET /livez HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+    "unknown version": b"GET /livez HTTP/9.9\r\nHost: x\r\n\r\n",
+    "unknown minor version": b"GET /livez HTTP/1.2\r\nHost: x\r\n\r\n",
+    "asterisk with GET": b"GET * HTTP/1.1\r\nHost: x\r\n\r\n",
+    "space before the colon": b"GET /livez HTTP/1.1\r\nHost : x\r\n\r\n",
+    "control character in the target": b"GET /li\x01vez HTTP/1.1\r\nHost: x\r\n\r\n",
+    "TLS on the HTTP port": b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40 + b"\r\n\r\n",
+    "second request malformed": (
+        b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\nGET /livez HTTP/1.1\r\nBad Header\r\n\r\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("request_bytes", MALFORMED.values(), ids=MALFORMED.keys())
+async def test_a_malformed_request_answers_400_and_logs_nothing_at_error_level(
+    probe_process: StartProbe, database: Database, migrations_dir: Path, request_bytes: bytes
+) -> None:
+    """docs/probe.md: requests are not logged. A client's garbage is no error of the probe's."""
+    ready_database(database, migrations_dir)
+    probe = probe_process(probe_env(database.url, migrations_dir))
+    async with aiohttp.ClientSession() as session:
+        await wait_listening(probe, session)
+    reader, writer = await asyncio.open_connection("127.0.0.1", probe.port)
+    try:
+        writer.write(request_bytes)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), CLOSE_MARGIN)  # until the probe closes
+    finally:
+        writer.close()
+    statuses = re.findall(rb"^HTTP/1\.[01] (\d{3}) ", answer, re.M)
+    assert statuses and statuses[-1] == b"400", answer
+    async with aiohttp.ClientSession() as session, session.get(probe.base_url + "/livez") as response:
+        assert response.status == 200  # still serving
+    probe.signal(signal.SIGTERM)
+    assert await asyncio.to_thread(probe.wait, 20) == 0
+    levels = [json.loads(line)["level"] for line in probe.log_lines()]
+    assert "error" not in levels and "Error handling request" not in probe.logs(), probe.logs()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -110,6 +111,35 @@ def test_a_config_file_that_is_not_a_small_utf8_yaml_mapping_is_refused(
     config.write_bytes(content)
     with pytest.raises(SettingsError, match=message):
         ProbeSettings.load(["--config", str(config)], {"DATABASE_URL": URL})
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("port: 9000\ninterval: 7\nport: 9001\n", "key 'port' appears twice at lines 1 and 3"),
+        ("interval: 7\n'interval': 8\n", "key 'interval' appears twice at lines 1 and 2"),
+        ("{port: 1, port: 2}\n", "key 'port' appears twice on line 1"),
+        ("port: 1\nhost: {a: 1,\n  a: 2}\n", "key 'a' appears twice at lines 2 and 3"),
+        ("x: &m {a: 1}\ny:\n  <<: *m\n  b: 2\n  b: 3\n", "key 'b' appears twice at lines 4 and 5"),
+    ],
+)
+def test_a_setting_given_twice_in_the_config_file_is_refused_naming_it_and_its_lines(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    """YAML leaves duplicate keys to the loader, and PyYAML keeps the last one silently: an
+    operator who added `port:` at the bottom would never learn the first one was ignored."""
+    config = tmp_path / "probe.yaml"
+    config.write_text(content)
+    with pytest.raises(SettingsError, match=re.escape(f"--config '{config}': {message}")):
+        ProbeSettings.load(["--config", str(config)], {"DATABASE_URL": URL})
+
+
+def test_a_merge_key_may_be_overridden_by_the_mappings_own_key(tmp_path: Path) -> None:
+    """`<<` merges values that the mapping's own keys override, by YAML's rules: not a duplicate."""
+    config = tmp_path / "probe.yaml"
+    config.write_text("<<: {port: 9000, interval: 7}\nport: 9001\n")
+    settings = ProbeSettings.load(["--config", str(config)], {"DATABASE_URL": URL})
+    assert (settings.port, settings.interval) == (9001, 7.0)
 
 
 @pytest.mark.parametrize("kind", ["device", "fifo", "directory"])
