@@ -7,7 +7,7 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, TextIO
 
 import asyncpg
@@ -36,6 +36,8 @@ class Context:
     catalog: Catalog
     log: EventLog
     stdout: TextIO
+    # Every connection the run opened, so that a stop signal can close them without waiting.
+    connections: list[asyncpg.Connection] = field(default_factory=list)
 
     @property
     def application_name(self) -> str:
@@ -45,6 +47,7 @@ class Context:
         conn = await connect_with_retry(
             url, application_name=self.application_name, timeout=self.settings.connect_timeout, log=self.log
         )
+        self.connections.append(conn)
         conn.add_log_listener(self._server_notice)
         try:
             await privileges.check_access(conn, self.settings.command)
@@ -52,6 +55,14 @@ class Context:
             await conn.close()
             raise
         return conn
+
+    def close_connections_now(self) -> int:
+        """Close every open connection of the run without waiting for the server (a pending query,
+        a cancel request, a goodbye); how many were open."""
+        open_ones = [conn for conn in self.connections if not conn.is_closed()]
+        for conn in open_ones:
+            conn.terminate()
+        return len(open_ones)
 
     def _server_notice(self, conn: object, message: asyncpg.PostgresLogMessage) -> None:
         """Every NOTICE or WARNING the server sends (pgvector's "hnsw graph no longer fits into
