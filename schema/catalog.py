@@ -6,12 +6,13 @@ import hashlib
 import os
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Final
 
 from pgconn.files import read_regular_file
-from schema.splitter import split_statements
+from schema.splitter import LineIndex, Statement, iter_statements, split_statements
 
 FILE_NAME: Final = re.compile(r"(?P<version>[0-9]+)_(?P<slug>[A-Za-z0-9][A-Za-z0-9_-]*)\.sql")
 # Case-insensitive: `-- Migrate: No-Transaction` means the same, and running such a file in a
@@ -34,6 +35,16 @@ class Migration:
     checksum: str
     transactional: bool
     sql: str = field(repr=False)
+
+    # Built at first use and kept: the rules and the runner read the same split, and every message
+    # finds its line in the same index, so a file costs one pass of each whatever its size.
+    @cached_property
+    def statements(self) -> tuple[Statement, ...]:
+        return split_statements(self.sql)
+
+    @cached_property
+    def lines(self) -> LineIndex:
+        return LineIndex.of(self.sql)
 
 
 @dataclass(frozen=True)
@@ -83,7 +94,7 @@ def parse_migration(filename: str, raw: bytes) -> Migration:
         ) from None
     if not text.strip():
         raise CatalogError(f"migration file {filename!r} is empty: add its SQL or delete the file")
-    if not split_statements(text):
+    if next(iter_statements(text), None) is None:
         raise CatalogError(
             f"migration file {filename!r} has no SQL statement (only comments, blank lines or ';'): "
             "add its SQL or delete the file"

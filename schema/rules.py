@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from schema.catalog import CatalogError, Migration
-from schema.splitter import Statement, leading_words, line_column, split_statements
+from schema.splitter import Statement, leading_words
 
 TRANSACTION: Final = (
     "it would end or split the transaction the migrator opened for the file, so a later failure "
@@ -77,11 +77,11 @@ def violations(migration: Migration) -> tuple[Violation, ...]:
     found = []
     nul = migration.sql.find("\x00")
     if nul >= 0:
-        found.append(Violation(*line_column(migration.sql, nul), "\\x00", NUL))
-    for statement in split_statements(migration.sql):
+        found.append(Violation(*migration.lines.line_column(nul), "\\x00", NUL))
+    for statement in migration.statements:
         reason = refusal(statement)
         if reason is not None:
-            line, column = line_column(migration.sql, statement.offset)
+            line, column = migration.lines.line_column(statement.offset)
             found.append(Violation(line, column, _summary(statement.text), reason))
     return tuple(found)
 

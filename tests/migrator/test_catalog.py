@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from localpg.install import service_user
 from schema.catalog import CatalogError, checksum, parse_file_name, parse_migration, read_catalog
-from schema.splitter import line_column, split_statements
+from schema.splitter import LineIndex, split_statements
 from tests.migrator.conftest import MIGRATIONS
 
 slugs = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_-]{0,20}", fullmatch=True)
@@ -121,9 +121,9 @@ def test_split_statements_recovers_simple_statements(parts: list[str]) -> None:
 
 def test_line_column_counts_like_an_editor() -> None:
     text = "ab\ncde\r\nf"
-    assert line_column(text, 0) == (1, 1)
-    assert line_column(text, 4) == (2, 2)
-    assert line_column(text, text.index("f")) == (3, 1)
+    assert LineIndex.of(text).line_column(0) == (1, 1)
+    assert LineIndex.of(text).line_column(4) == (2, 2)
+    assert LineIndex.of(text).line_column(text.index("f")) == (3, 1)
 
 
 @pytest.mark.parametrize(
