@@ -71,7 +71,9 @@ def stop(proc: subprocess.Popen[str], log: Path, *signals: signal.Signals) -> Ou
     started = time.monotonic()
     proc.send_signal(signals[0])
     if signals[1:]:
-        wait_until(lambda: '"event": "signal"' in log.read_text(), what="the signal to be logged", process=proc)
+        wait_until(
+            lambda: '"event": "signal"' in log.read_text(), what="the signal to be logged", process=proc
+        )
         for signum in signals[1:]:
             proc.send_signal(signum)
     try:
