@@ -18,6 +18,8 @@ FILE_NAME: Final = re.compile(r"(?P<version>[0-9]+)_(?P<slug>[A-Za-z0-9][A-Za-z0
 # Case-insensitive: `-- Migrate: No-Transaction` means the same, and running such a file in a
 # transaction would fail on its first CONCURRENTLY (25001) for a reason its author cannot see.
 NO_TRANSACTION: Final = re.compile(r"--\s*migrate:\s*no-transaction\s*", re.IGNORECASE)
+# The ledger's version column is a bigint: a larger number could never be recorded.
+VERSION_MAX: Final = 2**63 - 1
 FILE_RULE: Final = "NNNN_slug.sql (digits, underscore, letters/digits/_/-, lower-case .sql)"
 
 
@@ -78,8 +80,11 @@ def parse_file_name(filename: str) -> tuple[int, str]:
             f"{FILE_RULE}, e.g. 0005_add_index.sql; rename it, or move it out of the folder"
         )
     version = int(match["version"])
-    if version <= 0:
-        raise CatalogError(f"migration file {filename!r}: the version must be greater than 0")
+    if not 0 < version <= VERSION_MAX:
+        raise CatalogError(
+            f"migration file {filename!r}: the version must be from 1 to {VERSION_MAX} (the ledger "
+            "records it as a bigint); renumber the file"
+        )
     return version, match["slug"]
 
 
