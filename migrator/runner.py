@@ -14,7 +14,7 @@ from migrator import conformance, grants, lock, preflight
 from migrator.errors import DriftDetected
 from migrator.events import EventLog
 from migrator.execution import FileRunner, RunOptions
-from migrator.guard import read_guard
+from migrator.guard import READ_AS_SPLIT, read_guard
 from migrator.progress import ProgressWatcher
 from schema.catalog import Catalog, Migration
 from schema.ledger import BASELINE, create_ledger, insert_row_sql
@@ -104,6 +104,7 @@ async def migrate(
         log.info("pgvector_ready", version=extension.version, created=extension.created)
         await create_ledger(conn)
         await grants.apply(conn, options.roles, log)  # before the files: see migrator/grants.py
+        await conn.execute(READ_AS_SPLIT)
         guard = await read_guard(conn, options.ddl_lock_timeout, options.statement_timeout)
         runner = FileRunner(conn, options, guard, applied_by, log, watcher)
         applied = []
