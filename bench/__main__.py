@@ -18,6 +18,7 @@ BENCHMARKS = (
     "hnsw_build",
     "schema_read",
     "file_round_trips",
+    "file_size",
     "kubelet_sim",
     "repair",
 )

@@ -6,11 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from typing import Final, NoReturn, TextIO
+from typing import NoReturn, TextIO
 
 import asyncpg
 
@@ -28,6 +27,7 @@ from migrator.errors import (
 )
 from migrator.events import EventLog
 from migrator.options import MigratorSettings, log_format
+from migrator.stopping import Stop
 from migrator.termination import FinalEvent, TerminationLog
 from pgconn.options import SettingsError
 from schema.catalog import Catalog, CatalogError, read_catalog
@@ -35,10 +35,6 @@ from schema.expected import ExpectedSchema
 from schema.snapshot import SnapshotError
 
 __all__ = ["COMMANDS", "main", "run"]
-
-# SIGHUP (a closed terminal or session) stops a run like SIGTERM: rolled back, lock released, and
-# a final log line, where its default action ended the process silently with 129.
-STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def error_for(exc: BaseException) -> MigratorError:
@@ -55,33 +51,25 @@ def error_for(exc: BaseException) -> MigratorError:
 
 
 async def run_command(ctx: Context) -> int:
-    """Run the verb; SIGTERM, SIGINT and SIGHUP cancel it (asyncpg cancels the running statement)."""
-    loop = asyncio.get_running_loop()
+    """Run the verb; SIGTERM, SIGINT and SIGHUP cancel it (asyncpg cancels the running statement),
+    and close its connections if it has not ended within the grace (migrator/stopping.py)."""
     task = asyncio.current_task()
     assert task is not None
-    received: list[signal.Signals] = []
-
-    def stop(signum: signal.Signals) -> None:
-        if not received:
-            received.append(signum)
-            ctx.log.warning("signal", f"received {signum.name}: cancelling", signal=signum.name)
-            task.cancel()
-
-    for signum in STOP_SIGNALS:
-        loop.add_signal_handler(signum, stop, signum)
-    try:
-        return await COMMANDS[ctx.settings.command](ctx)
-    except asyncio.CancelledError:
-        if not received:
-            raise
-        signum = received[0]
-        raise Interrupted(signum.name, 128 + signum.value) from None
-    except asyncpg.InsufficientPrivilegeError as exc:  # one the checks did not foresee: still exit 10
-        database = ctx.settings.database
-        raise privileges.explain(exc, (database.unpooled_url or database.url).user) from exc
-    finally:
-        for signum in STOP_SIGNALS:
-            loop.remove_signal_handler(signum)
+    stop = Stop(task, ctx.log, ctx.close_connections_now)
+    with stop.installed(asyncio.get_running_loop()):
+        try:
+            return await COMMANDS[ctx.settings.command](ctx)
+        except asyncio.CancelledError:
+            if stop.signum is None:
+                raise
+            raise stop.interrupted() from None
+        except asyncpg.InsufficientPrivilegeError as exc:  # one the checks did not foresee: still exit 10
+            database = ctx.settings.database
+            raise privileges.explain(exc, (database.unpooled_url or database.url).user) from exc
+        except Exception:
+            if not stop.forced:
+                raise
+            raise stop.interrupted() from None  # what failed, failed because its connection was closed
 
 
 def load_catalog(settings: MigratorSettings) -> Catalog:
@@ -133,6 +121,8 @@ def run(argv: Sequence[str], env: Mapping[str, str], stdout: TextIO, stderr: Tex
         return 0
     except Exception as exc:
         return report(error_for(exc), log, final)
+    except KeyboardInterrupt:  # SIGINT outside the event loop's handler (reading the files, exiting)
+        return report(Interrupted("SIGINT", 130), log, final)
     output_closed(stdout, log)  # what is still buffered, written now rather than at exit
     return status
 

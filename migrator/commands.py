@@ -42,6 +42,8 @@ class Context:
     stdout: TextIO
     # What the verb achieved, for the final event in the termination message (migrator/termination.py).
     outcome: Outcome = field(default_factory=Outcome)
+    # Every connection the run opened, so that a stop signal can close them without waiting.
+    connections: list[asyncpg.Connection] = field(default_factory=list)
 
     @property
     def application_name(self) -> str:
@@ -55,6 +57,7 @@ class Context:
             log=self.log,
             prepare=self._prepare,
         )
+        self.connections.append(conn)
         conn.add_log_listener(self._server_notice)
         return conn
 
@@ -83,6 +86,14 @@ class Context:
                 yield conn
         finally:
             await conn.close()
+
+    def close_connections_now(self) -> int:
+        """Close every open connection of the run without waiting for the server (a pending query,
+        a cancel request, a goodbye); how many were open."""
+        open_ones = [conn for conn in self.connections if not conn.is_closed()]
+        for conn in open_ones:
+            conn.terminate()
+        return len(open_ones)
 
     def _server_notice(self, conn: object, message: asyncpg.PostgresLogMessage) -> None:
         """Every NOTICE or WARNING the server sends (pgvector's "hnsw graph no longer fits into

@@ -584,11 +584,22 @@ class Interrupted(MigratorError):
 
     event = "interrupted"
 
-    def __init__(self, signal_name: str, exit_code: int) -> None:
+    def __init__(self, signal_name: str, exit_code: int, *, closed_after: float | None = None) -> None:
         self.code = exit_code
+        if closed_after is None:
+            super().__init__(
+                f"stopped by {signal_name}: the running statement was cancelled and rolled back, the lock "
+                "released; run again to continue"
+            )
+            return
         super().__init__(
-            f"stopped by {signal_name}: the running statement was cancelled and rolled back, the lock "
-            "released; run again to continue"
+            f"stopped by {signal_name}: the run did not end within {closed_after:g} s of the signal (a "
+            "statement the server does not cancel, such as COPY waiting for data, or a server that stopped "
+            "answering), so its connections were closed without waiting; the server rolls back the open "
+            "transaction and releases the lock when it notices, within seconds. A file in a transaction "
+            "leaves nothing; a no-transaction file keeps the statements that completed, without its ledger "
+            "row (an interrupted CREATE INDEX CONCURRENTLY leaves an INVALID index). Check with "
+            "`kata-migrate status`, then run again to continue"
         )
 
     @property

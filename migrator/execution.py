@@ -19,7 +19,7 @@ from migrator.progress import ProgressWatcher, SeenBlockers
 from pgconn.errors import classify_error
 from schema.catalog import Migration
 from schema.ledger import insert_row_sql
-from schema.splitter import Statement, line_column, split_statements
+from schema.splitter import Statement
 
 CLOSED: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
 # The migrator's own: between two statements of a file its session is idle in a transaction for a
@@ -111,7 +111,7 @@ class FileRunner:
                     "migration_started", version=migration.version, transaction=migration.transactional
                 )
             started = time.monotonic()
-            statements = split_statements(migration.sql)
+            statements = migration.statements
             try:
                 if migration.transactional:
                     await self._in_transaction(migration, statements)
@@ -201,7 +201,7 @@ class FileRunner:
         """Run the statement's queries (`before` prefixes the first one; `commits`: they end with
         the file's COMMIT), reporting progress while they take long; an error becomes
         StatementError, positions counted from the statement."""
-        line, _ = line_column(migration.sql, statement.offset)
+        line, _ = migration.lines.line_column(statement.offset)
         seen = SeenBlockers()
         sent = time.monotonic()
         try:
@@ -219,7 +219,7 @@ class FileRunner:
             raise MigrationFailed(
                 migration.filename,
                 line,
-                line_column(migration.sql, statement.offset)[1],
+                migration.lines.line_column(statement.offset)[1],
                 "the statement ended the migrator's transaction (COMMIT or ROLLBACK); check the schema",
                 transactional=True,
                 ended=True,
@@ -227,7 +227,7 @@ class FileRunner:
         if not migration.transactional and self.conn.is_in_transaction():
             raise MigrationFailed(
                 migration.filename,
-                *line_column(migration.sql, statement.offset),
+                *migration.lines.line_column(statement.offset),
                 "the statement left a transaction open (BEGIN) in a no-transaction file",
                 transactional=False,
             )
@@ -269,7 +269,7 @@ def statement_failure(
 ) -> MigrationFailed:
     if isinstance(exc, asyncpg.PostgresError):
         return failure(migration, statement, exc, shift=shift)
-    line, column = line_column(migration.sql, statement.offset)
+    line, column = migration.lines.line_column(statement.offset)
     return MigrationFailed(
         migration.filename, line, column, classify_error(exc), transactional=migration.transactional
     )
@@ -293,7 +293,7 @@ def failure(
     within = int(position) - 1 - shift if position and str(position).isdigit() and not guard else -1
     if 0 <= within <= len(statement.text):
         offset += within
-    line, column = line_column(migration.sql, offset)
+    line, column = migration.lines.line_column(offset)
     message = f"{getattr(exc, 'message', None) or exc} (SQLSTATE {exc.sqlstate})"
     detail = getattr(exc, "detail", None)
     if detail:

@@ -16,6 +16,11 @@ from schema.ledger import quote_literal
 SESSION_CHANGED: Final = "KM001"
 # ...and this one when the transaction itself ended: what ran before may be committed.
 TRANSACTION_ENDED: Final = "KM002"
+# How the splitter reads a file (schema/splitter.py): a backslash in '...' is a plain character, and
+# the text reaches the server as the UTF-8 it was read as. Set for the session before the first
+# file, so that a database or role whose default is standard_conforming_strings = off cannot make
+# the server read the files otherwise (asyncpg always connects with client_encoding UTF8).
+READ_AS_SPLIT: Final = "SET standard_conforming_strings = on"
 # The file's transaction began in an earlier query than the statement being checked; a transaction
 # that began in the statement's own query means the statement ended the migrator's (a marker
 # setting would not do: RESET ALL clears it too).
@@ -56,6 +61,14 @@ class SessionGuard:
                 f"{changed('statement_timeout', self.statement_timeout_ms)}",
                 "changed lock_timeout or statement_timeout (RESET ALL, SET, set_config): set them with "
                 "MIGRATOR_DDL_LOCK_TIMEOUT and MIGRATOR_STATEMENT_TIMEOUT instead",
+            ),
+            (
+                SESSION_CHANGED,
+                "current_setting('standard_conforming_strings') <> 'on' "
+                "OR current_setting('client_encoding') <> 'UTF8'",
+                "changed standard_conforming_strings or client_encoding, so the server would read the "
+                "following statements otherwise than the migrator split and checked them: remove the "
+                "change",
             ),
         ]
         if transactional:

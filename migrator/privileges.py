@@ -14,7 +14,7 @@ from migrator.errors import InsufficientPrivilege, UsageError, failure_outcome
 from schema.catalog import Migration
 from schema.ledger import TABLE
 from schema.quoting import quote_ident
-from schema.splitter import Statement, line_column
+from schema.splitter import Statement
 
 # `up` and `baseline` create and write; every other verb only reads the ledger.
 WRITING_VERBS: Final = frozenset({"up", "baseline"})
@@ -219,7 +219,7 @@ async def in_migration(
     conn: asyncpg.Connection, migration: Migration, statement: Statement, exc: asyncpg.PostgresError
 ) -> InsufficientPrivilege:
     """A migration's statement met "permission denied": its file and position, then the fix."""
-    line, column = line_column(migration.sql, statement.offset)
+    line, column = migration.lines.line_column(statement.offset)
     outcome = failure_outcome(transactional=migration.transactional)
     where = f" (migration {migration.filename}, line {line}, column {column}: {outcome})"
     return explain(exc, await current_role(conn), statement.text, where)

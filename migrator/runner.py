@@ -16,7 +16,7 @@ from migrator.contention import ContentionRetry
 from migrator.errors import DriftDetected
 from migrator.events import EventLog
 from migrator.execution import FileRunner, RunOptions
-from migrator.guard import read_guard
+from migrator.guard import READ_AS_SPLIT, read_guard
 from migrator.progress import ProgressWatcher
 from schema.catalog import Catalog, Migration
 from schema.ledger import BASELINE, create_ledger, insert_row_sql
@@ -113,6 +113,7 @@ async def migrate(
         await create_ledger(conn)
         # Before the files: see migrator/grants.py.
         await grants.apply(conn, options.roles, log, lock_timeout=options.ddl_lock_timeout)
+        await conn.execute(READ_AS_SPLIT)
         guard = await read_guard(conn, options.ddl_lock_timeout, options.statement_timeout)
         runner = FileRunner(conn, options, guard, applied_by, log, watcher)
         retry = ContentionRetry(options.lock_retry_budget, log)

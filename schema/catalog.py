@@ -6,12 +6,13 @@ import hashlib
 import os
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Final
 
 from pgconn.files import read_regular_file
-from schema.splitter import LINE_BREAK, split_statements
+from schema.splitter import LINE_BREAK, LineIndex, Statement, iter_statements, split_statements
 
 FILE_NAME: Final = re.compile(r"(?P<version>[0-9]+)_(?P<slug>[A-Za-z0-9][A-Za-z0-9_-]*)\.sql")
 # A header directive: `-- migrate: <word>`, one per line, before anything but blank lines.
@@ -22,6 +23,8 @@ NO_TRANSACTION: Final = "no-transaction"
 # The file removes or changes what an earlier version's snapshot holds (docs/migrator.md).
 CONTRACT: Final = "contract"
 DIRECTIVES: Final = (NO_TRANSACTION, CONTRACT)
+# The ledger's version column is a bigint: a larger number could never be recorded.
+VERSION_MAX: Final = 2**63 - 1
 FILE_RULE: Final = "NNNN_slug.sql (digits, underscore, letters/digits/_/-, lower-case .sql)"
 
 
@@ -41,6 +44,16 @@ class Migration:
     sql: str = field(repr=False)
     # `-- migrate: contract`: removes or changes what an older image's schema needs.
     contract: bool = False
+
+    # Built at first use and kept: the rules and the runner read the same split, and every message
+    # finds its line in the same index, so a file costs one pass of each whatever its size.
+    @cached_property
+    def statements(self) -> tuple[Statement, ...]:
+        return split_statements(self.sql)
+
+    @cached_property
+    def lines(self) -> LineIndex:
+        return LineIndex.of(self.sql)
 
 
 @dataclass(frozen=True)
@@ -74,8 +87,11 @@ def parse_file_name(filename: str) -> tuple[int, str]:
             f"{FILE_RULE}, e.g. 0005_add_index.sql; rename it, or move it out of the folder"
         )
     version = int(match["version"])
-    if version <= 0:
-        raise CatalogError(f"migration file {filename!r}: the version must be greater than 0")
+    if not 0 < version <= VERSION_MAX:
+        raise CatalogError(
+            f"migration file {filename!r}: the version must be from 1 to {VERSION_MAX} (the ledger "
+            "records it as a bigint); renumber the file"
+        )
     return version, match["slug"]
 
 
@@ -90,7 +106,7 @@ def parse_migration(filename: str, raw: bytes) -> Migration:
         ) from None
     if not text.strip():
         raise CatalogError(f"migration file {filename!r} is empty: add its SQL or delete the file")
-    if not split_statements(text):
+    if next(iter_statements(text), None) is None:
         raise CatalogError(
             f"migration file {filename!r} has no SQL statement (only comments, blank lines or ';'): "
             "add its SQL or delete the file"

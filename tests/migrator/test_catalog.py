@@ -15,16 +15,27 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from localpg.install import service_user
-from schema.catalog import CatalogError, checksum, parse_file_name, parse_migration, read_catalog
-from schema.splitter import line_column, split_statements
+from schema.catalog import VERSION_MAX, CatalogError, checksum, parse_file_name, parse_migration, read_catalog
+from schema.splitter import LineIndex, split_statements
 from tests.migrator.conftest import MIGRATIONS
 
 slugs = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_-]{0,20}", fullmatch=True)
 
 
-@given(version=st.integers(min_value=1, max_value=10**9), slug=slugs, width=st.integers(1, 6))
+@given(version=st.integers(min_value=1, max_value=VERSION_MAX), slug=slugs, width=st.integers(1, 6))
 def test_file_names_round_trip_to_version_and_slug(version: int, slug: str, width: int) -> None:
     assert parse_file_name(f"{version:0{width}d}_{slug}.sql") == (version, slug)
+
+
+@given(version=st.integers(min_value=VERSION_MAX + 1, max_value=10**40))
+def test_a_version_the_ledgers_bigint_cannot_hold_is_refused_naming_the_file_and_the_range(
+    version: int,
+) -> None:
+    name = f"{version}_x.sql"
+    with pytest.raises(
+        CatalogError, match=re.escape(f"{name!r}: the version must be from 1 to {VERSION_MAX}")
+    ):
+        parse_file_name(name)
 
 
 @given(name=st.text(max_size=30))
@@ -32,7 +43,7 @@ def test_file_names_either_parse_or_raise_catalog_error(name: str) -> None:
     try:
         version, slug = parse_file_name(name)
     except CatalogError as exc:
-        assert "malformed" in str(exc) or "greater than 0" in str(exc)
+        assert "malformed" in str(exc) or f"from 1 to {VERSION_MAX}" in str(exc)
     else:
         assert name == f"{name.split('_', 1)[0]}_{slug}.sql" and version > 0
 
@@ -151,9 +162,9 @@ def test_split_statements_recovers_simple_statements(parts: list[str]) -> None:
 
 def test_line_column_counts_like_an_editor() -> None:
     text = "ab\ncde\r\nf"
-    assert line_column(text, 0) == (1, 1)
-    assert line_column(text, 4) == (2, 2)
-    assert line_column(text, text.index("f")) == (3, 1)
+    assert LineIndex.of(text).line_column(0) == (1, 1)
+    assert LineIndex.of(text).line_column(4) == (2, 2)
+    assert LineIndex.of(text).line_column(text.index("f")) == (3, 1)
 
 
 @pytest.mark.parametrize(

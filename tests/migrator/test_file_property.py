@@ -1,5 +1,7 @@
 """For any bytes in a migration file, `up` either applies the whole file and records it, or
-records nothing and leaves no object behind (issue 10): the schema is compared with pg_dump."""
+records nothing and leaves no object behind (issue 10), never hanging and never exiting 1 (issue
+19: client streams, psql meta-commands, lexing settings, quotes inside quotes): the schema is
+compared with pg_dump."""
 
 from __future__ import annotations
 
@@ -68,6 +70,56 @@ FILES = st.one_of(
 )
 
 
+# Issue 19: what a client stream, a psql meta-command, a lexing setting or a quote inside a quote
+# does to a file (the COPY would have hung `up`, the setting let a COMMIT hidden in a string run).
+CLIENT_STREAMS = (
+    "COPY {t} FROM stdin",
+    "copy /* rows */ {t} (x) FROM\nSTDIN WITH (FORMAT csv)",
+    "COPY (SELECT 1) TO STDOUT",
+    "COPY {t} TO stdout",
+)
+META_LINES = (
+    "\\set ON_ERROR_STOP on\n",
+    "\\i other.sql\n",
+    "\\copy {t} FROM 'x.csv'\n",
+    "SELECT 1 \\gexec\n",
+    "1\t2\n\\.\n",
+)
+HIDDEN_COMMIT = b"SELECT 'a\\'';COMMIT;SELECT '';\n"
+DYNAMIC_SCS = b"DO $$ BEGIN EXECUTE 'SET standard_' || 'conforming_strings = off'; END $$"
+LEXING = (
+    "SET standard_conforming_strings = off",
+    "SET LOCAL standard_conforming_strings TO off",
+    "RESET standard_conforming_strings",
+    "SELECT set_config('standard_conforming_strings', 'off', false)",
+    "SET client_encoding = 'LATIN1'",
+    "SET NAMES 'SJIS'",
+    DYNAMIC_SCS.decode(),
+    HIDDEN_COMMIT.decode().rstrip(";\n"),
+)
+NESTED_QUOTES = (
+    "SELECT E'it\\'s; COMMIT; --'",
+    "SELECT E'a\\\\' AS b",
+    "SELECT '$$;' AS d, '--;' AS c",
+    "SELECT $$ it's; COMMIT; -- $$",
+    "SELECT $a$ $$ ; $a$",
+    "COMMENT ON TABLE {t} IS E'a\\\\b; -- c'",
+    "SELECT 'x' /* $$ ' ; */",
+    'SELECT "we;ird" FROM (SELECT 1 AS "we;ird") s',
+)
+STREAM_SETTING_QUOTE_PIECE = st.one_of(
+    *[
+        st.tuples(statements(k), SEPARATOR).map(b"".join)
+        for k in (GOOD, NESTED_QUOTES, NESTED_QUOTES, CLIENT_STREAMS, LEXING, TRANSACTION)
+    ],
+    statements(META_LINES),
+    NOISE,
+)
+STREAM_SETTING_QUOTE_FILES = st.tuples(
+    FIRST_TABLE, st.lists(STREAM_SETTING_QUOTE_PIECE, min_size=1, max_size=6).map(b"".join)
+).map(b"".join)
+
+
 @pytest.fixture
 def template(database: Database, tmp_path: Path) -> Iterator[Database]:
     """A database the migrator has set up (pgvector, the ledger, version 1), copied per example."""
@@ -112,6 +164,28 @@ async def execute_whole(url: str, sql: str) -> bool:
 def test_any_file_is_applied_whole_and_recorded_or_leaves_nothing(
     template: Database, tmp_path: Path, content: bytes
 ) -> None:
+    assert_applied_whole_or_leaves_nothing(template, tmp_path, content)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=STREAM_SETTING_QUOTE_FILES)
+# Issue 19's reproductions: a hung COPY, a meta-command, a COMMIT hidden by a setting (in the text,
+# then built at run time), and quotes inside quotes.
+@example(content=b"CREATE TABLE a(x int);\nCOPY a FROM stdin;\n1\n\\.\n")
+@example(content=b"\\set ON_ERROR_STOP on\nCREATE TABLE a(x int);\n")
+@example(content=b"CREATE TABLE a(x int);\nSET standard_conforming_strings = off;\n" + HIDDEN_COMMIT)
+@example(content=b"CREATE TABLE a(x int);\n" + DYNAMIC_SCS + b";\n" + HIDDEN_COMMIT)
+@example(content=b"CREATE TABLE a(x int);\nSELECT E'\\';COMMIT;--';\nSELECT '$$;--', $q$ ' $q$;\n")
+def test_any_file_with_client_streams_lexing_settings_or_nested_quotes_is_applied_whole_or_leaves_nothing(
+    template: Database, tmp_path: Path, content: bytes
+) -> None:
+    assert_applied_whole_or_leaves_nothing(template, tmp_path, content)
+
+
+def assert_applied_whole_or_leaves_nothing(template: Database, tmp_path: Path, content: bytes) -> None:
+    """`up` with the file as 0002 after a base: exit 0 with the file recorded and the schema
+    PostgreSQL makes of it, or exit 2 or 5 with nothing recorded and the schema unchanged. A hang
+    fails on the suite's timeout."""
     note(f"file: {content!r}")
     directory = tmp_path / "migrations"
     directory.mkdir(exist_ok=True)

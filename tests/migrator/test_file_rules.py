@@ -36,6 +36,40 @@ def up(database: Database, directory: Path) -> tuple[int, str, list[str]]:
         ("CREATE TABLE a(x int);\nDISCARD ALL;\n", 2, "DISCARD ALL"),
         (NO_TX + "CREATE TABLE a(x int);\r\nBEGIN;\r\n", 3, "BEGIN"),
         ("CREATE TABLE a(x int);\n\x00CREATE TABLE b(x int);\n", 2, "NUL character"),
+        # Issue 19: a client stream the migrator does not have (COPY FROM STDIN waited forever).
+        ("CREATE TABLE a(x int);\nCOPY a FROM stdin;\n1\n2\n\\.\n", 2, "COPY a FROM stdin"),
+        (
+            "CREATE TABLE a(x int);\ncopy /* rows */ a (x)\n FROM -- the client\n Stdin (FORMAT csv);\n",
+            2,
+            "copy",
+        ),
+        (
+            "CREATE TABLE a(x int);\nCOPY (SELECT x FROM a) TO STDOUT;\n",
+            2,
+            "COPY (SELECT x FROM a) TO STDOUT",
+        ),
+        ("CREATE TABLE a(x int);\nCOPY BINARY a TO stdout;\n", 2, "COPY BINARY"),
+        # psql meta-commands: only psql understands them.
+        ("CREATE TABLE a(x int);\n\\i other.sql\nCREATE TABLE b(x int);\n", 2, "\\i other.sql"),
+        ("\\set ON_ERROR_STOP on\nCREATE TABLE a(x int);\n", 1, "\\set ON_ERROR_STOP on"),
+        ("CREATE TABLE a(x int);\n\\copy a FROM 'rows.csv'\n", 2, "\\copy"),
+        ("CREATE TABLE a(x int);\nSELECT 'CREATE TABLE b(x int)' \\gexec\n", 2, "\\gexec"),
+        # Settings that change where the server sees a string (and so a statement) end.
+        (
+            "CREATE TABLE a(x int);\nSET standard_conforming_strings = off;\n",
+            2,
+            "standard_conforming_strings",
+        ),
+        ("CREATE TABLE a(x int);\nset local STANDARD_CONFORMING_STRINGS to off;\n", 2, "STANDARD_CONFORMING"),
+        ("CREATE TABLE a(x int);\nSET SESSION standard_conforming_strings = 0;\n", 2, "SET SESSION"),
+        ("CREATE TABLE a(x int);\nRESET standard_conforming_strings;\n", 2, "RESET standard_conforming"),
+        (
+            "CREATE TABLE a(x int);\nSELECT set_config('standard_conforming_strings', 'off', false);\n",
+            2,
+            "set_config",
+        ),
+        ("CREATE TABLE a(x int);\nSET client_encoding = 'SJIS';\n", 2, "client_encoding"),
+        ("CREATE TABLE a(x int);\nSET NAMES 'LATIN1';\n", 2, "SET NAMES"),
     ],
 )
 def test_a_statement_that_would_break_the_migrators_session_is_refused_before_anything_runs(
@@ -66,6 +100,14 @@ def test_plan_refuses_the_same_file_it_would_not_run(database: Database, migrati
         ("SELECT set_config('statement_timeout', '0', false)", "changed lock_timeout or statement_timeout"),
         ("DO $$ BEGIN EXECUTE 'SELECT pg_advisory_' || 'unlock_all()'; END $$", "released the lock"),
         ("SELECT set_config('role', 'guard_other', false)", "changed the role"),
+        (
+            "DO $$ BEGIN EXECUTE 'SET standard_' || 'conforming_strings = off'; END $$",
+            "changed standard_conforming_strings or client_encoding",
+        ),
+        (
+            "DO $$ BEGIN EXECUTE 'SET client_' || 'encoding = ''LATIN1'''; END $$",
+            "changed standard_conforming_strings or client_encoding",
+        ),
     ],
 )
 def test_a_session_change_the_text_hides_is_caught_by_the_guard_before_commit(
@@ -159,3 +201,51 @@ def test_a_commit_the_splitter_cannot_see_is_reported_as_possibly_committed(
     assert "may have been committed" in message and "rolled back" not in message
     assert not table_exists(database, "b")
     assert ledger(database) == []
+
+
+# With standard_conforming_strings off, the server reads 'a\'' as a string holding a quote and runs
+# the COMMIT; the splitter reads it as psql does with the setting on: the COMMIT inside a string.
+HIDDEN_COMMIT = "SELECT 'a\\'';COMMIT;SELECT '';\n"
+
+
+def test_a_commit_hidden_by_turning_standard_conforming_strings_off_is_refused_before_anything_runs(
+    database: Database, migrations_dir: Files
+) -> None:
+    sql = f"CREATE TABLE keep_me(x int);\nSET standard_conforming_strings = off;\n{HIDDEN_COMMIT}"
+    code, message, names = up(database, migrations_dir({"0001_hidden.sql": sql}))
+    assert code == 2, message
+    assert "line 2, column 1" in message and "standard_conforming_strings" in message
+    assert "migration_started" not in names
+    assert not table_exists(database, "keep_me") and ledger(database) == []
+
+
+def test_a_database_whose_default_turns_standard_conforming_strings_off_still_reads_files_as_split(
+    database: Database, migrations_dir: Files
+) -> None:
+    database.psql(f'ALTER DATABASE "{database.name}" SET standard_conforming_strings = off')
+    directory = migrations_dir({"0001_hidden.sql": f"CREATE TABLE keep_me(x int);\n{HIDDEN_COMMIT}"})
+    code, message, _ = up(database, directory)
+    # Read as split, the last string runs on into the guard: PostgreSQL rejects the query before
+    # running any of it, and the file rolls back.
+    assert code == 5 and "syntax error" in message and "rolled back" in message, message
+    assert not table_exists(database, "keep_me") and ledger(database) == []
+
+
+def test_a_backslash_in_strings_quoted_names_dollar_quotes_and_comments_is_no_meta_command(
+    database: Database, migrations_dir: Files
+) -> None:
+    sql = (
+        "CREATE TABLE \"we\\ird\" (v text DEFAULT E'a\\\\b\\'c' CHECK (v <> '\\'));\n"
+        "-- a \\comment\n/* \\another */\n"
+        "DO $body$ BEGIN PERFORM '\\'; END $body$;\n"
+        "COMMENT ON TABLE \"we\\ird\" IS 'copy from stdin: \\copy';\n"
+    )
+    code, message, _ = up(database, migrations_dir({"0001_backslashes.sql": sql}))
+    assert code == 0, message
+    assert database.psql("SELECT obj_description('\"we\\ird\"'::regclass)") == "copy from stdin: \\copy"
+
+
+def test_a_meta_command_is_located_at_its_backslash(database: Database, migrations_dir: Files) -> None:
+    sql = "CREATE TABLE a(x int);\n  SELECT 'CREATE TABLE b(x int)' \\gexec\n"
+    code, message, _ = up(database, migrations_dir({"0001_gexec.sql": sql}))
+    assert code == 2 and "line 2, column 34: `\\gexec`" in message, message

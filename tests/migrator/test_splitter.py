@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from schema.splitter import line_column, split_statements
+from schema.splitter import LineIndex, split_statements
 
 ATOMIC_BODY = (
     "CREATE FUNCTION sign_of(x int) RETURNS text LANGUAGE sql\n"
@@ -49,13 +49,19 @@ def test_escape_string_prefix_is_not_a_word() -> None:
 
 def test_line_column_treats_cr_crlf_and_lf_each_as_one_line_break() -> None:
     text = "a\rb\r\nc\nd"
-    assert line_column(text, text.index("b")) == (2, 1)
-    assert line_column(text, text.index("c")) == (3, 1)
-    assert line_column(text, text.index("d")) == (4, 1)
-    assert line_column("ab\rcd", 4) == (2, 2)
+    assert LineIndex.of(text).line_column(text.index("b")) == (2, 1)
+    assert LineIndex.of(text).line_column(text.index("c")) == (3, 1)
+    assert LineIndex.of(text).line_column(text.index("d")) == (4, 1)
+    assert LineIndex.of("ab\rcd").line_column(4) == (2, 2)
 
 
 def test_an_unterminated_block_comment_is_sent_so_postgresql_rejects_it_rather_than_skipped() -> None:
     unterminated = "/* open /* nested */"
     assert texts(f"CREATE TABLE a(x int);\n{unterminated}") == ["CREATE TABLE a(x int)", unterminated]
     assert texts("SELECT 1; /* closed /* nested */ */") == ["SELECT 1"]
+
+
+def test_an_unterminated_string_ending_in_a_doubled_quote_runs_to_the_end_of_the_file() -> None:
+    # '' is a quote inside the string, not its end followed by a new one: nothing after it splits.
+    assert texts("SELECT 'a'';\nSELECT E'b\\';\nSELECT 1;") == ["SELECT 'a'';\nSELECT E'b\\';\nSELECT 1;"]
+    assert texts("SELECT E'a''\\';\nSELECT 1;") == ["SELECT E'a''\\';\nSELECT 1;"]

@@ -59,6 +59,8 @@ def test_bad_input_exits_2_before_connecting(env: dict[str, str], args: list[str
         ({"1_bad name.sql": "SELECT 1;"}, "malformed"),
         ({"0001_a.sql": b"\xc3\x28"}, "UTF-8"),
         ({"0001_a.sql": ""}, "empty"),
+        # Above the ledger's bigint: it passed the catalog, then failed at "line 1, column 1" (exit 5).
+        ({"99999999999999999999_x.sql": "SELECT 1;"}, "from 1 to 9223372036854775807"),
     ],
 )
 def test_bad_migration_files_exit_2_naming_the_file(
