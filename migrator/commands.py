@@ -57,15 +57,16 @@ class Context:
             log=self.log,
             prepare=self._prepare,
         )
-        self.connections.append(conn)
         conn.add_log_listener(self._server_notice)
         return conn
 
     async def _prepare(self, conn: asyncpg.Connection) -> None:
         """Before the verb runs, under the migrator's own limits: the privileges it needs, and for
-        `up` and `baseline` a primary (a standby is waited for) that takes writes."""
+        `up`, `baseline` and `repair` a primary (a standby is waited for) that takes writes. The
+        connection is the run's from here on, so a stop signal can close it even while this waits."""
+        self.connections.append(conn)
         verb, options = self.settings.command, self.settings.options
-        if verb not in privileges.WRITING_VERBS:
+        if verb not in privileges.OWNER_VERBS:
             async with session.reading(conn, options):
                 await privileges.check_access(conn, verb)
             return
@@ -207,11 +208,8 @@ async def cmd_plan(ctx: Context) -> int:
 
 async def plan_repair(ctx: Context) -> int:
     """`plan --repair`: the statements `repair` would run now, on stdout; touches nothing."""
-    conn = await ctx.connect(read_url(ctx.settings.database))
-    try:
+    async with ctx.reading() as conn:
         plan = await repair.read_plan(conn, ctx.catalog, await read_state(conn, ctx.catalog), ctx.log)
-    finally:
-        await conn.close()
     plan.announce(ctx.log)
     ctx.stdout.write(plan.restoration.script())
     event = "repair_plan" if plan.steps else "nothing_to_repair"

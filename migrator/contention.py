@@ -19,8 +19,6 @@ from migrator.events import EventLog
 from schema.catalog import Migration
 from schema.splitter import leading_words
 
-LOCK_NOT_AVAILABLE: Final = "55P03"
-
 # The first retry waits 0.5-1 s, each next one up to twice as long, never more than 30 s: short
 # enough to catch a blocker that just finished, long enough apart that the application's queries
 # (which queue behind a waiting ALTER TABLE for up to MIGRATOR_DDL_LOCK_TIMEOUT) get the table back.
@@ -136,7 +134,8 @@ class ContentionRetry:
         undone = (
             "the file was rolled back"
             if migration.transactional
-            else "the blocked statement was rolled back, the ones before it stay applied and run again"
+            else "the blocked statement was rolled back (a concurrent index build leaves its index INVALID, "
+            "which the file's first statements move aside), the ones before it stay applied and run again"
         )
         self._log.info(
             "lock_retry",

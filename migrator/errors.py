@@ -131,6 +131,8 @@ class ConnectionLost(MigratorError):
     event = "connection_lost"
 
     def __init__(self, exc: BaseException, *, applying: str = "", transactional: bool = True) -> None:
+        if applying:
+            self.filename = applying  # for the termination message
         super().__init__(
             f"lost the database connection ({classify_error(exc)})"
             + (f" while applying {applying}: {lost_outcome(transactional=transactional)}" if applying else "")
@@ -498,10 +500,12 @@ class BlockedByLocks(MigratorError):
         self, filename: str, line: int, attempts: int, spent: float, blockers: str, *, transactional: bool
     ) -> None:
         self.filename = filename
+        self.line = line
         undone = (
             "the file was rolled back"
             if transactional
-            else "the blocked statement was rolled back, the ones before it stay applied (the file is "
+            else "the blocked statement was rolled back (a concurrent index build leaves its index INVALID, "
+            "which the file moves aside when it runs again), the ones before it stay applied (the file is "
             "written to be re-run)"
         )
         super().__init__(

@@ -11,8 +11,16 @@ from typing import Final
 import asyncpg
 
 from migrator import blockers, grants, privileges, violations
-from migrator.contention import LOCK_NOT_AVAILABLE, Contention, waits_for_old_transactions
-from migrator.errors import ConnectionLost, MigrationFailed, is_connection_loss
+from migrator.contention import Contention, waits_for_old_transactions
+from migrator.errors import (
+    LOCK_NOT_AVAILABLE,
+    READ_ONLY_TRANSACTION,
+    ConnectionLost,
+    MigrationFailed,
+    ReadOnlyDatabase,
+    from_database,
+    is_connection_loss,
+)
 from migrator.events import EventLog
 from migrator.guard import SESSION_CHANGED, TRANSACTION_ENDED, SessionGuard, to_ms
 from migrator.progress import ProgressWatcher, SeenBlockers
@@ -124,7 +132,9 @@ class FileRunner:
             except CLOSED as exc:  # BEGIN, the settings or the ledger row: not a statement of the file
                 if is_connection_loss(exc):
                     raise lost(migration, exc) from exc
-                raise statement_failure(migration, Statement(0, ""), exc) from exc
+                # A lock timeout, a read-only server or a full disk on the migrator's own SET or
+                # ledger row: the server's state, named by its code, not "fix the file" at line 1.
+                raise (from_database(exc) or statement_failure(migration, Statement(0, ""), exc)) from exc
             duration = round((time.monotonic() - started) * 1000, 1)
             if self.record:
                 self.log.info("migration_applied", version=migration.version, duration_ms=duration)
@@ -241,6 +251,8 @@ class FileRunner:
             return await self._contention(migration, failed, cause)
         if isinstance(cause, asyncpg.InsufficientPrivilegeError):
             return await privileges.in_migration(self.conn, migration, statement, cause)
+        if isinstance(cause, asyncpg.PostgresError) and cause.sqlstate == READ_ONLY_TRANSACTION:
+            return ReadOnlyDatabase(ReadOnlyDatabase.REFUSED)  # the server's setting, not the file
         if isinstance(cause, asyncpg.PostgresError):
             validation = violations.is_failed_validation(cause, statement.text)
             rows = await violations.rows_query(self.conn, cause) if validation else None

@@ -16,10 +16,9 @@ from schema.ledger import TABLE
 from schema.quoting import quote_ident
 from schema.splitter import Statement
 
-# `up` and `baseline` create and write; every other verb only reads the ledger.
-WRITING_VERBS: Final = frozenset({"up", "baseline"})
-# ...and `repair` alters the application's tables: these run as the schema owner role.
-OWNER_VERBS: Final = WRITING_VERBS | {"repair"}
+# `up` and `baseline` create and write, `repair` alters the application's tables: these run as the
+# schema owner role, on a primary that takes writes. Every other verb only reads the ledger.
+OWNER_VERBS: Final = frozenset({"up", "baseline", "repair"})
 OWNER_ADVICE: Final = (
     "`kata-migrate up`, `baseline` and `repair` are meant to run as the schema owner role: check that the "
     "migration Job's Secret holds the owner's URL, not the application's or the probe's (docs/deploy.md); "
@@ -78,7 +77,9 @@ async def check_access(conn: asyncpg.Connection, verb: str) -> None:
             "AUTHORIZATION <owner role>`) or point DATABASE_URL at the right database; nothing was changed"
         )
     role = str(row["role"])
-    writes = verb in WRITING_VERBS
+    # `repair` records nothing, but it is the owner's verb: asked of another role, the missing
+    # privileges of an owner name the fix (the Job's Secret) before its read-only setting does.
+    writes = verb in OWNER_VERBS
     needed = [
         ("USAGE", "schema", schema, row["usage"]),
         ("CREATE", "schema", schema, row["create"] or not writes),

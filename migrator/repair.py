@@ -7,19 +7,18 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Final
 
 import asyncpg
 
-from migrator import conformance, placement, privileges
+from migrator import conformance, privileges
 from migrator.contention import ContentionRetry
 from migrator.errors import RepairIncomplete, RepairRefused
 from migrator.events import EventLog
-from migrator.execution import FileRunner, RunOptions
-from migrator.guard import read_guard
+from migrator.execution import RunOptions
 from migrator.progress import ProgressWatcher
-from migrator.runner import check_drift, holding_lock
+from migrator.runner import check_drift, file_runner, holding_lock
 from schema.catalog import Catalog, Migration, checksum
 from schema.expected import ExpectedSchema
 from schema.live import NAMESPACE, read_live_schema
@@ -110,12 +109,10 @@ async def repair(
             )
             return plan
         await privileges.check_ownership(conn, "repair", NAMESPACE, sorted({s.table for s in plan.steps}))
-        # As `up`: a FOREIGN KEY's `REFERENCES contexts` and `vector_cosine_ops` resolve in public
-        # and pgvector's schema, never in a role-named schema.
-        options = replace(options, search_path=await placement.pin_search_path(conn))
         log.info("repair_started", version=plan.version, count=len(plan.steps), objects=plan.objects)
-        guard = await read_guard(conn, options.ddl_lock_timeout, options.statement_timeout)
-        runner = FileRunner(conn, options, guard, applied_by, log, watcher, record=False)
+        # As `up`: a FOREIGN KEY's `REFERENCES contexts` and `vector_cosine_ops` resolve in public
+        # and pgvector's schema, never in a role-named schema; text reads as it was split.
+        runner = await file_runner(conn, options, applied_by, log, watcher, record=False)
         # Each step can be re-run from the top of the script, as a no-transaction file's can.
         retry = ContentionRetry(options.lock_retry_budget, log)
         await retry.apply(functools.partial(runner.apply, plan.script()))

@@ -80,6 +80,25 @@ async def holding_lock(conn: asyncpg.Connection, timeout: float, log: EventLog) 
                 )
 
 
+async def file_runner(
+    conn: asyncpg.Connection,
+    options: RunOptions,
+    applied_by: str,
+    log: EventLog,
+    watcher: ProgressWatcher | None = None,
+    *,
+    record: bool = True,
+) -> FileRunner:
+    """The session made ready to run files, for `up` and `repair` alike: the search_path pinned
+    (unless the run pinned it already), the server reading text as the splitter did, and the guard
+    taken from the session as it now is."""
+    if options.search_path is None:
+        options = replace(options, search_path=await placement.pin_search_path(conn))
+    await conn.execute(READ_AS_SPLIT)
+    guard = await read_guard(conn, options.ddl_lock_timeout, options.statement_timeout)
+    return FileRunner(conn, options, guard, applied_by, log, watcher, record=record)
+
+
 async def migrate(
     conn: asyncpg.Connection,
     catalog: Catalog,
@@ -113,9 +132,7 @@ async def migrate(
         await create_ledger(conn)
         # Before the files: see migrator/grants.py.
         await grants.apply(conn, options.roles, log, lock_timeout=options.ddl_lock_timeout)
-        await conn.execute(READ_AS_SPLIT)
-        guard = await read_guard(conn, options.ddl_lock_timeout, options.statement_timeout)
-        runner = FileRunner(conn, options, guard, applied_by, log, watcher)
+        runner = await file_runner(conn, options, applied_by, log, watcher)
         retry = ContentionRetry(options.lock_retry_budget, log)
         applied = []
         for version in state.pending:

@@ -98,7 +98,9 @@ class FinalEvent:
 
 
 def encode(document: Mapping[str, object]) -> bytes:
-    return json.dumps(document, ensure_ascii=False, default=str).encode("utf-8")
+    # ASCII, every other character escaped: names from the ledger may carry control, bidi or
+    # unpaired surrogate characters, which must neither reach `kubectl describe` raw nor fail here.
+    return json.dumps(document, ensure_ascii=True, default=str).encode("ascii")
 
 
 @dataclass(frozen=True)

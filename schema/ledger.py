@@ -93,11 +93,6 @@ class AppliedMigration:
         return self.file or f"version {self.version} ({self.name})"
 
 
-async def ledger_exists(conn: asyncpg.Connection) -> bool:
-    found = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", TABLE)
-    return bool(found)
-
-
 async def create_ledger(conn: asyncpg.Connection) -> None:
     """The table, or the column an older ledger lacks. The ALTER runs only when the column is
     missing: ALTER TABLE takes an exclusive lock even when IF NOT EXISTS makes it a no-op."""

@@ -110,7 +110,9 @@ def _plan_one(drift: Drift, expected: Schema, live: Schema, namespace: str) -> S
 def _index_step(index: Index, live: Schema, namespace: str) -> Step | str:
     """A missing index is built; an INVALID one (an interrupted concurrent build) is moved aside
     and dropped concurrently first, as 0002 and 0005 do, so `IF NOT EXISTS` does not skip it.
-    INVALID copies under other names (a leftover already moved aside) are dropped first."""
+    A missing one gets the same first statements, which do nothing until then: a build the run's
+    lock-contention retry interrupted leaves an INVALID index, and the retry runs the script again
+    from its top. INVALID copies under other names (a leftover already moved aside) go first."""
     invalid = [i for i in live.indexes if i.same_definition(index) and not i.valid]
     names = {i.name for i in invalid}
     if not invalid and any(_retuned(i, index) for i in live.indexes):
@@ -119,12 +121,11 @@ def _index_step(index: Index, live: Schema, namespace: str) -> Step | str:
     if taken:
         return _taken("index", index.name, taken)
     statements = [drop_index_sql(namespace, i.name) for i in invalid if i.name != index.name]
-    if index.name in names:
-        aside = aside_name(index.name)
-        other = None if aside in names else relation_named(live, aside)
-        if other:
-            return _taken("index", index.name, other, aside=aside)
-        statements += [move_aside_sql(namespace, index.name, aside), drop_index_sql(namespace, aside)]
+    aside = aside_name(index.name)
+    other = None if aside in names else relation_named(live, aside)
+    if other:
+        return _taken("index", index.name, other, aside=aside)
+    statements += [move_aside_sql(namespace, index.name, aside), drop_index_sql(namespace, aside)]
     action = "rebuild" if invalid else "build"
     return Step("index", index.name, index.table, action, (*statements, create_index_sql(index, namespace)))
 
@@ -273,15 +274,17 @@ def _key_step(constraint: Constraint, live: Schema, namespace: str) -> Step | st
 
 
 def _key_index(kind: str, index: Index, create: str, live: Schema, namespace: str) -> tuple[str, ...] | str:
-    """What leaves a valid unique index named like the constraint: `create`, nothing when a re-run
-    finds it built, or an interrupted build of it moved aside and dropped first."""
+    """What leaves a valid unique index named like the constraint: nothing when a re-run finds it
+    built, else `create` after an INVALID leftover of an earlier build (of another run, or of this
+    one before a lock-contention retry) is moved aside and dropped."""
     leftover = next((i for i in live.indexes if i.name == index.name), None)
     if leftover is None:
         taken = relation_named(live, index.name)
-        return _taken(kind, index.name, taken) if taken else (create,)
-    if not _backs(leftover, index):
+        if taken:
+            return _taken(kind, index.name, taken)
+    elif not _backs(leftover, index):
         return _taken(kind, index.name, f"index {leftover.name} ({leftover.definition()})")
-    if leftover.valid:
+    elif leftover.valid:
         return ()
     aside = aside_name(index.name)
     other = relation_named(live, aside)

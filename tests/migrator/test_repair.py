@@ -17,6 +17,7 @@ from tests.migrator.conftest import (
     FINAL_CHECKS,
     FINAL_INDEXES,
     MIGRATIONS,
+    Events,
     Outcome,
     check_constraints,
     ledger,
@@ -55,6 +56,17 @@ CHECK (((parent_id IS NULL) OR (fork_version IS NOT NULL))) NOT VALID;
 ALTER TABLE public.contexts VALIDATE CONSTRAINT contexts_fork_pair;
 
 -- build index messages_embedding_idx
+DO $kata_repair$
+BEGIN
+    IF EXISTS (
+        SELECT 1 FROM pg_index WHERE indexrelid = to_regclass(E'public.messages_embedding_idx') \
+AND NOT indisvalid
+    ) THEN
+        ALTER INDEX public.messages_embedding_idx RENAME TO messages_embedding_idx_invalid;
+    END IF;
+END
+$kata_repair$;
+DROP INDEX CONCURRENTLY IF EXISTS public.messages_embedding_idx_invalid;
 CREATE INDEX CONCURRENTLY IF NOT EXISTS messages_embedding_idx ON public.messages \
 USING hnsw (embedding vector_cosine_ops);
 """
@@ -368,7 +380,7 @@ def test_repair_as_a_role_that_does_not_own_the_tables_is_exit_10(roles: Roles) 
     roles.database.psql("DROP INDEX messages_embedding_idx")
     outcome = run_inprocess(["repair"], migrator_env(roles.url(roles.probe)))
     assert outcome.code == 10, outcome.stderr
-    assert "lacks ownership on table messages (needed by `kata-migrate repair`" in outcome.final_message
+    assert "(needed by `kata-migrate repair`; nothing was changed)" in outcome.final_message
     assert "meant to run as the schema owner role" in outcome.final_message
     assert roles.database.psql("SELECT to_regclass('messages_embedding_idx') IS NULL") == "t"
 
@@ -386,4 +398,44 @@ def test_a_database_migrated_past_this_image_is_refused_naming_the_newer_file(mi
         assert outcome.code == 6, outcome.stderr
         assert "from an image that ships 0006_drop_hnsw.sql" in outcome.final_message
         assert "migrated past this image" in outcome.final_message
+    assert migrated.server.schema_dump(migrated.name) == dump
+
+
+def test_a_build_blocked_by_an_open_writer_is_retried_past_the_invalid_index_it_left(
+    migrated: Database,
+) -> None:
+    """The concurrent build gives up waiting for the writer (--concurrent-wait-timeout) after it
+    created its index, INVALID; the retry runs the script from its top, whose first statements move
+    that leftover aside, so the rebuilt index is valid and nothing is left behind."""
+    migrated.psql("DROP INDEX contexts_deleted_at_idx")
+    env = migrator_env(migrated.url, MIGRATOR_CONCURRENT_WAIT_TIMEOUT="0.5", MIGRATOR_LOCK_RETRY_BUDGET="600")
+    with open_writer(migrated, "contexts"):
+        run = Events(start_process(["repair"], env))
+        [blocked] = run.wait_for("lock_blocked")
+    assert run.finish() == 0, "".join(run.lines)
+    assert any(b["application_name"] == "open-writer" for b in blocked["blockers"])  # type: ignore[union-attr]
+    assert secondary_indexes(migrated) == FINAL_INDEXES  # valid, and no `_invalid` leftover
+    assert run_inprocess(["verify"], migrator_env(migrated.url)).code == 0
+
+
+def test_repair_reads_its_script_as_split_where_the_database_turns_standard_conforming_strings_off(
+    migrated: Database,
+) -> None:
+    migrated.psql(f'ALTER DATABASE "{migrated.name}" SET standard_conforming_strings = off')
+    migrated.psql("DROP INDEX contexts_deleted_at_idx")
+    outcome = run_inprocess(["repair"], migrator_env(migrated.url))
+    assert outcome.code == 0, outcome.stderr
+    assert secondary_indexes(migrated) == FINAL_INDEXES
+
+
+def test_repair_on_a_read_only_database_is_exit_2_naming_the_setting_and_changes_nothing(
+    migrated: Database,
+) -> None:
+    migrated.psql("DROP INDEX contexts_deleted_at_idx")
+    migrated.psql(f'ALTER DATABASE "{migrated.name}" SET default_transaction_read_only = on')
+    dump = migrated.server.schema_dump(migrated.name)
+    outcome = run_inprocess(["repair"], migrator_env(migrated.url))
+    assert outcome.code == 2, outcome.stderr
+    assert outcome.names()[-1] == "read_only_database"
+    assert "default_transaction_read_only" in outcome.final_message
     assert migrated.server.schema_dump(migrated.name) == dump

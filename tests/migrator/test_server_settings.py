@@ -322,3 +322,24 @@ def test_a_role_without_connect_exits_10_at_once_naming_the_grant(roles: Roles) 
     assert f"lacks CONNECT on database {db.name}" in message, message
     assert f"`GRANT CONNECT ON DATABASE {db.name} TO {roles.owner};`" in message, message
     assert outcome.seconds < 20  # from outside: far below the 30 s it would have retried
+
+
+def test_a_write_refused_as_read_only_in_the_middle_of_a_file_is_exit_2_not_fix_the_file(
+    database: Database, migrations_dir: Files
+) -> None:
+    """The server turning read-only while a file runs (ALTER SYSTEM and a reload, a failover to a
+    standby) refuses the next write with 25006. Here the file's own SET stands in for it, since
+    ALTER SYSTEM would change the test server every other test shares."""
+    directory = migrations_dir(
+        {
+            "0001_first.sql": "-- migrate: no-transaction\n"
+            "CREATE TABLE before_it (id int);\n"
+            "SET default_transaction_read_only = on;\n"
+            "CREATE TABLE after_it (id int);\n"
+        }
+    )
+    outcome = run_inprocess(["up"], migrator_env(database.url, MIGRATIONS_DIR=str(directory)))
+    assert outcome.code == 2, outcome.stderr
+    assert outcome.names()[-1] == "read_only_database"
+    assert "fix the file" not in outcome.final_message
+    assert ledger(database) == []

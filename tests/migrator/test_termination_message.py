@@ -153,3 +153,12 @@ def test_a_long_message_is_cut_to_what_kubelet_keeps_and_stays_json() -> None:
     assert document["exit_code"] == 6 and document["event"] == "schema_drift"
     assert str(document["msg"]).endswith(" …")
     assert str(document["msg"])[:-2] == event.message[: len(document["msg"]) - 2]
+
+
+def test_control_bidi_and_unpaired_characters_are_escaped_and_never_break_the_message() -> None:
+    # File names come from the ledger: a C1 control, a bidi override, a line separator and an
+    # unpaired surrogate must neither reach `kubectl describe` raw nor fail the encoding.
+    name = "0009_\x9b\u202eevil\u2028\ud800.sql"
+    data = FinalEvent(6, "drift_detected", f"applied but missing here: {name}", {"file": name}).render()
+    assert data.isascii()
+    assert json.loads(data)["file"] == name
