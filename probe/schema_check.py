@@ -22,6 +22,7 @@ from probe.check import Check, CheckFailed, CheckResult, Recorder, Snapshot, Ver
 from schema.catalog import Catalog
 from schema.drift import BREAKING, DEGRADED, Drift
 from schema.expected import ExpectedSchema
+from schema.ledger import TABLE as LEDGER_TABLE
 from schema.ledger import LedgerShapeError
 from schema.live import read_live_schema
 from schema.verdicts import read_state
@@ -72,7 +73,9 @@ class SchemaCheck(Check[SchemaFinding]):
         try:
             state = await read_state(conn, self._catalog)
         except LedgerShapeError as exc:  # names only columns and types: no driver text
-            raise CheckFailed(f"ledger of the wrong shape: {'; '.join(exc.problems)}") from exc
+            raise CheckFailed(
+                f"ledger of the wrong shape: {'; '.join(exc.problems)}", self._unreadable(exc)
+            ) from exc
         target = min(state.version, self._catalog.latest_version)
         compared, drift = await self._drift(conn, target, state.pending)
         found = SchemaFinding(
@@ -92,6 +95,14 @@ class SchemaCheck(Check[SchemaFinding]):
         if found.pending:
             raise CheckFailed(f"{found.pending} pending", found)
         return found
+
+    def _unreadable(self, exc: LedgerShapeError) -> SchemaFinding:
+        """A ledger that cannot be read is breaking drift of the ledger table itself: the schema
+        metrics and the breaking-drift alert say so, where the last round's values would stay."""
+        problem = f"has the wrong shape: {'; '.join(exc.problems)}"
+        drift = Drift(LEDGER_TABLE.split(".", 1)[1], "table", BREAKING, problem)
+        latest = self._catalog.latest_version
+        return SchemaFinding(version=0, expected=latest, pending=0, changed=(), ahead=(), drift=(drift,))
 
     async def _drift(
         self, conn: asyncpg.Connection, target: int, pending: tuple[int, ...]

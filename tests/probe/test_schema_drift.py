@@ -193,3 +193,8 @@ async def test_a_ledger_of_the_wrong_shape_fails_the_schema_check_naming_the_col
     response = await client.get("/readyz?verbose")
     assert response.status == 503
     assert "[-]schema failed: ledger of the wrong shape: column kind is missing" in await response.text()
+    # Breaking drift of the ledger itself: the metrics and the breaking-drift alert say so.
+    entry = await schema_entry(client)
+    assert entry["status"] == "drift"
+    assert [(d["object"], d["class"]) for d in entry["drift"]] == [("kata_schema_migrations", "breaking")]
+    assert drift_gauge(client, "breaking") == 1
