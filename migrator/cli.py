@@ -23,10 +23,10 @@ from migrator.errors import (
     UsageError,
     exit_status,
     from_database,
-    is_connection_loss,
 )
 from migrator.events import EventLog
 from migrator.options import MigratorSettings, log_format
+from migrator.sqlstates import is_connection_loss
 from migrator.stopping import Stop
 from migrator.termination import FinalEvent, TerminationLog
 from pgconn.options import SettingsError

@@ -15,11 +15,13 @@ import asyncpg
 
 from migrator import conformance, grants, privileges, repair, session
 from migrator.connection import connect_with_retry, direct_url, read_url
-from migrator.errors import BaselineRefused, MigrationsPending, is_connection_loss
+from migrator.drift_errors import BaselineRefused
+from migrator.errors import MigrationsPending
 from migrator.events import EventLog
 from migrator.options import MigratorSettings
 from migrator.progress import ProgressWatcher
 from migrator.runner import RunResult, baseline, check_drift, migrate
+from migrator.sqlstates import is_connection_loss
 from migrator.status import status_document, status_text
 from migrator.termination import Outcome
 from pgconn.dsn import DatabaseUrl

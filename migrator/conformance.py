@@ -11,7 +11,7 @@ from typing import Final
 
 import asyncpg
 
-from migrator.errors import (
+from migrator.drift_errors import (
     AppliedSchemaDrift,
     BaselineUnsatisfied,
     SchemaContracted,

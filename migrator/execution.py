@@ -12,18 +12,11 @@ import asyncpg
 
 from migrator import blockers, grants, privileges, violations
 from migrator.contention import Contention, waits_for_old_transactions
-from migrator.errors import (
-    LOCK_NOT_AVAILABLE,
-    READ_ONLY_TRANSACTION,
-    ConnectionLost,
-    MigrationFailed,
-    ReadOnlyDatabase,
-    from_database,
-    is_connection_loss,
-)
+from migrator.errors import ConnectionLost, MigrationFailed, ReadOnlyDatabase, from_database
 from migrator.events import EventLog
 from migrator.guard import SESSION_CHANGED, TRANSACTION_ENDED, SessionGuard, to_ms
 from migrator.progress import ProgressWatcher, SeenBlockers
+from migrator.sqlstates import LOCK_NOT_AVAILABLE, READ_ONLY_TRANSACTION, is_connection_loss
 from pgconn.errors import classify_error
 from schema.catalog import Migration
 from schema.ledger import insert_row_sql

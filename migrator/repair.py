@@ -14,7 +14,7 @@ import asyncpg
 
 from migrator import conformance, privileges
 from migrator.contention import ContentionRetry
-from migrator.errors import RepairIncomplete, RepairRefused
+from migrator.drift_errors import RepairIncomplete, RepairRefused
 from migrator.events import EventLog
 from migrator.execution import RunOptions
 from migrator.progress import ProgressWatcher

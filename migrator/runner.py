@@ -13,7 +13,7 @@ import asyncpg
 
 from migrator import conformance, grants, lock, placement, preflight
 from migrator.contention import ContentionRetry
-from migrator.errors import DriftDetected
+from migrator.drift_errors import DriftDetected
 from migrator.events import EventLog
 from migrator.execution import FileRunner, RunOptions
 from migrator.guard import READ_AS_SPLIT, read_guard

@@ -4,7 +4,7 @@ Pure functions of a SchemaState, so they are tested without a database."""
 from __future__ import annotations
 
 from migrator.conformance import LiveReport
-from migrator.errors import newer_migration
+from migrator.drift_errors import newer_migration
 from pgconn.logs import escape_text
 from schema.catalog import Catalog
 from schema.verdicts import SchemaState

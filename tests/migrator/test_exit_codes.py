@@ -13,7 +13,8 @@ import pytest
 
 from migrator import errors
 from migrator.cli import error_for, run
-from migrator.errors import exit_status, is_connection_loss
+from migrator.errors import exit_status
+from migrator.sqlstates import is_connection_loss
 from tests.conftest import Database
 from tests.migrator.conftest import migrator_env, run_inprocess, start_process
 

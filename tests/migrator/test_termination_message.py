@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from migrator.errors import EXIT_CODES, SchemaDrift
+from migrator.drift_errors import SchemaDrift
+from migrator.errors import EXIT_CODES
 from migrator.termination import MAX_BYTES, TERMINATION_LOG_ENV, FinalEvent
 from tests.conftest import Database
 from tests.migrator.conftest import MIGRATIONS, migrator_env, run_process, start_process
