@@ -359,6 +359,18 @@ def test_migration_job_settings(manifests: list[Manifest]) -> None:
     assert env["DATABASE_URL_UNPOOLED"]["valueFrom"]["secretKeyRef"]["optional"] is True
 
 
+def pod_failure_action(rules: list[Manifest], code: int, *, disrupted: bool) -> str:
+    """The action the Job controller takes for a pod whose `migrate` container exited `code`: the
+    first rule that matches, else Count (the Job API's podFailurePolicy.rules)."""
+    for rule in rules:
+        if "onExitCodes" in rule and code in rule["onExitCodes"]["values"]:
+            return str(rule["action"])
+        conditions = rule.get("onPodConditions", [])
+        if disrupted and {"type": "DisruptionTarget", "status": "True"} in conditions:
+            return str(rule["action"])
+    return "Count"
+
+
 def test_pod_failure_policy_ends_the_job_on_permanent_codes_and_retries_transient_ones(
     manifests: list[Manifest],
 ) -> None:
@@ -373,11 +385,15 @@ def test_pod_failure_policy_ends_the_job_on_permanent_codes_and_retries_transien
             assert rule["onExitCodes"]["containerName"] == "migrate"
             assert rule["onExitCodes"]["operator"] == "In"
     assert exit_rules == {"FailJob": {2, 4, 5, 6, 9, 10}, "Count": {3, 7, 11}}
-    # A drain or preemption never counts, whatever the code; the first matching rule wins.
+    # A drain or preemption never counts, whatever the code: the rules are evaluated in order and
+    # the first match decides (the Job API's podFailurePolicy.rules), so Ignore comes first.
     actions = [rule["action"] for rule in rules]
-    disruption = actions.index("Ignore")
-    assert rules[disruption]["onPodConditions"] == [{"type": "DisruptionTarget", "status": "True"}]
-    assert actions.index("FailJob") < disruption < actions.index("Count")
+    assert actions == ["Ignore", "FailJob", "Count"]
+    assert rules[0]["onPodConditions"] == [{"type": "DisruptionTarget", "status": "True"}]
+    for code in range(1, 256):
+        assert pod_failure_action(rules, code, disrupted=True) == "Ignore", code
+        expected = "FailJob" if code in exit_rules["FailJob"] else "Count"
+        assert pod_failure_action(rules, code, disrupted=False) == expected, code
     # With every retry taking its longest transient path (exit 11: connect, lock wait, retry
     # budget) and kubelet's back-off (10 s doubling), the retries fit in the deadline.
     env = env_of(container(job, "migrate"))
