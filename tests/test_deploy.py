@@ -329,27 +329,52 @@ def test_no_database_url_is_a_literal_value(manifests: list[Manifest]) -> None:
     assert not re.search(r"postgres(ql)?://", rendered), "a connection URL is in the manifests"
 
 
+# The migrator's timeouts the Job's backoffLimit and activeDeadlineSeconds are sized from; the Job
+# sets each itself, so the sizing never rests on a default that could change.
+SIZING = (
+    "MIGRATOR_CONNECT_TIMEOUT",
+    "MIGRATOR_LOCK_TIMEOUT",
+    "MIGRATOR_DDL_LOCK_TIMEOUT",
+    "MIGRATOR_CONCURRENT_WAIT_TIMEOUT",
+    "MIGRATOR_LOCK_RETRY_BUDGET",
+    "MIGRATOR_STATEMENT_TIMEOUT",
+)
+
+
+def timeouts(job: Manifest) -> dict[str, float]:
+    env = env_of(container(job, "migrate"))
+    missing = [name for name in SIZING if "value" not in env.get(name, {})]
+    assert not missing, f"the Job leaves {missing} to the migrator's defaults"
+    return {name: float(env[name]["value"]) for name in SIZING}
+
+
+def longest_blocked_attempt(seconds: dict[str, float]) -> float:
+    """An attempt that ends in a lock timeout: a DDL statement's lock wait, or a concurrent index
+    build's wait for older transactions."""
+    return max(seconds["MIGRATOR_DDL_LOCK_TIMEOUT"], seconds["MIGRATOR_CONCURRENT_WAIT_TIMEOUT"])
+
+
 def test_migration_job_settings(manifests: list[Manifest]) -> None:
     job = migration_job(manifests)
     spec = job["spec"]
     assert 1 <= spec["backoffLimit"] <= 6
-    env = env_of(container(job, "migrate"))
-    # The deadline leaves room for the connect deadline, the lock wait, the retries of files
-    # blocked by other sessions' locks and one statement's own limit, so it never cuts a run
-    # short that the migrator itself would let finish.
-    budget = sum(
-        int(env[name]["value"])
-        for name in (
-            "MIGRATOR_CONNECT_TIMEOUT",
-            "MIGRATOR_LOCK_TIMEOUT",
-            "MIGRATOR_LOCK_RETRY_BUDGET",
-            "MIGRATOR_STATEMENT_TIMEOUT",
-        )
+    seconds = timeouts(job)
+    # The deadline leaves room for the connect deadline, the lock wait, the first attempt blocked
+    # by other sessions' locks, the retries within their budget and the last attempt's statement
+    # limit (its lock wait included), so it never cuts a run short that the migrator would let
+    # finish.
+    longest_run = (
+        seconds["MIGRATOR_CONNECT_TIMEOUT"]
+        + seconds["MIGRATOR_LOCK_TIMEOUT"]
+        + longest_blocked_attempt(seconds)
+        + seconds["MIGRATOR_LOCK_RETRY_BUDGET"]
+        + seconds["MIGRATOR_STATEMENT_TIMEOUT"]
     )
-    assert spec["activeDeadlineSeconds"] > budget
+    assert spec["activeDeadlineSeconds"] > longest_run
     # A failed Job stays for its logs: no TTL deletes it (docs/deploy.md says how to clean up).
     assert "ttlSecondsAfterFinished" not in spec
     assert pod_spec(job)["restartPolicy"] == "Never"
+    env = env_of(container(job, "migrate"))
     # The roles `up` grants to are the names deploy/roles.sql creates.
     roles_sql = (ROOT / "deploy" / "roles.sql").read_text()
     for name, role in (("MIGRATOR_APP_ROLE", "app"), ("MIGRATOR_PROBE_ROLE", "probe")):
@@ -394,12 +419,15 @@ def test_pod_failure_policy_ends_the_job_on_permanent_codes_and_retries_transien
         assert pod_failure_action(rules, code, disrupted=True) == "Ignore", code
         expected = "FailJob" if code in exit_rules["FailJob"] else "Count"
         assert pod_failure_action(rules, code, disrupted=False) == expected, code
-    # With every retry taking its longest transient path (exit 11: connect, lock wait, retry
-    # budget) and kubelet's back-off (10 s doubling), the retries fit in the deadline.
-    env = env_of(container(job, "migrate"))
-    slowest = sum(
-        int(env[name]["value"])
-        for name in ("MIGRATOR_CONNECT_TIMEOUT", "MIGRATOR_LOCK_TIMEOUT", "MIGRATOR_LOCK_RETRY_BUDGET")
+    # With every retry taking its longest transient path (exit 11: connect, lock wait, the first
+    # blocked attempt, the retry budget and the one attempt it let start) and the Job
+    # controller's back-off (10 s doubling), the retries fit in the deadline.
+    seconds = timeouts(job)
+    slowest = (
+        seconds["MIGRATOR_CONNECT_TIMEOUT"]
+        + seconds["MIGRATOR_LOCK_TIMEOUT"]
+        + 2 * longest_blocked_attempt(seconds)
+        + seconds["MIGRATOR_LOCK_RETRY_BUDGET"]
     )
     backoff = sum(10 * 2**attempt for attempt in range(spec["backoffLimit"]))
     assert (spec["backoffLimit"] + 1) * slowest + backoff < spec["activeDeadlineSeconds"]
