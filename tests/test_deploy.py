@@ -14,6 +14,7 @@ import importlib.util
 import json
 import os
 import re
+import subprocess
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,10 +34,11 @@ except ImportError:
 
 from migrator.errors import EXIT_CODES
 from migrator.termination import DEFAULT_PATH, TERMINATION_LOG_ENV
-from tests.deploy_tools import ROOT, run_tool
+from tests.deploy_tools import ROOT, find_tool, run_tool
 from tests.metric_families import probe_families
 
 K8S = ROOT / "deploy" / "k8s"
+COMPONENTS = K8S / "components"
 DASHBOARD = ROOT / "deploy" / "grafana" / "kata-db.json"
 DOCKERFILES = {"Dockerfile.migrator": "kata-migrate", "Dockerfile.probe": "kata-probe"}
 VENV_BIN = "/opt/venv/bin"
@@ -519,19 +521,61 @@ def overlay(tmp_path: Path, **kustomization: object) -> Path:
     return directory
 
 
+# The check README.md, docs/deploy.md and both components give for an overlay's build: it prints
+# the Job's name line, and fails when the name does not end with the migrator's tag.
+NAME_CHECK = 'kubectl kustomize overlays/production | grep -x "  name: kata-db-migrate-$TAG"'
+NAME_CHECK_DOCS = (
+    ROOT / "README.md",
+    ROOT / "docs" / "deploy.md",
+    COMPONENTS / "argocd" / "kustomization.yaml",
+    COMPONENTS / "flux" / "kustomization.yaml",
+)
+
+
+def documented_name_check(directory: Path, tag: str) -> subprocess.CompletedProcess[str]:
+    """NAME_CHECK as a reader runs it, on `directory` instead of overlays/production."""
+    kubectl = Path(find_tool("kubectl")).parent
+    return subprocess.run(
+        ["bash", "-c", "set -o pipefail; " + NAME_CHECK.replace("overlays/production", '"$OVERLAY"')],
+        env={**os.environ, "TAG": tag, "OVERLAY": str(directory), "PATH": f"{kubectl}:{os.environ['PATH']}"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_an_overlay_that_sets_the_migrator_tag_alone_misnames_the_job_and_the_documented_check_fails(
+    tmp_path: Path,
+) -> None:
+    """kustomize builds the base, replacements included, before the overlay's `images`: the Job
+    keeps the base's tag in its name while running the overlay's, and the cleanup by
+    `app.kubernetes.io/version!=$TAG` would delete it. The docs say so and give a check."""
+    directory = overlay(tmp_path, images=[{"name": MIGRATOR_IMAGE, "newTag": "0.2.0"}])
+    job = migration_job(build(directory))
+    assert container(job, "migrate")["image"] == f"{MIGRATOR_IMAGE}:0.2.0"
+    assert job["metadata"]["name"] == f"kata-db-migrate-{migrator_tag()}" != "kata-db-migrate-0.2.0"
+    assert job["metadata"]["labels"]["app.kubernetes.io/version"] == migrator_tag()
+    check = documented_name_check(directory, "0.2.0")
+    assert check.returncode == 1 and check.stdout == "", check.stdout + check.stderr
+    for document in NAME_CHECK_DOCS:
+        assert NAME_CHECK in document.read_text(), document
+
+
 def test_an_overlay_that_sets_the_migrator_image_renames_the_job_by_repeating_the_replacements(
     tmp_path: Path,
 ) -> None:
     """docs/deploy.md's recipe: the base's replacements ran with the base's image, so an overlay
-    with its own `images` copies the `replacements` block."""
+    with its own `images` copies the `replacements` block; the documented check passes."""
     replacements = yaml.safe_load((K8S / "kustomization.yaml").read_text())["replacements"]
     image = {"name": MIGRATOR_IMAGE, "newName": "registry.example.com/kata/db-migrator", "newTag": "0.4.0"}
-    job = migration_job(build(overlay(tmp_path, images=[image], replacements=replacements)))
+    directory = overlay(tmp_path, images=[image], replacements=replacements)
+    job = migration_job(build(directory))
     assert job["metadata"]["name"] == "kata-db-migrate-0.4.0"
     assert container(job, "migrate")["image"] == "registry.example.com/kata/db-migrator:0.4.0"
-
-
-COMPONENTS = K8S / "components"
+    check = documented_name_check(directory, "0.4.0")
+    assert check.returncode == 0, check.stderr
+    assert check.stdout == "  name: kata-db-migrate-0.4.0\n"
 
 
 def with_component(tmp_path: Path, name: str) -> list[Manifest]:
