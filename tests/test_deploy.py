@@ -736,6 +736,100 @@ def test_failed_migration_alert_has_a_runbook_for_every_exit_code(manifests: lis
         assert re.search(rf"(^|\. ){re.escape(code)} [a-z]", runbook), code
     assert 'docs/deploy.md, "If the Job fails"' in runbook
     assert "### If the Job fails" in (ROOT / "docs" / "deploy.md").read_text()
+    # Exit 6 is also a rollback onto a contracted schema and a ledger of the wrong shape, and the
+    # repair it points to is run as docs/deploy.md says (tested below).
+    for event, action in (("schema_contracted", "roll forward"), ("ledger_drift", "rename it aside and baseline")):
+        assert re.search(rf"{event}, [^:]+: {action}", runbook), event
+    assert 'kata-migrate repair as a Job made from this one (docs/deploy.md, "Running repair in the cluster")' in runbook
+
+
+# What the API server adds to a Job it created (uid, a selector on it, the pods' controller-uid and
+# job-name labels, defaults, status): `kubectl get job -o json` returns it, a new Job must not carry it.
+SERVER_JOB_LABELS = ("batch.kubernetes.io/controller-uid", "controller-uid", "batch.kubernetes.io/job-name", "job-name")
+FAKE_KUBECTL = """#!/bin/sh
+# Stand-in for kubectl talking to an API server, which cannot run here: `get job` answers with
+# $FAKE_JOB, `create -f -` keeps what it reads in $CREATED, anything else is noted in $OTHER.
+case " $* " in
+  *" get job "*) cat "$FAKE_JOB" ;;
+  *" create -f - "*) cat > "$CREATED" ;;
+  *) echo "$*" >> "$OTHER" ;;
+esac
+"""
+
+
+def as_the_api_server_returns_it(job: Manifest) -> Manifest:
+    served = json.loads(json.dumps(job))
+    uid = "6f1c3a52-0d4e-4c51-9a7e-0b7d2f1e9c11"
+    name = served["metadata"]["name"]
+    served["metadata"].update(
+        uid=uid,
+        resourceVersion="4242",
+        generation=1,
+        creationTimestamp="2025-01-01T00:00:00Z",
+        annotations={"kubectl.kubernetes.io/last-applied-configuration": json.dumps(job)},
+    )
+    spec = served["spec"]
+    spec.update(completions=1, parallelism=1, completionMode="NonIndexed", suspend=False)
+    spec.update(podReplacementPolicy="Failed")
+    spec["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
+    labels = spec["template"]["metadata"]["labels"]
+    labels.update(dict.fromkeys(SERVER_JOB_LABELS[:2], uid) | dict.fromkeys(SERVER_JOB_LABELS[2:], name))
+    spec["template"]["spec"].update(dnsPolicy="ClusterFirst", schedulerName="default-scheduler")
+    served["status"] = {"failed": 1, "conditions": [{"type": "Failed", "status": "True"}]}
+    return served
+
+
+def documented_block(document: Path, marker: str) -> str:
+    """The first ```sh block of `document` that contains `marker`."""
+    blocks = re.findall(r"^```sh\n(.*?)^```$", document.read_text(), flags=re.MULTILINE | re.DOTALL)
+    return next(b for b in blocks if marker in b)
+
+
+def test_the_documented_repair_job_is_the_migration_job_running_repair_with_its_pod_labels(
+    manifests: list[Manifest], tmp_path: Path
+) -> None:
+    """docs/deploy.md's commands for `kata-migrate repair` in the cluster, run as written with the
+    real jq; a stand-in kubectl (FAKE_KUBECTL: no API server runs here) serves the release's Job."""
+    job = migration_job(manifests)
+    served, created, other = tmp_path / "job.json", tmp_path / "created.json", tmp_path / "other.txt"
+    served.write_text(json.dumps(as_the_api_server_returns_it(job)))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "kubectl").write_text(FAKE_KUBECTL)
+    (bin_dir / "kubectl").chmod(0o755)
+    jq = Path(find_tool("jq")).parent
+    env = {"TAG": migrator_tag(), "FAKE_JOB": str(served), "CREATED": str(created), "OTHER": str(other)}
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", documented_block(ROOT / "docs" / "deploy.md", "kata-db-repair")],
+        env={**os.environ, **env, "PATH": f"{bin_dir}:{jq}:{os.environ['PATH']}"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    repair = json.loads(created.read_text())
+    name = repair["metadata"]["name"]
+    assert re.fullmatch(r"kata-db-repair-\d+", name) and JOB_NAME.fullmatch(name) and len(name) <= 63
+    assert f"job/{name}" in other.read_text()  # the wait and the logs name the Job just created
+    for version in K8S_VERSIONS:
+        kubernetes_validate.validate(repair, version, strict=True)
+    # Nothing the API server generated for the migration Job, nor its metadata (so no GitOps
+    # controller takes the repair Job for one of its objects).
+    assert set(repair) == {"apiVersion", "kind", "metadata", "spec"}
+    assert repair["metadata"] == {"name": name, "labels": {"app.kubernetes.io/name": "kata-db-repair"}}
+    assert "selector" not in repair["spec"]
+    pod_labels = repair["spec"]["template"]["metadata"]["labels"]
+    assert pod_labels == job["spec"]["template"]["metadata"]["labels"]
+    policy = find(manifests, "NetworkPolicy", "kata-db-migrate")["spec"]["podSelector"]["matchLabels"]
+    assert policy.items() <= pod_labels.items()
+    # The migration Job's pod, its limits and its failure handling, with `repair` as the verb.
+    for key in ("podFailurePolicy", "activeDeadlineSeconds", "backoffLimit"):
+        assert repair["spec"][key] == job["spec"][key], key
+    migrate, original = container(repair, "migrate"), container(job, "migrate")
+    assert migrate["args"] == ["repair"]
+    assert {k: v for k, v in migrate.items() if k != "args"} == {k: v for k, v in original.items() if k != "args"}
+    assert pod_spec(repair)["serviceAccountName"] == pod_spec(job)["serviceAccountName"]
 
 
 def test_promtool_checks_the_rules(rules_file: Path) -> None:
