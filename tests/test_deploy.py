@@ -738,17 +738,29 @@ def test_failed_migration_alert_has_a_runbook_for_every_exit_code(manifests: lis
     assert "### If the Job fails" in (ROOT / "docs" / "deploy.md").read_text()
     # Exit 6 is also a rollback onto a contracted schema and a ledger of the wrong shape, and the
     # repair it points to is run as docs/deploy.md says (tested below).
-    for event, action in (("schema_contracted", "roll forward"), ("ledger_drift", "rename it aside and baseline")):
+    for event, action in (
+        ("schema_contracted", "roll forward"),
+        ("ledger_drift", "rename it aside and baseline"),
+    ):
         assert re.search(rf"{event}, [^:]+: {action}", runbook), event
-    assert 'kata-migrate repair as a Job made from this one (docs/deploy.md, "Running repair in the cluster")' in runbook
+    repair = (
+        'kata-migrate repair as a Job made from this one (docs/deploy.md, "Running repair in the cluster")'
+    )
+    assert repair in runbook
 
 
 # What the API server adds to a Job it created (uid, a selector on it, the pods' controller-uid and
-# job-name labels, defaults, status): `kubectl get job -o json` returns it, a new Job must not carry it.
-SERVER_JOB_LABELS = ("batch.kubernetes.io/controller-uid", "controller-uid", "batch.kubernetes.io/job-name", "job-name")
+# job-name labels, defaults, status): `kubectl get job -o json` returns it, a new Job must not
+# carry it.
+SERVER_JOB_LABELS = (
+    "batch.kubernetes.io/controller-uid",
+    "controller-uid",
+    "batch.kubernetes.io/job-name",
+    "job-name",
+)
 FAKE_KUBECTL = """#!/bin/sh
-# Stand-in for kubectl talking to an API server, which cannot run here: `get job` answers with
-# $FAKE_JOB, `create -f -` keeps what it reads in $CREATED, anything else is noted in $OTHER.
+# Stand-in for kubectl talking to an API server, which cannot run here: `get job` answers
+# with $FAKE_JOB, `create -f -` keeps what it reads in $CREATED, the rest goes to $OTHER.
 case " $* " in
   *" get job "*) cat "$FAKE_JOB" ;;
   *" create -f - "*) cat > "$CREATED" ;;
@@ -828,7 +840,8 @@ def test_the_documented_repair_job_is_the_migration_job_running_repair_with_its_
         assert repair["spec"][key] == job["spec"][key], key
     migrate, original = container(repair, "migrate"), container(job, "migrate")
     assert migrate["args"] == ["repair"]
-    assert {k: v for k, v in migrate.items() if k != "args"} == {k: v for k, v in original.items() if k != "args"}
+    unchanged = {k: v for k, v in original.items() if k != "args"}
+    assert {k: v for k, v in migrate.items() if k != "args"} == unchanged
     assert pod_spec(repair)["serviceAccountName"] == pod_spec(job)["serviceAccountName"]
 
 

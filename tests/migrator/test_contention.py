@@ -248,7 +248,9 @@ def test_the_backoff_doubles_with_jitter_up_to_its_cap() -> None:
     ]
 
 
-def attempts_within_budget(monkeypatch: pytest.MonkeyPatch, budget: float, attempt_s: float, draw: float) -> int:
+def attempts_within_budget(
+    monkeypatch: pytest.MonkeyPatch, budget: float, attempt_s: float, draw: float
+) -> int:
     """How many attempts ContentionRetry makes before exit 11 when every attempt waits `attempt_s`
     for its lock and the jitter always draws `draw`: the real loop on a virtual clock."""
     now = [0.0]
