@@ -39,7 +39,8 @@ class RunOptions:
     ddl_lock_timeout: float = 10.0
     # lock_timeout of the CONCURRENTLY statements, which wait for older transactions.
     concurrent_wait_timeout: float = 300.0
-    # How long `up` keeps retrying files blocked by other sessions' locks (contention.py).
+    # How long `up` keeps retrying files (and `repair` its script) blocked by other sessions' locks
+    # (contention.py).
     lock_retry_budget: float = 300.0
     maintenance_work_mem_kb: int = 256 * 1024
     max_parallel_maintenance_workers: int = 1

@@ -76,8 +76,8 @@ LOCK_RETRY_BUDGET: Final = Option(
     "--lock-retry-budget",
     "300",
     parse_seconds,
-    "seconds `up` keeps retrying a migration blocked by other sessions' locks (rolled back, backoff, "
-    "again) before exit 11 (0: no retry)",
+    "seconds `up` (and `repair`) keep retrying a migration blocked by other sessions' locks (rolled "
+    "back, backoff, again) before exit 11 (0: no retry)",
     "SECONDS",
 )
 # pgvector's HNSW graph needs about 8 KB per 1536-dimension embedding in memory (bench/RESULTS.md):

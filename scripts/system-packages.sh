@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Debian packages the tests use: PgBouncer, Prometheus (promtool), PostgreSQL 15 (no pgvector,
+# Debian packages the tests use: PgBouncer, Prometheus (promtool), jq, PostgreSQL 15 (no pgvector,
 # for the preflight tests; built with OpenSSL, for TLS tests), wrk and hey (benchmarks), and
 # what builds and runs the images without Docker (scripts/images.sh, tests/images/): podman with
 # the runc runtime (crun fails here: "cgroups in hybrid mode not supported") and mmdebstrap for
 # the local stand-in of the python:3.11-slim base.
 # As root, install what is missing; otherwise say the exact command and let the tests skip.
 set -euo pipefail
-packages=(pgbouncer prometheus postgresql-15 wrk hey podman runc mmdebstrap)
+packages=(pgbouncer prometheus jq postgresql-15 wrk hey podman runc mmdebstrap)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

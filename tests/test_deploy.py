@@ -14,6 +14,7 @@ import importlib.util
 import json
 import os
 import re
+import subprocess
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,10 +34,11 @@ except ImportError:
 
 from migrator.errors import EXIT_CODES
 from migrator.termination import DEFAULT_PATH, TERMINATION_LOG_ENV
-from tests.deploy_tools import ROOT, run_tool
+from tests.deploy_tools import ROOT, find_tool, run_tool
 from tests.metric_families import probe_families
 
 K8S = ROOT / "deploy" / "k8s"
+COMPONENTS = K8S / "components"
 DASHBOARD = ROOT / "deploy" / "grafana" / "kata-db.json"
 DOCKERFILES = {"Dockerfile.migrator": "kata-migrate", "Dockerfile.probe": "kata-probe"}
 VENV_BIN = "/opt/venv/bin"
@@ -329,27 +331,52 @@ def test_no_database_url_is_a_literal_value(manifests: list[Manifest]) -> None:
     assert not re.search(r"postgres(ql)?://", rendered), "a connection URL is in the manifests"
 
 
+# The migrator's timeouts the Job's backoffLimit and activeDeadlineSeconds are sized from; the Job
+# sets each itself, so the sizing never rests on a default that could change.
+SIZING = (
+    "MIGRATOR_CONNECT_TIMEOUT",
+    "MIGRATOR_LOCK_TIMEOUT",
+    "MIGRATOR_DDL_LOCK_TIMEOUT",
+    "MIGRATOR_CONCURRENT_WAIT_TIMEOUT",
+    "MIGRATOR_LOCK_RETRY_BUDGET",
+    "MIGRATOR_STATEMENT_TIMEOUT",
+)
+
+
+def timeouts(job: Manifest) -> dict[str, float]:
+    env = env_of(container(job, "migrate"))
+    missing = [name for name in SIZING if "value" not in env.get(name, {})]
+    assert not missing, f"the Job leaves {missing} to the migrator's defaults"
+    return {name: float(env[name]["value"]) for name in SIZING}
+
+
+def longest_blocked_attempt(seconds: dict[str, float]) -> float:
+    """An attempt that ends in a lock timeout: a DDL statement's lock wait, or a concurrent index
+    build's wait for older transactions."""
+    return max(seconds["MIGRATOR_DDL_LOCK_TIMEOUT"], seconds["MIGRATOR_CONCURRENT_WAIT_TIMEOUT"])
+
+
 def test_migration_job_settings(manifests: list[Manifest]) -> None:
     job = migration_job(manifests)
     spec = job["spec"]
     assert 1 <= spec["backoffLimit"] <= 6
-    env = env_of(container(job, "migrate"))
-    # The deadline leaves room for the connect deadline, the lock wait, the retries of files
-    # blocked by other sessions' locks and one statement's own limit, so it never cuts a run
-    # short that the migrator itself would let finish.
-    budget = sum(
-        int(env[name]["value"])
-        for name in (
-            "MIGRATOR_CONNECT_TIMEOUT",
-            "MIGRATOR_LOCK_TIMEOUT",
-            "MIGRATOR_LOCK_RETRY_BUDGET",
-            "MIGRATOR_STATEMENT_TIMEOUT",
-        )
+    seconds = timeouts(job)
+    # The deadline leaves room for the connect deadline, the lock wait, the first attempt blocked
+    # by other sessions' locks, the retries within their budget and the last attempt's statement
+    # limit (its lock wait included), so it never cuts a run short that the migrator would let
+    # finish.
+    longest_run = (
+        seconds["MIGRATOR_CONNECT_TIMEOUT"]
+        + seconds["MIGRATOR_LOCK_TIMEOUT"]
+        + longest_blocked_attempt(seconds)
+        + seconds["MIGRATOR_LOCK_RETRY_BUDGET"]
+        + seconds["MIGRATOR_STATEMENT_TIMEOUT"]
     )
-    assert spec["activeDeadlineSeconds"] > budget
+    assert spec["activeDeadlineSeconds"] > longest_run
     # A failed Job stays for its logs: no TTL deletes it (docs/deploy.md says how to clean up).
     assert "ttlSecondsAfterFinished" not in spec
     assert pod_spec(job)["restartPolicy"] == "Never"
+    env = env_of(container(job, "migrate"))
     # The roles `up` grants to are the names deploy/roles.sql creates.
     roles_sql = (ROOT / "deploy" / "roles.sql").read_text()
     for name, role in (("MIGRATOR_APP_ROLE", "app"), ("MIGRATOR_PROBE_ROLE", "probe")):
@@ -357,6 +384,18 @@ def test_migration_job_settings(manifests: list[Manifest]) -> None:
     assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert "optional" not in env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]
     assert env["DATABASE_URL_UNPOOLED"]["valueFrom"]["secretKeyRef"]["optional"] is True
+
+
+def pod_failure_action(rules: list[Manifest], code: int, *, disrupted: bool) -> str:
+    """The action the Job controller takes for a pod whose `migrate` container exited `code`: the
+    first rule that matches, else Count (the Job API's podFailurePolicy.rules)."""
+    for rule in rules:
+        if "onExitCodes" in rule and code in rule["onExitCodes"]["values"]:
+            return str(rule["action"])
+        conditions = rule.get("onPodConditions", [])
+        if disrupted and {"type": "DisruptionTarget", "status": "True"} in conditions:
+            return str(rule["action"])
+    return "Count"
 
 
 def test_pod_failure_policy_ends_the_job_on_permanent_codes_and_retries_transient_ones(
@@ -373,17 +412,24 @@ def test_pod_failure_policy_ends_the_job_on_permanent_codes_and_retries_transien
             assert rule["onExitCodes"]["containerName"] == "migrate"
             assert rule["onExitCodes"]["operator"] == "In"
     assert exit_rules == {"FailJob": {2, 4, 5, 6, 9, 10}, "Count": {3, 7, 11}}
-    # A drain or preemption never counts, whatever the code; the first matching rule wins.
+    # A drain or preemption never counts, whatever the code: the rules are evaluated in order and
+    # the first match decides (the Job API's podFailurePolicy.rules), so Ignore comes first.
     actions = [rule["action"] for rule in rules]
-    disruption = actions.index("Ignore")
-    assert rules[disruption]["onPodConditions"] == [{"type": "DisruptionTarget", "status": "True"}]
-    assert actions.index("FailJob") < disruption < actions.index("Count")
-    # With every retry taking its longest transient path (exit 11: connect, lock wait, retry
-    # budget) and kubelet's back-off (10 s doubling), the retries fit in the deadline.
-    env = env_of(container(job, "migrate"))
-    slowest = sum(
-        int(env[name]["value"])
-        for name in ("MIGRATOR_CONNECT_TIMEOUT", "MIGRATOR_LOCK_TIMEOUT", "MIGRATOR_LOCK_RETRY_BUDGET")
+    assert actions == ["Ignore", "FailJob", "Count"]
+    assert rules[0]["onPodConditions"] == [{"type": "DisruptionTarget", "status": "True"}]
+    for code in range(1, 256):
+        assert pod_failure_action(rules, code, disrupted=True) == "Ignore", code
+        expected = "FailJob" if code in exit_rules["FailJob"] else "Count"
+        assert pod_failure_action(rules, code, disrupted=False) == expected, code
+    # With every retry taking its longest transient path (exit 11: connect, lock wait, the first
+    # blocked attempt, the retry budget and the one attempt it let start) and the Job
+    # controller's back-off (10 s doubling), the retries fit in the deadline.
+    seconds = timeouts(job)
+    slowest = (
+        seconds["MIGRATOR_CONNECT_TIMEOUT"]
+        + seconds["MIGRATOR_LOCK_TIMEOUT"]
+        + 2 * longest_blocked_attempt(seconds)
+        + seconds["MIGRATOR_LOCK_RETRY_BUDGET"]
     )
     backoff = sum(10 * 2**attempt for attempt in range(spec["backoffLimit"]))
     assert (spec["backoffLimit"] + 1) * slowest + backoff < spec["activeDeadlineSeconds"]
@@ -475,19 +521,61 @@ def overlay(tmp_path: Path, **kustomization: object) -> Path:
     return directory
 
 
+# The check README.md, docs/deploy.md and both components give for an overlay's build: it prints
+# the Job's name line, and fails when the name does not end with the migrator's tag.
+NAME_CHECK = 'kubectl kustomize overlays/production | grep -x "  name: kata-db-migrate-$TAG"'
+NAME_CHECK_DOCS = (
+    ROOT / "README.md",
+    ROOT / "docs" / "deploy.md",
+    COMPONENTS / "argocd" / "kustomization.yaml",
+    COMPONENTS / "flux" / "kustomization.yaml",
+)
+
+
+def documented_name_check(directory: Path, tag: str) -> subprocess.CompletedProcess[str]:
+    """NAME_CHECK as a reader runs it, on `directory` instead of overlays/production."""
+    kubectl = Path(find_tool("kubectl")).parent
+    return subprocess.run(
+        ["bash", "-c", "set -o pipefail; " + NAME_CHECK.replace("overlays/production", '"$OVERLAY"')],
+        env={**os.environ, "TAG": tag, "OVERLAY": str(directory), "PATH": f"{kubectl}:{os.environ['PATH']}"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_an_overlay_that_sets_the_migrator_tag_alone_misnames_the_job_and_the_documented_check_fails(
+    tmp_path: Path,
+) -> None:
+    """kustomize builds the base, replacements included, before the overlay's `images`: the Job
+    keeps the base's tag in its name while running the overlay's, and the cleanup by
+    `app.kubernetes.io/version!=$TAG` would delete it. The docs say so and give a check."""
+    directory = overlay(tmp_path, images=[{"name": MIGRATOR_IMAGE, "newTag": "0.2.0"}])
+    job = migration_job(build(directory))
+    assert container(job, "migrate")["image"] == f"{MIGRATOR_IMAGE}:0.2.0"
+    assert job["metadata"]["name"] == f"kata-db-migrate-{migrator_tag()}" != "kata-db-migrate-0.2.0"
+    assert job["metadata"]["labels"]["app.kubernetes.io/version"] == migrator_tag()
+    check = documented_name_check(directory, "0.2.0")
+    assert check.returncode == 1 and check.stdout == "", check.stdout + check.stderr
+    for document in NAME_CHECK_DOCS:
+        assert NAME_CHECK in document.read_text(), document
+
+
 def test_an_overlay_that_sets_the_migrator_image_renames_the_job_by_repeating_the_replacements(
     tmp_path: Path,
 ) -> None:
     """docs/deploy.md's recipe: the base's replacements ran with the base's image, so an overlay
-    with its own `images` copies the `replacements` block."""
+    with its own `images` copies the `replacements` block; the documented check passes."""
     replacements = yaml.safe_load((K8S / "kustomization.yaml").read_text())["replacements"]
     image = {"name": MIGRATOR_IMAGE, "newName": "registry.example.com/kata/db-migrator", "newTag": "0.4.0"}
-    job = migration_job(build(overlay(tmp_path, images=[image], replacements=replacements)))
+    directory = overlay(tmp_path, images=[image], replacements=replacements)
+    job = migration_job(build(directory))
     assert job["metadata"]["name"] == "kata-db-migrate-0.4.0"
     assert container(job, "migrate")["image"] == "registry.example.com/kata/db-migrator:0.4.0"
-
-
-COMPONENTS = K8S / "components"
+    check = documented_name_check(directory, "0.4.0")
+    assert check.returncode == 0, check.stderr
+    assert check.stdout == "  name: kata-db-migrate-0.4.0\n"
 
 
 def with_component(tmp_path: Path, name: str) -> list[Manifest]:
@@ -648,6 +736,113 @@ def test_failed_migration_alert_has_a_runbook_for_every_exit_code(manifests: lis
         assert re.search(rf"(^|\. ){re.escape(code)} [a-z]", runbook), code
     assert 'docs/deploy.md, "If the Job fails"' in runbook
     assert "### If the Job fails" in (ROOT / "docs" / "deploy.md").read_text()
+    # Exit 6 is also a rollback onto a contracted schema and a ledger of the wrong shape, and the
+    # repair it points to is run as docs/deploy.md says (tested below).
+    for event, action in (
+        ("schema_contracted", "roll forward"),
+        ("ledger_drift", "rename it aside and baseline"),
+    ):
+        assert re.search(rf"{event}, [^:]+: {action}", runbook), event
+    repair = (
+        'kata-migrate repair as a Job made from this one (docs/deploy.md, "Running repair in the cluster")'
+    )
+    assert repair in runbook
+
+
+# What the API server adds to a Job it created (uid, a selector on it, the pods' controller-uid and
+# job-name labels, defaults, status): `kubectl get job -o json` returns it, a new Job must not
+# carry it.
+SERVER_JOB_LABELS = (
+    "batch.kubernetes.io/controller-uid",
+    "controller-uid",
+    "batch.kubernetes.io/job-name",
+    "job-name",
+)
+FAKE_KUBECTL = """#!/bin/sh
+# Stand-in for kubectl talking to an API server, which cannot run here: `get job` answers
+# with $FAKE_JOB, `create -f -` keeps what it reads in $CREATED, the rest goes to $OTHER.
+case " $* " in
+  *" get job "*) cat "$FAKE_JOB" ;;
+  *" create -f - "*) cat > "$CREATED" ;;
+  *) echo "$*" >> "$OTHER" ;;
+esac
+"""
+
+
+def as_the_api_server_returns_it(job: Manifest) -> Manifest:
+    served = json.loads(json.dumps(job))
+    uid = "6f1c3a52-0d4e-4c51-9a7e-0b7d2f1e9c11"
+    name = served["metadata"]["name"]
+    served["metadata"].update(
+        uid=uid,
+        resourceVersion="4242",
+        generation=1,
+        creationTimestamp="2025-01-01T00:00:00Z",
+        annotations={"kubectl.kubernetes.io/last-applied-configuration": json.dumps(job)},
+    )
+    spec = served["spec"]
+    spec.update(completions=1, parallelism=1, completionMode="NonIndexed", suspend=False)
+    spec.update(podReplacementPolicy="Failed")
+    spec["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
+    labels = spec["template"]["metadata"]["labels"]
+    labels.update(dict.fromkeys(SERVER_JOB_LABELS[:2], uid) | dict.fromkeys(SERVER_JOB_LABELS[2:], name))
+    spec["template"]["spec"].update(dnsPolicy="ClusterFirst", schedulerName="default-scheduler")
+    served["status"] = {"failed": 1, "conditions": [{"type": "Failed", "status": "True"}]}
+    return served
+
+
+def documented_block(document: Path, marker: str) -> str:
+    """The first ```sh block of `document` that contains `marker`."""
+    blocks = re.findall(r"^```sh\n(.*?)^```$", document.read_text(), flags=re.MULTILINE | re.DOTALL)
+    return next(b for b in blocks if marker in b)
+
+
+def test_the_documented_repair_job_is_the_migration_job_running_repair_with_its_pod_labels(
+    manifests: list[Manifest], tmp_path: Path
+) -> None:
+    """docs/deploy.md's commands for `kata-migrate repair` in the cluster, run as written with the
+    real jq; a stand-in kubectl (FAKE_KUBECTL: no API server runs here) serves the release's Job."""
+    job = migration_job(manifests)
+    served, created, other = tmp_path / "job.json", tmp_path / "created.json", tmp_path / "other.txt"
+    served.write_text(json.dumps(as_the_api_server_returns_it(job)))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "kubectl").write_text(FAKE_KUBECTL)
+    (bin_dir / "kubectl").chmod(0o755)
+    jq = Path(find_tool("jq")).parent
+    env = {"TAG": migrator_tag(), "FAKE_JOB": str(served), "CREATED": str(created), "OTHER": str(other)}
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", documented_block(ROOT / "docs" / "deploy.md", "kata-db-repair")],
+        env={**os.environ, **env, "PATH": f"{bin_dir}:{jq}:{os.environ['PATH']}"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    repair = json.loads(created.read_text())
+    name = repair["metadata"]["name"]
+    assert re.fullmatch(r"kata-db-repair-\d+", name) and JOB_NAME.fullmatch(name) and len(name) <= 63
+    assert f"job/{name}" in other.read_text()  # the wait and the logs name the Job just created
+    for version in K8S_VERSIONS:
+        kubernetes_validate.validate(repair, version, strict=True)
+    # Nothing the API server generated for the migration Job, nor its metadata (so no GitOps
+    # controller takes the repair Job for one of its objects).
+    assert set(repair) == {"apiVersion", "kind", "metadata", "spec"}
+    assert repair["metadata"] == {"name": name, "labels": {"app.kubernetes.io/name": "kata-db-repair"}}
+    assert "selector" not in repair["spec"]
+    pod_labels = repair["spec"]["template"]["metadata"]["labels"]
+    assert pod_labels == job["spec"]["template"]["metadata"]["labels"]
+    policy = find(manifests, "NetworkPolicy", "kata-db-migrate")["spec"]["podSelector"]["matchLabels"]
+    assert policy.items() <= pod_labels.items()
+    # The migration Job's pod, its limits and its failure handling, with `repair` as the verb.
+    for key in ("podFailurePolicy", "activeDeadlineSeconds", "backoffLimit"):
+        assert repair["spec"][key] == job["spec"][key], key
+    migrate, original = container(repair, "migrate"), container(job, "migrate")
+    assert migrate["args"] == ["repair"]
+    unchanged = {k: v for k, v in original.items() if k != "args"}
+    assert {k: v for k, v in migrate.items() if k != "args"} == unchanged
+    assert pod_spec(repair)["serviceAccountName"] == pod_spec(job)["serviceAccountName"]
 
 
 def test_promtool_checks_the_rules(rules_file: Path) -> None:

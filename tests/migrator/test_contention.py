@@ -1,22 +1,31 @@
 """Lock contention during `up` against the real server: a file blocked by another session's lock
 is rolled back, the blocker named (never its query), retried with backoff, and after the retry
-budget `up` exits 11 with nothing recorded. Which statements get the concurrent wait bound, and
-the backoff's bounds, need no server."""
+budget `up` exits 11 with nothing recorded. Which statements get the concurrent wait bound, the
+backoff's bounds and how many attempts the budget allows need no server."""
 
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import asyncpg
 import pytest
 
+from migrator import contention
 from migrator.blockers import Blocker
-from migrator.contention import Backoff, waits_for_old_transactions
+from migrator.contention import Backoff, Contention, ContentionRetry, waits_for_old_transactions
+from migrator.errors import BlockedByLocks
+from migrator.events import EventLog
+from migrator.options import DDL_LOCK_TIMEOUT, LOCK_RETRY_BUDGET
+from schema.catalog import Migration
 from tests.conftest import Database, Roles
 from tests.migrator.conftest import Events, ledger, migrator_env, run_inprocess, start_process, table_exists
 from tests.polling import wait_until
+
+REPO = Path(__file__).resolve().parents[2]
 
 Files = Callable[[dict[str, str | bytes]], Path]
 NO_TX = "-- migrate: no-transaction\n"
@@ -237,6 +246,44 @@ def test_the_backoff_doubles_with_jitter_up_to_its_cap() -> None:
         30.0,
         30.0,
     ]
+
+
+def attempts_within_budget(
+    monkeypatch: pytest.MonkeyPatch, budget: float, attempt_s: float, draw: float
+) -> int:
+    """How many attempts ContentionRetry makes before exit 11 when every attempt waits `attempt_s`
+    for its lock and the jitter always draws `draw`: the real loop on a virtual clock."""
+    now = [0.0]
+    attempts = [0]
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    monkeypatch.setattr(contention, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    monkeypatch.setattr(contention, "asyncio", SimpleNamespace(sleep=sleep))
+    monkeypatch.setattr(contention, "random", SimpleNamespace(random=lambda: draw))
+    migration = Migration(1, "blocked", "0001_blocked.sql", "", True, "ALTER TABLE t ADD c int")
+
+    async def attempt() -> None:
+        attempts[0] += 1
+        now[0] += attempt_s
+        raise Contention(migration, 1, "lock timeout", (), seen_waiting=True, waited=attempt_s)
+
+    with pytest.raises(BlockedByLocks):
+        asyncio.run(ContentionRetry(budget, EventLog(io.StringIO())).apply(attempt))
+    return attempts[0]
+
+
+def test_the_docs_give_the_attempts_the_default_budget_allows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """README.md and docs/migrator.md: with the 10 s DDL lock timeout the 300 s budget allows this
+    many attempts, the fewest with the longest pauses the jitter can draw, the most with the
+    shortest."""
+    budget, attempt_s = float(LOCK_RETRY_BUDGET.default or ""), float(DDL_LOCK_TIMEOUT.default or "")
+    fewest = attempts_within_budget(monkeypatch, budget, attempt_s, 1 - 2**-53)
+    most = attempts_within_budget(monkeypatch, budget, attempt_s, 0.0)
+    assert (fewest, most) == (11, 15)
+    for document in ("README.md", "docs/migrator.md"):
+        assert f"{fewest} to {most} attempts" in " ".join((REPO / document).read_text().split()), document
 
 
 def test_a_blocker_is_described_by_what_pg_stat_activity_shows_never_its_query() -> None:
