@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from localpg.processes import stop_process
 from localpg.throwaway import free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -82,13 +82,7 @@ class Server:
         raise TimeoutError(f"{self.url(path)} did not answer {status} within {deadline} s")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, 15)
 
 
 def spawn(argv: list[str], port: int, env: Mapping[str, str], name: str) -> Server:

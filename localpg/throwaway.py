@@ -7,7 +7,6 @@ import contextlib
 import hashlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -19,6 +18,7 @@ from urllib.parse import quote
 
 from localpg.cluster import Cluster, give, tail
 from localpg.install import reachable_install, wheel_install
+from localpg.processes import frozen_tree, process_tree
 
 SUPERUSER = "postgres"
 SUPERUSER_PASSWORD = "pg-admin-pw"
@@ -98,31 +98,12 @@ class PostgresServer:
 
     def processes(self) -> list[int]:
         """The postmaster and its children (backends, checkpointer, walwriter...)."""
-        postmaster = self.postmaster_pid()
-        children = []
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    stat = (entry / "stat").read_text()
-                except OSError:
-                    continue
-                if int(stat.rpartition(")")[2].split()[1]) == postmaster:
-                    children.append(int(entry.name))
-        return [postmaster, *children]
+        return process_tree(self.postmaster_pid())
 
-    @contextlib.contextmanager
-    def frozen(self) -> Iterator[None]:
+    def frozen(self) -> contextlib.AbstractContextManager[None]:
         """The whole server stopped with SIGSTOP (a hung host, a storage stall) and always
         resumed with SIGCONT: its sockets stay open, and nothing on them is ever answered."""
-        pids = self.processes()
-        try:
-            for pid in pids:  # postmaster first, so it cannot start a child we would miss
-                os.kill(pid, signal.SIGSTOP)
-            yield
-        finally:
-            for pid in reversed(pids):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGCONT)
+        return frozen_tree(self.postmaster_pid())
 
     def stop(self) -> None:
         self.halt("immediate")

@@ -21,6 +21,7 @@ from typing import Final
 
 from localpg.cluster import tail
 from localpg.local import LOOPBACK, LocalPostgres, SetupFailed, open_local_postgres, require_free_port
+from localpg.processes import stop_process
 from pgconn.dsn import InvalidDatabaseUrl, parse_database_url
 from pgconn.options import SettingsError, parse_port
 
@@ -166,14 +167,8 @@ def die_with_parent() -> None:
 
 def stop_probe(probe: subprocess.Popen[bytes]) -> None:
     started = time.monotonic()
-    if probe.poll() is None:
-        probe.send_signal(signal.SIGTERM)
-        try:
-            probe.wait(PROBE_STOP_GRACE)
-        except subprocess.TimeoutExpired:
-            probe.kill()
-            probe.wait()
-    say(f"stopped the probe, exit code {probe.returncode} ({time.monotonic() - started:.1f} s)")
+    code = stop_process(probe, PROBE_STOP_GRACE)
+    say(f"stopped the probe, exit code {code} ({time.monotonic() - started:.1f} s)")
 
 
 def readyz_status(port: int) -> tuple[int, str]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from localpg.install import SERVICE_USER, as_service_user, service_user
+from localpg.processes import stop_process
 from localpg.throwaway import PostgresServer, free_port, owned_tempdir
 from tests.polling import wait_until
 
@@ -34,12 +35,7 @@ class PgBouncer:
         return (self.directory / "pgbouncer.log").read_text(errors="replace")
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
+        stop_process(self.process, 10)
         shutil.rmtree(self.directory, ignore_errors=True)
 
 

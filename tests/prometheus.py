@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from localpg.processes import stop_process
 from localpg.throwaway import free_port
 from tests.polling import wait_until
 
@@ -88,10 +89,5 @@ def running_prometheus(target: str) -> Iterator[Prometheus]:
         wait_ready(port, process)
         yield Prometheus(port, directory, process)
     finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        stop_process(process, 15)
         shutil.rmtree(directory, ignore_errors=True)

@@ -6,24 +6,20 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from localpg.cluster import Cluster
-from localpg.local import server_binaries
 from localpg.throwaway import free_port
+from tests.make_run import MakeRun, stop_leftover_server
 from tests.polling import wait_until
 from tests.test_quickstart import NOT_IN_A_CLONE, OUTER_SETTINGS, REPO, port_open
 
@@ -34,57 +30,14 @@ FIRST = "0001_first.sql"
 SLOW = "0002_slow.sql"
 
 
-@dataclass
-class MakeRun:
-    """`make run` in its own process group, with the test interpreter's environment as `.venv`
-    (`-o` treats its marker as up to date: the run after the first, without reinstalling)."""
+class SignalledRun(MakeRun):
+    """`make run` with the test interpreter's environment as `.venv` (`-o` treats its marker as
+    up to date: the run after the first, without reinstalling), and the signals sent to it."""
 
-    tree: Path
-    env: dict[str, str]
-    lines: list[str] = field(default_factory=list)
-    sent: list[signal.Signals] = field(default_factory=list)
-    ended: bool = False
-
-    def __post_init__(self) -> None:
+    def __init__(self, tree: Path, env: dict[str, str]) -> None:
         venv = sys.prefix
-        self.process = subprocess.Popen(
-            ["make", "-o", f"{venv}/.installed-local", "run", f"VENV={venv}"],
-            cwd=self.tree,
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self._queue.put(line.rstrip("\n"))
-        self._queue.put(None)
-
-    def collect(self, timeout: float) -> bool:
-        """Take what was printed, waiting up to `timeout` for a line; False at the end of output."""
-        if self.ended:
-            return False
-        try:
-            line = self._queue.get(timeout=timeout)
-        except queue.Empty:
-            return True
-        while line is not None:
-            self.lines.append(line)
-            try:
-                line = self._queue.get_nowait()
-            except queue.Empty:
-                return True
-        self.ended = True
-        return False
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
+        super().__init__(tree, env, "-o", f"{venv}/.installed-local", "run", f"VENV={venv}")
+        self.sent: list[signal.Signals] = []
 
     def wait_for_line(self, pattern: str) -> None:
         deadline = time.monotonic() + PHASE_TIMEOUT
@@ -117,11 +70,6 @@ class MakeRun:
             pass
         return self.process.returncode
 
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-
 
 @dataclass(frozen=True)
 class Tree:
@@ -151,19 +99,11 @@ def tree() -> Iterator[Tree]:
     try:
         yield made
     finally:
-        stop_leftover_server(made)
+        stop_leftover_server(made.root)
         shutil.rmtree(base, ignore_errors=True)
 
 
-def stop_leftover_server(tree: Tree) -> None:
-    """Only after a failure: a server a run left must not outlive the tests (with the binaries
-    `make run` used, as PostgreSQL's user)."""
-    if (tree.data_dir / "postmaster.pid").exists():
-        home = tree.data_dir.parent
-        Cluster(server_binaries(home), tree.data_dir, home / "postgres.log").stop("immediate")
-
-
-def start(tree: Tree, migrations: Path) -> tuple[MakeRun, int]:
+def start(tree: Tree, migrations: Path) -> tuple[SignalledRun, int]:
     env = {key: value for key, value in os.environ.items() if key not in OUTER_SETTINGS}
     probe_port = free_port()
     env.update(
@@ -172,10 +112,10 @@ def start(tree: Tree, migrations: Path) -> tuple[MakeRun, int]:
         MIGRATIONS_DIR=str(migrations),
         PYTHONUNBUFFERED="1",
     )
-    return MakeRun(tree.root, env), probe_port
+    return SignalledRun(tree.root, env), probe_port
 
 
-def assert_stopped_cleanly(run: MakeRun, tree: Tree, probe_port: int) -> None:
+def assert_stopped_cleanly(run: SignalledRun, tree: Tree, probe_port: int) -> None:
     code = run.wait_exit()
     # make itself re-raises the signal it received once its recipe has ended; the recipe's own
     # status shows only as make's "Error N" line.

