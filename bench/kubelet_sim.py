@@ -11,22 +11,19 @@ import sys
 
 from bench import report
 from localk8s.database import deploy_database
-from localk8s.probe_container import INTERVAL, STALENESS, TIMEOUT
-from localk8s.scenarios import LIVENESS, READINESS, database_outage, migrate, stuck_monitor
+from localk8s.manifests import sidecar
+from localk8s.scenarios import database_outage, migrate, stuck_monitor
 from localpg.throwaway import running_server, wheel_bin_dir
 
 OBSERVER = 0.5  # the resolution of a measurement taken from outside the container
 
 
 def run() -> str:
+    contract = sidecar()
     seconds = float(os.environ.get("BENCH_OUTAGE", "60"))
-    noticed = INTERVAL + TIMEOUT + READINESS.failure_threshold * READINESS.period
-    back = INTERVAL + TIMEOUT + READINESS.success_threshold * READINESS.period
-    # The monitor counts as stuck once no round has finished for staleness + timeout; the last
-    # round finished up to one interval before the wedge.
-    livez_bound = STALENESS + TIMEOUT
-    livez_earliest = livez_bound - INTERVAL
-    restart = livez_bound + LIVENESS.failure_threshold * LIVENESS.period
+    noticed, back = contract.unready_within, contract.ready_again_within
+    livez_bound, restart = contract.livez_fails_within, contract.restart_within
+    livez_earliest = livez_bound - contract.interval
     with running_server(wheel_bin_dir()) as pg:
         print(f"bench: kubelet_sim {seconds:.0f} s database outage", file=sys.stderr)
         outage = database_outage(pg, seconds)

@@ -9,13 +9,10 @@ import subprocess
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
-from pathlib import Path
 from typing import Any
 
-import yaml
+from localk8s.manifests import ROOT, container_spec
 
-ROOT = Path(__file__).resolve().parents[1]
 # crun fails on this kind of machine ("cgroups in hybrid mode not supported"); runc works.
 PODMAN = ("podman", "--runtime", "runc")
 VERSION: str = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
@@ -45,37 +42,6 @@ def ulimits() -> list[str]:
 
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     return ["--ulimit", f"nofile={hard}:{hard}", "--ulimit", "nproc=32768:32768"]
-
-
-@cache
-def built_manifests() -> tuple[Mapping[str, Any], ...]:
-    """Every object `kubectl kustomize deploy/k8s` builds."""
-    output = subprocess.run(
-        ["kubectl", "kustomize", str(ROOT / "deploy" / "k8s")],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout
-    return tuple(doc for doc in yaml.safe_load_all(output) if doc)
-
-
-def pod_spec(kind: str, name: str) -> Mapping[str, Any]:
-    """The pod template of the workload labelled app.kubernetes.io/name=`name` (the Job's own name
-    also carries its release: kata-db-migrate-<tag>)."""
-    for obj in built_manifests():
-        if obj["kind"] == kind and obj["metadata"].get("labels", {}).get("app.kubernetes.io/name") == name:
-            spec: Mapping[str, Any] = obj["spec"]["template"]["spec"]
-            return spec
-    raise AssertionError(f"no {kind} {name} in deploy/k8s")
-
-
-def container_spec(kind: str, name: str, container: str) -> Mapping[str, Any]:
-    spec = pod_spec(kind, name)
-    for entry in [*spec.get("initContainers", []), *spec.get("containers", [])]:
-        if entry["name"] == container:
-            return entry  # type: ignore[no-any-return]
-    raise AssertionError(f"no container {container} in {kind} {name}")
 
 
 @dataclass(frozen=True)

@@ -9,23 +9,11 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from localk8s.containers import ManifestContainer, container_spec, podman, remove
+from localk8s.containers import ManifestContainer, podman, remove
 from localk8s.database import Secrets
 from localk8s.kubelet import http_get
+from localk8s.manifests import sidecar
 from localpg.throwaway import free_port
-
-SIDECAR = container_spec("Deployment", "kata-context", "db-probe")
-
-
-def setting(name: str) -> float:
-    """A PROBE_* value the manifest sets for the sidecar."""
-    return float(next(e["value"] for e in SIDECAR["env"] if e["name"] == name))
-
-
-INTERVAL = setting("PROBE_INTERVAL")
-TIMEOUT = setting("PROBE_TIMEOUT")
-SHUTDOWN_DELAY = setting("PROBE_SHUTDOWN_DELAY")
-STALENESS = 3 * INTERVAL  # a round older than this counts as failing (README)
 
 
 @dataclass
@@ -40,7 +28,7 @@ class ProbeContainer:
 
     def container(self) -> ManifestContainer:
         overrides = {"PROBE_PORT": str(self.port), **self.extra_env}
-        return ManifestContainer(SIDECAR, self.secrets, overrides=overrides, options=self.options)
+        return ManifestContainer(sidecar().spec, self.secrets, overrides=overrides, options=self.options)
 
     def start(self, *, writable: bool = False) -> ProbeContainer:
         subprocess.run(

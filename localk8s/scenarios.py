@@ -15,13 +15,11 @@ from pathlib import Path
 
 from localk8s.containers import job, remove
 from localk8s.database import Secrets, deploy_database
-from localk8s.kubelet import Prober, ProbeSpec
-from localk8s.outage import frozen
-from localk8s.probe_container import SIDECAR, ProbeContainer, wedge_dir
+from localk8s.kubelet import Prober
+from localk8s.manifests import sidecar
+from localk8s.probe_container import ProbeContainer, wedge_dir
 from localpg.throwaway import PostgresServer
 
-LIVENESS = ProbeSpec.of(SIDECAR, "livenessProbe")
-READINESS = ProbeSpec.of(SIDECAR, "readinessProbe")
 # How long the sidecar may take to start and turn ready in these scenarios.
 START_TIMEOUT = 60.0
 
@@ -57,11 +55,11 @@ def database_outage(server: PostgresServer, seconds: float) -> Outage:
     try:
         probe.until_status("/readyz", 200, START_TIMEOUT)
         with (
-            Prober(LIVENESS, probe.port, True) as liveness,
-            Prober(READINESS, probe.port, False) as readiness,
+            Prober(sidecar().liveness, probe.port, True) as liveness,
+            Prober(sidecar().readiness, probe.port, False) as readiness,
         ):
-            readiness.wait_for(True, 0, 3 * READINESS.period)
-            with frozen(server):
+            readiness.wait_for(True, 0, 3 * readiness.spec.period)
+            with server.frozen():
                 began = time.monotonic()
                 threading.Event().wait(seconds)  # the outage lasts this long: the scenario itself
             ended = time.monotonic()
@@ -92,7 +90,7 @@ def stuck_monitor(secrets: Secrets, restart_timeout: float) -> Stuck:
     ).start()
     try:
         probe.until_status("/readyz", 200, START_TIMEOUT)
-        with Prober(LIVENESS, probe.port, True) as liveness:
+        with Prober(sidecar().liveness, probe.port, True) as liveness:
             (switch / "wedged").touch(mode=0o644)
             wedged = time.monotonic()
             probe.until_status("/livez", 503, restart_timeout)

@@ -16,9 +16,7 @@ import os
 import re
 import subprocess
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -32,6 +30,8 @@ except ImportError:
         pytrace=False,
     )
 
+from localk8s.manifests import Manifest, Sidecar, container, containers, literal_env, pod_spec
+from localk8s.manifests import build as kustomize
 from migrator.errors import EXIT_CODES
 from migrator.termination import DEFAULT_PATH, TERMINATION_LOG_ENV
 from tests.deploy_tools import ROOT, find_tool, run_tool
@@ -43,7 +43,7 @@ DASHBOARD = ROOT / "deploy" / "grafana" / "kata-db.json"
 DOCKERFILES = {"Dockerfile.migrator": "kata-migrate", "Dockerfile.probe": "kata-probe"}
 VENV_BIN = "/opt/venv/bin"
 
-# The probe's contract (DESIGN.md): one port, these routes, these defaults.
+# The probe's contract with the manifests: one port, these routes, these defaults.
 PROBE_PORT = 8081
 PROBE_INTERVAL = 5.0
 PROBE_TIMEOUT = 2.0
@@ -64,16 +64,13 @@ CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos
 # podFailurePolicy and PDB unhealthyPodEvictionPolicy GA in 1.31) and the newest schemas known.
 K8S_VERSIONS = ("1.31.0", kubernetes_validate.latest_version())
 
-Manifest = dict[str, Any]
 MIGRATOR_IMAGE = "kata-context/db-migrator"
 # A Job's name: a DNS-1123 subdomain of at most 63 characters (its pods' job-name label).
 JOB_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
 def build(directory: Path) -> list[Manifest]:
-    result = run_tool("kubectl", "kustomize", str(directory))
-    assert result.returncode == 0, f"kubectl kustomize {directory} failed:\n{result.stderr}"
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    return kustomize(directory, find_tool("kubectl"))
 
 
 @pytest.fixture(scope="module")
@@ -101,23 +98,6 @@ def migration_job(manifests: list[Manifest]) -> Manifest:
 def find(manifests: list[Manifest], kind: str, name: str) -> Manifest:
     matches = [m for m in manifests if m["kind"] == kind and m["metadata"]["name"] == name]
     assert len(matches) == 1, f"expected exactly one {kind}/{name}, found {len(matches)}"
-    return matches[0]
-
-
-def pod_spec(obj: Manifest) -> Manifest:
-    spec: Manifest = obj["spec"]["template"]["spec"]
-    return spec
-
-
-def containers(obj: Manifest) -> Iterator[Manifest]:
-    spec = pod_spec(obj)
-    yield from spec.get("initContainers", [])
-    yield from spec["containers"]
-
-
-def container(obj: Manifest, name: str) -> Manifest:
-    matches = [c for c in containers(obj) if c["name"] == name]
-    assert len(matches) == 1, f"no single container {name!r} in {obj['metadata']['name']}"
     return matches[0]
 
 
@@ -272,7 +252,7 @@ def test_probe_paths_are_routes_of_the_probe_app(manifests: list[Manifest]) -> N
 
     # The sidecar's own environment, as the probe would read it in the pod.
     sidecar = container(deployment, "db-probe")
-    env = {name: var["value"] for name, var in env_of(sidecar).items() if "value" in var}
+    env = literal_env(sidecar)
     env["DATABASE_URL"] = "postgresql://probe@127.0.0.1:1/kata"
     settings = settings_module.ProbeSettings.load([], env)
     assert settings.port == PROBE_PORT
@@ -288,23 +268,21 @@ def test_probe_paths_are_routes_of_the_probe_app(manifests: list[Manifest]) -> N
 
 
 def test_probe_timings_follow_the_probe_settings(manifests: list[Manifest]) -> None:
-    sidecar = container(find(manifests, "Deployment", "kata-context"), "db-probe")
-    env = env_of(sidecar)
-    assert float(env["PROBE_INTERVAL"]["value"]) == PROBE_INTERVAL
-    assert float(env["PROBE_TIMEOUT"]["value"]) == PROBE_TIMEOUT
-    liveness, readiness = sidecar["livenessProbe"], sidecar["readinessProbe"]
+    sidecar = Sidecar(container(find(manifests, "Deployment", "kata-context"), "db-probe"))
+    assert sidecar.interval == PROBE_INTERVAL
+    assert sidecar.timeout == PROBE_TIMEOUT
+    liveness, readiness, startup = sidecar.liveness, sidecar.readiness, sidecar.startup
     # A restart needs failures spanning more than the staleness bound: one stale window is
     # not enough to kill a pod.
-    assert liveness["periodSeconds"] * liveness["failureThreshold"] >= 2 * STALENESS
+    assert liveness.period * liveness.failure_threshold >= 2 * STALENESS
     # Polling readiness faster than one round per interval only re-reads the same result.
-    assert readiness["periodSeconds"] >= PROBE_INTERVAL
+    assert readiness.period >= PROBE_INTERVAL
     # One failed round must not flap the endpoints; an outage must show within ~4 intervals.
-    assert readiness["failureThreshold"] >= 2
-    assert readiness["periodSeconds"] * readiness["failureThreshold"] <= 4 * PROBE_INTERVAL
-    for probe in (sidecar["startupProbe"], liveness, readiness):
-        assert probe["timeoutSeconds"] >= 1
-    startup = sidecar["startupProbe"]
-    assert startup["periodSeconds"] * startup["failureThreshold"] >= 10
+    assert readiness.failure_threshold >= 2
+    assert readiness.period * readiness.failure_threshold <= 4 * PROBE_INTERVAL
+    for probe in (startup, liveness, readiness):
+        assert probe.timeout >= 1
+    assert startup.period * startup.failure_threshold >= 10
 
 
 # Least privilege: each container reads the Secret of its own role (deploy/roles.sql).

@@ -15,8 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from localk8s.manifests import sidecar
+from localpg.processes import stop_process
 from localpg.throwaway import free_port
-from tests.kubelet import probe_contract
 from tests.polling import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,13 +29,13 @@ FAILED_ROUNDS = re.compile(r'^kata_db_checks_total\{check="database",result="fai
 def liveness_bound() -> float:
     """Seconds within which kubelet needs a /livez answer: the manifests' timeoutSeconds. The
     probe answers in milliseconds, so the bound holds on a loaded machine with a wide margin."""
-    return probe_contract().liveness.timeout
+    return sidecar().liveness.timeout
 
 
 def readiness_bound() -> float:
     """Seconds within which kubelet sees /readyz follow the database: one round of the probe
     (interval + timeout), then one readiness periodSeconds of the manifests until kubelet asks."""
-    return INTERVAL + TIMEOUT + probe_contract().readiness.period
+    return INTERVAL + TIMEOUT + sidecar().readiness.period
 
 
 @dataclass
@@ -171,10 +172,5 @@ class ProbeProcess:
         return bad
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        if self.process is not None:
+            stop_process(self.process, 10)

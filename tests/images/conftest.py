@@ -8,8 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from localk8s.containers import ROOT, unavailable_reason
+from localk8s.containers import unavailable_reason
 from localk8s.database import DeployedDatabase, deploy_database
+from localk8s.manifests import ROOT
 from localpg.throwaway import PostgresServer, running_server, wheel_bin_dir
 from tests.conftest import SYSTEM_PG15, require_system_package
 

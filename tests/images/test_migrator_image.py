@@ -15,10 +15,8 @@ import pytest
 from localk8s.containers import (
     MIGRATOR_IMAGE,
     PROBE_IMAGE,
-    ROOT,
     VERSION,
     ManifestContainer,
-    container_spec,
     diff,
     job,
     podman,
@@ -26,6 +24,7 @@ from localk8s.containers import (
     ulimits,
 )
 from localk8s.database import PASSWORDS, DeployedDatabase, Secrets, one_url
+from localk8s.manifests import ROOT, container_spec
 from localpg.throwaway import PostgresServer
 from schema.snapshot import SNAPSHOT_DIR
 from tests.conftest import Database

@@ -11,25 +11,30 @@ from collections.abc import Iterator
 
 import pytest
 
-from localk8s.containers import PODMAN, diff, pod_spec
+from localk8s.containers import PODMAN, diff
 from localk8s.database import PASSWORDS, DeployedDatabase, Secrets
 from localk8s.kubelet import Poll
-from localk8s.probe_container import INTERVAL, SHUTDOWN_DELAY, STALENESS, TIMEOUT, ProbeContainer
-from localk8s.scenarios import LIVENESS, READINESS, database_outage, migrate, stuck_monitor
+from localk8s.manifests import pod_spec, sidecar, workload
+from localk8s.probe_container import ProbeContainer
+from localk8s.scenarios import database_outage, migrate, stuck_monitor
 from localpg.throwaway import PostgresServer, running_server, wheel_bin_dir
 
 pytestmark = pytest.mark.usefixtures("images")
-GRACE = float(pod_spec("Deployment", "kata-context")["terminationGracePeriodSeconds"])
 # Allowance on top of each contract bound: podman, a 2-core machine shared with other work.
 MARGIN = 10.0
 OUTAGE = 60.0
 
 
 @pytest.fixture
-def migrated(deployed: DeployedDatabase) -> Secrets:
+def migrated_secrets(deployed: DeployedDatabase) -> Secrets:
     """The Secrets of a database the Job has migrated."""
     migrate(deployed.secrets())
     return deployed.secrets()
+
+
+def grace_period() -> float:
+    """The pod's terminationGracePeriodSeconds: kubelet's SIGKILL after SIGTERM."""
+    return float(pod_spec(workload("Deployment", "kata-context"))["terminationGracePeriodSeconds"])
 
 
 @pytest.fixture
@@ -48,9 +53,9 @@ def outage_server() -> Iterator[PostgresServer]:
 
 
 def test_the_sidecar_turns_ready_and_serves_its_metrics(
-    migrated: Secrets, probes: list[ProbeContainer]
+    migrated_secrets: Secrets, probes: list[ProbeContainer]
 ) -> None:
-    probe = ProbeContainer(migrated).start()
+    probe = ProbeContainer(migrated_secrets).start()
     probes.append(probe)
     probe.until_status("/readyz", 200, 60)
     assert probe.status("/livez") == 200
@@ -61,9 +66,11 @@ def test_the_sidecar_turns_ready_and_serves_its_metrics(
 
 
 def test_on_sigterm_readyz_turns_503_it_drains_then_exits_0_within_the_grace_period(
-    migrated: Secrets, probes: list[ProbeContainer]
+    migrated_secrets: Secrets, probes: list[ProbeContainer]
 ) -> None:
-    probe = ProbeContainer(migrated).start()
+    grace = grace_period()
+    contract = sidecar()
+    probe = ProbeContainer(migrated_secrets).start()
     probes.append(probe)
     probe.until_status("/readyz", 200, 60)
     answers: list[Poll] = []
@@ -71,7 +78,7 @@ def test_on_sigterm_readyz_turns_503_it_drains_then_exits_0_within_the_grace_per
     subprocess.run([*PODMAN, "kill", "--signal", "TERM", probe.name], check=True, capture_output=True)
     signalled = time.monotonic()
     waiter = subprocess.Popen([*PODMAN, "wait", probe.name], stdout=subprocess.PIPE, text=True)
-    while waiter.poll() is None and time.monotonic() - signalled < GRACE:
+    while waiter.poll() is None and time.monotonic() - signalled < grace:
         status = probe.status("/readyz", timeout=1)
         if status:
             answers.append(Poll(time.monotonic(), status))
@@ -80,54 +87,47 @@ def test_on_sigterm_readyz_turns_503_it_drains_then_exits_0_within_the_grace_per
     if not exited:
         subprocess.run([*PODMAN, "kill", probe.name], capture_output=True, check=False)
     waiter.wait(30)
-    assert exited, f"still running {GRACE} s after SIGTERM: kubelet would SIGKILL it"
+    assert exited, f"still running {grace} s after SIGTERM: kubelet would SIGKILL it"
     assert probe.exit_code() == 0, probe.logs()[-3000:]
     # The signal handler runs on the event loop: allow an answer in flight as the signal landed.
     settled = [a.status for a in answers if a.at - signalled > 0.5]
     assert settled and set(settled) == {503}, [(round(a.at - signalled, 1), a.status) for a in answers]
     # It kept answering through the drain: the last answer came near its end.
-    assert answers[-1].at - signalled >= SHUTDOWN_DELAY - 1.5
+    assert answers[-1].at - signalled >= contract.shutdown_delay - 1.5
 
 
 def test_the_sidecar_writes_nothing_to_the_image_filesystem(
-    migrated: Secrets, probes: list[ProbeContainer]
+    migrated_secrets: Secrets, probes: list[ProbeContainer]
 ) -> None:
     """A writable root this once, so a write shows in `podman diff` instead of failing."""
-    probe = ProbeContainer(migrated).start(writable=True)
+    probe = ProbeContainer(migrated_secrets).start(writable=True)
     probes.append(probe)
     probe.until_status("/readyz", 200, 60)
     for path in ("/livez", "/healthz", "/readyz?verbose", "/readyz/schema", "/metrics", "/openapi.yaml"):
         probe.status(path)
-    subprocess.run([*PODMAN, "stop", "--time", str(int(GRACE)), probe.name], check=True, capture_output=True)
+    subprocess.run(
+        [*PODMAN, "stop", "--time", str(int(grace_period())), probe.name], check=True, capture_output=True
+    )
     assert diff(probe.name) == []
 
 
 def test_kubelet_takes_the_pod_out_during_a_60_s_database_outage_and_never_restarts_it(
     outage_server: PostgresServer,
 ) -> None:
+    contract = sidecar()
     outage = database_outage(outage_server, OUTAGE)
-    # Noticed within one interval to start a round, its timeout, and failureThreshold periods;
-    # back once a round passes and successThreshold periods have seen it.
-    assert (
-        outage.unready_after <= INTERVAL + TIMEOUT + READINESS.failure_threshold * READINESS.period + MARGIN
-    )
-    assert (
-        outage.ready_again_after
-        <= INTERVAL + TIMEOUT + READINESS.success_threshold * READINESS.period + MARGIN
-    )
+    assert outage.unready_after <= contract.unready_within + MARGIN
+    assert outage.ready_again_after <= contract.ready_again_within + MARGIN
     assert outage.liveness_failures == 0
-    assert outage.liveness_polls >= OUTAGE / LIVENESS.period
+    assert outage.liveness_polls >= OUTAGE / contract.liveness.period
 
 
 def test_kubelet_restarts_a_sidecar_whose_monitor_is_stuck_within_the_stated_bound(
-    migrated: Secrets,
+    migrated_secrets: Secrets,
 ) -> None:
-    # /livez fails once no round has finished for staleness + timeout (the last one finished up
-    # to one interval before the wedge), then kubelet needs failureThreshold failed periods.
-    livez_bound = STALENESS + TIMEOUT
-    bound = livez_bound + LIVENESS.failure_threshold * LIVENESS.period
-    stuck = stuck_monitor(migrated, bound + MARGIN)
-    assert stuck.restart_after <= bound + MARGIN
+    contract = sidecar()
+    stuck = stuck_monitor(migrated_secrets, contract.restart_within + MARGIN)
+    assert stuck.restart_after <= contract.restart_within + MARGIN
     # Never before that bound less one interval: a slow round (cut at its timeout) restarts nothing.
-    assert stuck.livez_failing_after >= livez_bound - INTERVAL - 1
+    assert stuck.livez_failing_after >= contract.livez_fails_within - contract.interval - 1
     assert stuck.process_running  # the process lives on: only the monitor is stuck

@@ -14,9 +14,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from localk8s.manifests import sidecar
 from localpg.throwaway import free_port
 from tests.conftest import Database, require_system_package
-from tests.kubelet import probe_contract
 from tests.metric_families import exposition_families, registry_families
 from tests.probe.conftest import ProbeProcess, probe_env, ready_database, until, wait_listening
 from tests.prometheus import PROMETHEUS, PROMTOOL, running_prometheus
@@ -158,7 +158,7 @@ async def test_2000_concurrent_requests_add_no_database_transactions(
     ready_database(database, migrations_dir)
     # The deployed interval and timeout: liveness holds the monitor to 3 x interval + timeout,
     # and a loaded 2-core machine can spend seconds on a burst of 2,000 requests.
-    deployed = {key: probe_contract().env[key] for key in ("PROBE_INTERVAL", "PROBE_TIMEOUT")}
+    deployed = {key: sidecar().setting(key) for key in ("PROBE_INTERVAL", "PROBE_TIMEOUT")}
     env = probe_env(database.url, migrations_dir, **deployed)
     interval = float(deployed["PROBE_INTERVAL"])
 
