@@ -36,18 +36,28 @@ class DeployedDatabase:
         }
 
 
-def deploy_database(server: PostgresServer) -> DeployedDatabase:
-    """A fresh database on `server` with deploy/roles.sql applied (roles are made once per server)."""
-    name = server.create_database()
+def apply_roles(
+    server: PostgresServer, database: str, names: Mapping[str, str], passwords: Mapping[str, str]
+) -> None:
+    """Run deploy/roles.sql in `database` as an administrator would, the role names given as its
+    psql variables ({owner, app, probe: name}), then set each role's password (what `\\password`
+    does by hand)."""
+    variables = [arg for kind, name in names.items() for arg in ("-v", f"{kind}={name}")]
     subprocess.run(
-        [*server.psql_command(name), "-f", str(ROLES_SQL)],
+        [*server.psql_command(database), *variables, "-f", str(ROLES_SQL)],
         env={**os.environ, "PGPASSWORD": SUPERUSER_PASSWORD},
         capture_output=True,
         text=True,
         check=True,
     )
-    for role, user in ROLES.items():
-        server.psql(f"ALTER ROLE \"{user}\" PASSWORD '{PASSWORDS[role]}'", name)
+    for kind, name in names.items():
+        server.psql(f"ALTER ROLE \"{name}\" PASSWORD '{passwords[kind]}'", database)
+
+
+def deploy_database(server: PostgresServer) -> DeployedDatabase:
+    """A fresh database on `server` with deploy/roles.sql applied (roles are made once per server)."""
+    name = server.create_database()
+    apply_roles(server, name, ROLES, PASSWORDS)
     return DeployedDatabase(server, name)
 
 

@@ -4,14 +4,17 @@ Debian's PostgreSQL 15 without pgvector, and the rule that a skip fails the run 
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from localpg.throwaway import SUPERUSER_PASSWORD, PostgresServer, running_server, wheel_bin_dir
+from localk8s.database import apply_roles
+from localpg.relay import Relay
+from localpg.throwaway import PostgresServer, running_server, wheel_bin_dir
+from schema.catalog import Migration
+from schema.ledger import insert_row_sql
 
 APT_HINT = "sudo apt-get install -y {package}"
 # Debian's PostgreSQL 15: no pgvector package at all, and built with OpenSSL (the TLS tests).
@@ -32,8 +35,9 @@ class Database:
     def psql(self, sql: str) -> str:
         return self.server.psql(sql, self.name)
 
-
-ROLES_SQL = Path(__file__).resolve().parents[1] / "deploy" / "roles.sql"
+    def record(self, migration: Migration, applied_by: str = "tests") -> None:
+        """A ledger row for `migration`, written with the migrator's own INSERT (schema.ledger)."""
+        self.psql(insert_row_sql(migration, 1.0, applied_by))
 
 
 @dataclass(frozen=True)
@@ -54,17 +58,8 @@ def three_roles(database: Database, prefix: str) -> Roles:
     """Run deploy/roles.sql, as an administrator would, in `database`. Role names are cluster-wide
     and the server is shared: `prefix` (the test file's name) keeps them apart."""
     names = {kind: f"{prefix}_{kind}" for kind in ("owner", "app", "probe")}
-    variables = [arg for kind, name in names.items() for arg in ("-v", f"{kind}={name}")]
-    subprocess.run(
-        [*database.server.psql_command(database.name), *variables, "-f", str(ROLES_SQL)],
-        check=True,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PGPASSWORD": SUPERUSER_PASSWORD},
-    )
     password = f"{prefix}-pw-1"
-    for name in names.values():  # what `\password` does by hand
-        database.psql(f"ALTER ROLE \"{name}\" PASSWORD '{password}'")
+    apply_roles(database.server, database.name, names, dict.fromkeys(names, password))
     return Roles(database, names["owner"], names["app"], names["probe"], password)
 
 
@@ -117,10 +112,29 @@ def database(pg_server: PostgresServer) -> Iterator[Database]:
 
 
 @pytest.fixture
+def migrated(database: Database) -> Database:
+    """A fresh database `kata-migrate up` made from this repository's migrations."""
+    # Imported here: the migrator's test harness imports this module.
+    from tests.migrator.conftest import migrator_env, run_inprocess
+
+    outcome = run_inprocess(["up"], migrator_env(database.url))
+    assert outcome.code == 0, outcome.stderr
+    return database
+
+
+@pytest.fixture
 def scratch_database(pg_server: PostgresServer) -> Iterator[Database]:
     """A second fresh database on the pgvector server, apart from the one under test (to build a
     snapshot there as `make schema` does)."""
     yield from _database(pg_server)
+
+
+@pytest.fixture
+def relay(pg_server: PostgresServer) -> Iterator[Relay]:
+    """A loopback relay in front of the pgvector server, to switch silent mid-test."""
+    relay = Relay(pg_server.port).start()
+    yield relay
+    relay.stop()
 
 
 @pytest.fixture

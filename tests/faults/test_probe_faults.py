@@ -12,10 +12,9 @@ from __future__ import annotations
 import asyncio
 import re
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import asyncpg
-import pytest
 
 from localpg.install import as_service_user
 from localpg.relay import Relay
@@ -85,13 +84,6 @@ def never_ready(probe: ProbeProcess, error: str) -> None:
     assert watch.slowest < liveness_bound(), f"slowest /livez {watch.slowest * 1000:.0f} ms"
     assert after - before < RSS_GROWTH_LIMIT, f"RSS grew {(after - before) / MIB:.1f} MiB"
     assert probe.unhandled() == []
-
-
-@pytest.fixture
-def relay(pg_server: PostgresServer) -> Iterator[Relay]:
-    relay = Relay(pg_server.port).start()
-    yield relay
-    relay.stop()
 
 
 def through(url: str, port: int) -> str:

@@ -10,6 +10,7 @@ from typing import Final
 
 import pytest
 
+from schema.catalog import Migration
 from tests.conftest import Database, Roles
 from tests.fixtures.drizzle_app import make_application_database
 from tests.fixtures.expected_schema import migrations_up_to
@@ -70,13 +71,6 @@ DROP INDEX CONCURRENTLY IF EXISTS public.messages_embedding_idx_invalid;
 CREATE INDEX CONCURRENTLY IF NOT EXISTS messages_embedding_idx ON public.messages \
 USING hnsw (embedding vector_cosine_ops);
 """
-
-
-@pytest.fixture
-def migrated(database: Database) -> Database:
-    outcome = run_inprocess(["up"], migrator_env(database.url))
-    assert outcome.code == 0, outcome.stderr
-    return database
 
 
 # A million contexts (ids in order, so the primary key fills fast): VALIDATE's scan takes long
@@ -387,11 +381,8 @@ def test_repair_as_a_role_that_does_not_own_the_tables_is_exit_10(roles: Roles) 
 
 def test_a_database_migrated_past_this_image_is_refused_naming_the_newer_file(migrated: Database) -> None:
     # As a newer image's contract migration leaves it: recorded, and the index it removed is gone.
-    migrated.psql(
-        "INSERT INTO kata_schema_migrations (version, name, checksum, duration_ms, applied_by, kind, file) "
-        "VALUES (6, 'drop_hnsw', 'f00d', 1, 'kata-migrate@newer', 'applied', '0006_drop_hnsw.sql'); "
-        "DROP INDEX messages_embedding_idx"
-    )
+    migrated.record(Migration(6, "drop_hnsw", "0006_drop_hnsw.sql", "f00d", True, ""), "kata-migrate@newer")
+    migrated.psql("DROP INDEX messages_embedding_idx")
     dump = migrated.server.schema_dump(migrated.name)
     for command in (["repair"], ["plan", "--repair"]):
         outcome = run_inprocess(command, migrator_env(migrated.url))

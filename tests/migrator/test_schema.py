@@ -43,12 +43,6 @@ COLUMNS = {
 }
 
 
-@pytest.fixture
-def migrated(database: Database) -> Database:
-    assert run_inprocess(["up"], migrator_env(database.url)).code == 0
-    return database
-
-
 @pytest.mark.parametrize("table", sorted(COLUMNS))
 def test_columns_types_nullability_and_defaults(migrated: Database, table: str) -> None:
     rows = migrated.psql(

@@ -23,10 +23,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 import yaml
 
 from localpg.relay import Relay
@@ -112,17 +111,10 @@ def assert_stopped_hard(outcome: Outcome, code: int, database: Database) -> None
     assert not table_exists(database, "half_done") and ledger(database) == []
 
 
-@pytest.fixture
-def relay(database: Database) -> Iterator[Relay]:
-    relay = Relay(database.server.port).start()
-    yield relay
-    relay.stop()
-
-
 def test_sigterm_ends_up_waiting_in_copy_from_stdin_and_the_server_rolls_the_file_back(
-    database: Database, migrations_dir: Files, tmp_path: Path
+    database: Database, write_migrations: Files, tmp_path: Path
 ) -> None:
-    env = migrator_env(database.url, MIGRATIONS_DIR=str(migrations_dir({"0001_copy.sql": COPY_IN})))
+    env = migrator_env(database.url, MIGRATIONS_DIR=str(write_migrations({"0001_copy.sql": COPY_IN})))
     log = tmp_path / "stderr.log"
     proc = start(["-c", BYPASS_RULES], ["up", "--statement-timeout", "1"], env, log)
     try:
@@ -139,10 +131,10 @@ def test_sigterm_ends_up_waiting_in_copy_from_stdin_and_the_server_rolls_the_fil
 
 
 def test_a_signal_ends_up_when_the_server_stops_answering_and_more_signals_leave_no_traceback(
-    database: Database, migrations_dir: Files, relay: Relay, tmp_path: Path
+    database: Database, write_migrations: Files, relay: Relay, tmp_path: Path
 ) -> None:
     url = re.sub(r"@127\.0\.0\.1:\d+/", f"@127.0.0.1:{relay.port}/", database.url)
-    env = migrator_env(url, MIGRATIONS_DIR=str(migrations_dir({"0001_sleep.sql": SLEEP})))
+    env = migrator_env(url, MIGRATIONS_DIR=str(write_migrations({"0001_sleep.sql": SLEEP})))
     log = tmp_path / "stderr.log"
     proc = start(["-m", "migrator"], ["up"], env, log)
     try:

@@ -18,7 +18,7 @@ import pytest
 from localpg.throwaway import free_port
 from probe.settings import ProbeSettings
 from schema.catalog import read_catalog
-from schema.ledger import CREATE_TABLE, TABLE
+from schema.ledger import CREATE_TABLE
 from tests.conftest import Database
 
 MIGRATIONS = {
@@ -51,10 +51,7 @@ def apply_migrations(database: Database, directory: Path, *, upto: int | None = 
         if upto is not None and migration.version > upto:
             break
         database.psql(migration.sql)
-        database.psql(
-            f"INSERT INTO {TABLE} (version, name, checksum, duration_ms, applied_by) "
-            f"VALUES ({migration.version}, '{migration.name}', '{migration.checksum}', 1, 'tests')"
-        )
+        database.record(migration)
 
 
 def ready_database(database: Database, directory: Path) -> None:

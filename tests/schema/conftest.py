@@ -12,7 +12,7 @@ from schema.model import Schema
 from schema.snapshot import load_snapshots
 from tests.conftest import Database
 from tests.fixtures.drizzle_app import add_orphaned_fork, make_application_database
-from tests.migrator.conftest import MIGRATIONS, migrator_env, run_inprocess
+from tests.migrator.conftest import MIGRATIONS
 
 VERSIONS = sorted(int(p.stem) for p in (MIGRATIONS / "snapshots").glob("*.json"))
 LATEST = max(VERSIONS)
@@ -32,14 +32,6 @@ def live_schema(url: str) -> Schema:
 @pytest.fixture(scope="session")
 def snapshots() -> dict[int, Schema]:
     return load_snapshots(MIGRATIONS, VERSIONS)
-
-
-@pytest.fixture
-def migrated(database: Database) -> Database:
-    """A database `kata-migrate up` made from this repository's migrations."""
-    outcome = run_inprocess(["up"], migrator_env(database.url))
-    assert outcome.code == 0, outcome.stderr
-    return database
 
 
 @pytest.fixture
