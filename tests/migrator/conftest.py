@@ -150,7 +150,7 @@ def table_exists(db: Database, name: str) -> bool:
 
 
 @pytest.fixture
-def migrations_dir(tmp_path: Path) -> Callable[[dict[str, str | bytes]], Path]:
+def write_migrations(tmp_path: Path) -> Callable[[dict[str, str | bytes]], Path]:
     """Write a migrations directory from {file name: SQL text or raw bytes}."""
 
     def write(files: dict[str, str | bytes]) -> Path:

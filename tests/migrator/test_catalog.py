@@ -107,10 +107,10 @@ def test_a_misplaced_or_unknown_directive_is_a_catalog_error_naming_file_and_lin
     ],
 )
 def test_unusable_files_are_catalog_errors(
-    migrations_dir: Callable[[dict[str, str | bytes]], Path], files: dict[str, str | bytes], problem: str
+    write_migrations: Callable[[dict[str, str | bytes]], Path], files: dict[str, str | bytes], problem: str
 ) -> None:
     with pytest.raises(CatalogError, match=problem):
-        read_catalog(migrations_dir(files))
+        read_catalog(write_migrations(files))
 
 
 def test_missing_directory_is_a_catalog_error(tmp_path: Path) -> None:
@@ -119,9 +119,9 @@ def test_missing_directory_is_a_catalog_error(tmp_path: Path) -> None:
 
 
 def test_catalog_orders_numerically_and_ignores_other_files(
-    migrations_dir: Callable[[dict[str, str | bytes]], Path],
+    write_migrations: Callable[[dict[str, str | bytes]], Path],
 ) -> None:
-    directory = migrations_dir(
+    directory = write_migrations(
         {"10_b.sql": "SELECT 10;", "9_a.sql": "SELECT 9;", "README.md": "hi", "__init__.py": ""}
     )
     assert [m.version for m in read_catalog(directory).migrations] == [9, 10]
@@ -179,10 +179,10 @@ def test_line_column_counts_like_an_editor() -> None:
     ],
 )
 def test_files_that_would_be_skipped_or_run_nothing_are_errors(
-    migrations_dir: Callable[[dict[str, str | bytes]], Path], files: dict[str, str | bytes], problem: str
+    write_migrations: Callable[[dict[str, str | bytes]], Path], files: dict[str, str | bytes], problem: str
 ) -> None:
     with pytest.raises(CatalogError, match=re.escape(problem)):
-        read_catalog(migrations_dir(files))
+        read_catalog(write_migrations(files))
 
 
 @pytest.mark.parametrize(
@@ -214,9 +214,9 @@ def make_special(directory: Path, kind: str) -> Path:
     ],
 )
 def test_entries_that_are_not_readable_regular_files_name_the_file_and_the_os_error(
-    migrations_dir: Callable[[dict[str, str | bytes]], Path], kind: str, problem: str
+    write_migrations: Callable[[dict[str, str | bytes]], Path], kind: str, problem: str
 ) -> None:
-    directory = migrations_dir({"0001_a.sql": "SELECT 1;"})
+    directory = write_migrations({"0001_a.sql": "SELECT 1;"})
     path = make_special(directory, kind)
     with pytest.raises(
         CatalogError, match=re.escape(f"migration file {str(path)!r} cannot be read: {problem}")

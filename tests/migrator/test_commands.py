@@ -48,14 +48,14 @@ def test_up_builds_the_schema_and_a_second_up_does_nothing(database: Database) -
 
 
 def test_ledger_keeps_applied_by_verbatim_whatever_a_migration_does_to_string_syntax(
-    database: Database, migrations_dir: Files
+    database: Database, write_migrations: Files
 ) -> None:
     # The ledger row is written as SQL literals; a quote or backslash in the pod name, and a
     # database whose default turns standard_conforming_strings off, must not change what is
     # recorded. (A migration may no longer change the setting: schema/rules.py refuses it.)
     pod = "pod-'quoted'\\back\\'"
     database.psql(f'ALTER DATABASE "{database.name}" SET standard_conforming_strings = off')
-    directory = migrations_dir(
+    directory = write_migrations(
         {
             "0001_first.sql": "CREATE TABLE first_t (id int);\n",
             "0002_second.sql": "CREATE TABLE second_t (id int);\n",
@@ -213,9 +213,9 @@ def test_baseline_records_without_running_and_up_continues(database: Database) -
 
 
 def test_drift_exits_6_naming_changed_and_missing_files_and_runs_nothing(
-    database: Database, migrations_dir: Files
+    database: Database, write_migrations: Files
 ) -> None:
-    directory = migrations_dir(
+    directory = write_migrations(
         {"0001_a.sql": "CREATE TABLE a (id int);", "0002_b.sql": "CREATE TABLE b (id int);"}
     )
     env = migrator_env(database.url, MIGRATIONS_DIR=str(directory))
@@ -231,9 +231,9 @@ def test_drift_exits_6_naming_changed_and_missing_files_and_runs_nothing(
     assert ledger(database) == ["1|applied", "2|applied"]
 
 
-def test_crlf_copy_of_an_applied_file_is_not_drift(database: Database, migrations_dir: Files) -> None:
+def test_crlf_copy_of_an_applied_file_is_not_drift(database: Database, write_migrations: Files) -> None:
     text = "CREATE TABLE a (id int);\nCREATE TABLE b (id int);\n"
-    directory = migrations_dir({"0001_a.sql": text})
+    directory = write_migrations({"0001_a.sql": text})
     env = migrator_env(database.url, MIGRATIONS_DIR=str(directory))
     assert run_inprocess(["up"], env).code == 0
     (directory / "0001_a.sql").write_bytes(text.replace("\n", "\r\n").encode())
@@ -241,8 +241,8 @@ def test_crlf_copy_of_an_applied_file_is_not_drift(database: Database, migration
     assert run_inprocess(["up"], env).code == 0
 
 
-def test_crlf_file_applies_and_reports_positions(database: Database, migrations_dir: Files) -> None:
-    directory = migrations_dir({"0001_a.sql": "CREATE TABLE a (id int);\r\n\r\nSELECT nope FROM a;\r\n"})
+def test_crlf_file_applies_and_reports_positions(database: Database, write_migrations: Files) -> None:
+    directory = write_migrations({"0001_a.sql": "CREATE TABLE a (id int);\r\n\r\nSELECT nope FROM a;\r\n"})
     outcome = run_inprocess(["up"], migrator_env(database.url, MIGRATIONS_DIR=str(directory)))
     assert outcome.code == 5
     assert "line 3, column 8" in outcome.final_message
@@ -269,9 +269,9 @@ def test_crlf_file_applies_and_reports_positions(database: Database, migrations_
     ],
 )
 def test_failing_migration_rolls_back_exits_5_with_file_position_and_message(
-    database: Database, migrations_dir: Files, sql: str, where: str, message: str
+    database: Database, write_migrations: Files, sql: str, where: str, message: str
 ) -> None:
-    directory = migrations_dir(
+    directory = write_migrations(
         {"0001_good.sql": "CREATE TABLE ok_one (id int);", "0002_bad.sql": sql, "0003_c.sql": "SELECT 1;"}
     )
     outcome = run_inprocess(["up"], migrator_env(database.url, MIGRATIONS_DIR=str(directory)))
@@ -282,8 +282,8 @@ def test_failing_migration_rolls_back_exits_5_with_file_position_and_message(
     assert ledger(database) == ["1|applied"]
 
 
-def test_statement_timeout_setting_applies_to_migrations(database: Database, migrations_dir: Files) -> None:
-    directory = migrations_dir({"0001_slow.sql": "SELECT pg_sleep(5);"})
+def test_statement_timeout_setting_applies_to_migrations(database: Database, write_migrations: Files) -> None:
+    directory = write_migrations({"0001_slow.sql": "SELECT pg_sleep(5);"})
     env = migrator_env(database.url, MIGRATIONS_DIR=str(directory), MIGRATOR_STATEMENT_TIMEOUT="0.2")
     outcome = run_inprocess(["up"], env)
     assert outcome.code == 5
@@ -293,7 +293,7 @@ def test_statement_timeout_setting_applies_to_migrations(database: Database, mig
 
 
 def test_ddl_lock_timeout_stops_a_migration_queued_behind_a_long_transaction(
-    database: Database, migrations_dir: Files
+    database: Database, write_migrations: Files
 ) -> None:
     """Without a retry budget the first lock timeout ends the run: exit 11, nothing recorded."""
     database.psql("CREATE TABLE busy (id int)")
@@ -307,7 +307,7 @@ def test_ddl_lock_timeout_stops_a_migration_queued_behind_a_long_transaction(
                 != "0"
             )
         )
-        directory = migrations_dir({"0001_alter.sql": "ALTER TABLE busy ADD COLUMN note text;"})
+        directory = write_migrations({"0001_alter.sql": "ALTER TABLE busy ADD COLUMN note text;"})
         outcome = run_inprocess(
             ["up", "--ddl-lock-timeout", "0.3", "--lock-retry-budget", "0"],
             migrator_env(database.url, MIGRATIONS_DIR=str(directory)),
@@ -393,12 +393,12 @@ def test_pooled_database_url_migrates_through_the_unpooled_one(database: Databas
     assert ledger(database) == ALL
 
 
-def test_sentinel_password_never_appears_on_any_path(database: Database, migrations_dir: Files) -> None:
+def test_sentinel_password_never_appears_on_any_path(database: Database, write_migrations: Files) -> None:
     sentinel = "Sentinel-Pw-7f3a9c"
     server = database.server
     server.create_role("migrator_sentinel_user", sentinel, "SUPERUSER")
     url = server.url(database.name, user="migrator_sentinel_user", password=sentinel)
-    bad = migrations_dir({"0001_bad.sql": f"SELECT '{sentinel[:3]}' + ;"})
+    bad = write_migrations({"0001_bad.sql": f"SELECT '{sentinel[:3]}' + ;"})
     runs = [
         run_process(["up"], migrator_env(url.replace("sslmode=disable", "sslmode=bogus"))),  # 2
         run_process(["up"], migrator_env(url.replace(":" + str(server.port), ":99999"))),  # 2
@@ -419,9 +419,9 @@ def test_sentinel_password_never_appears_on_any_path(database: Database, migrati
 
 
 def test_drift_names_a_missing_file_as_it_was_named_not_rebuilt_from_its_version(
-    database: Database, migrations_dir: Files
+    database: Database, write_migrations: Files
 ) -> None:
-    directory = migrations_dir({"3_b.sql": "CREATE TABLE b (id int);"})
+    directory = write_migrations({"3_b.sql": "CREATE TABLE b (id int);"})
     env = migrator_env(database.url, MIGRATIONS_DIR=str(directory))
     assert run_inprocess(["up"], env).code == 0
     (directory / "3_b.sql").unlink()
@@ -433,10 +433,10 @@ def test_drift_names_a_missing_file_as_it_was_named_not_rebuilt_from_its_version
 
 
 def test_a_ledger_from_before_file_names_gains_the_column_and_old_rows_are_named_by_version(
-    database: Database, migrations_dir: Files
+    database: Database, write_migrations: Files
 ) -> None:
     first = "CREATE TABLE a (id int);"
-    directory = migrations_dir({"0001_a.sql": first, "0002_b.sql": "CREATE TABLE b (id int);"})
+    directory = write_migrations({"0001_a.sql": first, "0002_b.sql": "CREATE TABLE b (id int);"})
     database.psql(
         "CREATE TABLE public.kata_schema_migrations (version bigint PRIMARY KEY, name text NOT NULL, "
         "checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(), duration_ms "

@@ -78,11 +78,11 @@ def names_blocker(event: dict[str, object], session: Session, application_name: 
 
 
 def test_a_blocker_released_after_lock_blocked_events_lets_up_apply_the_file(
-    database: Database, migrations_dir: Files, sessions: Callable[[str, str], Session]
+    database: Database, write_migrations: Files, sessions: Callable[[str, str], Session]
 ) -> None:
     database.psql("CREATE TABLE busy (id int)")
     blocker = sessions("report-job", f"SELECT '{SECRET}' FROM busy;")  # ACCESS SHARE until COMMIT
-    directory = migrations_dir({"0001_alter.sql": "ALTER TABLE busy ADD COLUMN note text;\n"})
+    directory = write_migrations({"0001_alter.sql": "ALTER TABLE busy ADD COLUMN note text;\n"})
     env = migrator_env(
         database.url,
         MIGRATIONS_DIR=str(directory),
@@ -109,13 +109,13 @@ def test_a_blocker_released_after_lock_blocked_events_lets_up_apply_the_file(
 
 
 def test_lock_blocked_names_the_session_holding_the_lock_not_an_older_idle_transaction(
-    database: Database, migrations_dir: Files, sessions: Callable[[str, str], Session]
+    database: Database, write_migrations: Files, sessions: Callable[[str, str], Session]
 ) -> None:
     database.psql("CREATE TABLE busy (id int); CREATE TABLE elsewhere (id int)")
     # Older than the blocker and idle in its transaction, but on another table: it blocks nothing.
     bystander = sessions("idle-bystander", "SELECT count(*) FROM elsewhere;")
     blocker = sessions("report-job", f"SELECT '{SECRET}' FROM busy;")
-    directory = migrations_dir({"0001_alter.sql": "ALTER TABLE busy ADD COLUMN note text;\n"})
+    directory = write_migrations({"0001_alter.sql": "ALTER TABLE busy ADD COLUMN note text;\n"})
     # Long enough for the sample taken while the statement waits (0.5 s in, then every second).
     env = migrator_env(
         database.url,
@@ -137,15 +137,15 @@ def test_lock_blocked_names_the_session_holding_the_lock_not_an_older_idle_trans
 
 
 def test_a_blocker_of_another_role_is_named_by_pid_and_application_name(
-    roles: Roles, migrations_dir: Files
+    roles: Roles, write_migrations: Files
 ) -> None:
     """As in production: the API's role holds the lock, the owner's `up` cannot see its state
     (no pg_read_all_stats), and still names it."""
     first = {"0001_busy.sql": "CREATE TABLE busy (id int);\n"}
-    owner_env = migrator_env(roles.url(roles.owner), MIGRATIONS_DIR=str(migrations_dir(first)))
+    owner_env = migrator_env(roles.url(roles.owner), MIGRATIONS_DIR=str(write_migrations(first)))
     assert run_inprocess(["up"], owner_env).code == 0
     roles.database.psql(f'GRANT SELECT ON busy TO "{roles.app}"')
-    directory = migrations_dir({**first, "0002_alter.sql": "ALTER TABLE busy ADD COLUMN note text;\n"})
+    directory = write_migrations({**first, "0002_alter.sql": "ALTER TABLE busy ADD COLUMN note text;\n"})
     loop = asyncio.new_event_loop()
     api = loop.run_until_complete(
         asyncpg.connect(roles.url(roles.app), server_settings={"application_name": "kata-api"})
@@ -165,14 +165,14 @@ def test_a_blocker_of_another_role_is_named_by_pid_and_application_name(
 
 
 def test_a_blocked_no_transaction_file_keeps_the_statements_before_and_records_nothing(
-    database: Database, migrations_dir: Files, sessions: Callable[[str, str], Session]
+    database: Database, write_migrations: Files, sessions: Callable[[str, str], Session]
 ) -> None:
     database.psql("CREATE TABLE busy (id int)")
     blocker = sessions("report-job", "SELECT count(*) FROM busy;")
     sql = NO_TX + "CREATE TABLE IF NOT EXISTS first_done (id int);\nALTER TABLE busy ADD COLUMN note text;\n"
     env = migrator_env(
         database.url,
-        MIGRATIONS_DIR=str(migrations_dir({"0001_two.sql": sql})),
+        MIGRATIONS_DIR=str(write_migrations({"0001_two.sql": sql})),
         MIGRATOR_DDL_LOCK_TIMEOUT="0.3",
         MIGRATOR_LOCK_RETRY_BUDGET="1",
     )
@@ -193,7 +193,7 @@ def test_a_blocked_no_transaction_file_keeps_the_statements_before_and_records_n
 
 
 def test_the_guard_expects_the_ddl_lock_timeout_again_after_a_concurrent_statement(
-    database: Database, migrations_dir: Files
+    database: Database, write_migrations: Files
 ) -> None:
     # The concurrent statement runs with MIGRATOR_CONCURRENT_WAIT_TIMEOUT; a statement after it
     # that sets lock_timeout to that value is still a changed session.
@@ -203,7 +203,7 @@ def test_the_guard_expects_the_ddl_lock_timeout_again_after_a_concurrent_stateme
     )
     env = migrator_env(
         database.url,
-        MIGRATIONS_DIR=str(migrations_dir({"0001_cic.sql": sql})),
+        MIGRATIONS_DIR=str(write_migrations({"0001_cic.sql": sql})),
         MIGRATOR_CONCURRENT_WAIT_TIMEOUT="120",
     )
     outcome = run_inprocess(["up"], env)

@@ -73,9 +73,9 @@ def up(database: Database, directory: Path) -> tuple[int, str, list[str]]:
     ],
 )
 def test_a_statement_that_would_break_the_migrators_session_is_refused_before_anything_runs(
-    database: Database, migrations_dir: Files, sql: str, line: int, word: str
+    database: Database, write_migrations: Files, sql: str, line: int, word: str
 ) -> None:
-    code, message, names = up(database, migrations_dir({"0001_bad.sql": sql}))
+    code, message, names = up(database, write_migrations({"0001_bad.sql": sql}))
     assert code == 2, message
     assert f"migration 0001_bad.sql line {line}, column" in message
     assert word in message and "nothing was run" in message
@@ -84,8 +84,8 @@ def test_a_statement_that_would_break_the_migrators_session_is_refused_before_an
     assert ledger(database) == []
 
 
-def test_plan_refuses_the_same_file_it_would_not_run(database: Database, migrations_dir: Files) -> None:
-    directory = migrations_dir({"0001_bad.sql": "CREATE TABLE a(x int);\nCOMMIT;\n"})
+def test_plan_refuses_the_same_file_it_would_not_run(database: Database, write_migrations: Files) -> None:
+    directory = write_migrations({"0001_bad.sql": "CREATE TABLE a(x int);\nCOMMIT;\n"})
     outcome = run_inprocess(["plan"], migrator_env(database.url, MIGRATIONS_DIR=str(directory)))
     assert outcome.code == 2
     assert "line 2, column 1" in outcome.final_message
@@ -111,11 +111,11 @@ def test_plan_refuses_the_same_file_it_would_not_run(database: Database, migrati
     ],
 )
 def test_a_session_change_the_text_hides_is_caught_by_the_guard_before_commit(
-    database: Database, migrations_dir: Files, header: str, body: str, problem: str
+    database: Database, write_migrations: Files, header: str, body: str, problem: str
 ) -> None:
     database.psql("DO $$ BEGIN CREATE ROLE guard_other; EXCEPTION WHEN duplicate_object THEN END $$")
     sql = f"{header}CREATE TABLE before_it(x int);\n{body};\nCREATE TABLE after_it(x int);\n"
-    code, message, names = up(database, migrations_dir({"0001_sneaky.sql": sql}))
+    code, message, names = up(database, write_migrations({"0001_sneaky.sql": sql}))
     assert code == 5, message
     # Releasing an advisory lock does not roll back: the run says it ended without it.
     unlocked = problem == "released the lock"
@@ -130,9 +130,9 @@ def test_a_session_change_the_text_hides_is_caught_by_the_guard_before_commit(
 
 
 def test_a_file_with_bare_cr_line_breaks_runs_as_postgresql_reads_it(
-    database: Database, migrations_dir: Files
+    database: Database, write_migrations: Files
 ) -> None:
-    directory = migrations_dir({"0001_t.sql": b"-- c\rCREATE TABLE t(x int);\r"})
+    directory = write_migrations({"0001_t.sql": b"-- c\rCREATE TABLE t(x int);\r"})
     code, message, _ = up(database, directory)
     assert code == 0, message
     assert table_exists(database, "t")
@@ -141,18 +141,18 @@ def test_a_file_with_bare_cr_line_breaks_runs_as_postgresql_reads_it(
 
 
 def test_a_failing_statement_is_located_by_line_and_column_across_cr_crlf_and_lf(
-    database: Database, migrations_dir: Files
+    database: Database, write_migrations: Files
 ) -> None:
     sql = b"SELECT 1;\r\nSELECT 2;\rSELECT 3;\n  SELECT x FROM nowhere_t;\n"
-    code, message, _ = up(database, migrations_dir({"0001_pos.sql": sql}))
+    code, message, _ = up(database, write_migrations({"0001_pos.sql": sql}))
     assert code == 5
     assert "failed at line 4, column 17" in message, message
 
 
 def test_the_first_statement_is_located_although_begin_rides_in_its_query(
-    database: Database, migrations_dir: Files
+    database: Database, write_migrations: Files
 ) -> None:
-    code, message, _ = up(database, migrations_dir({"0001_pos.sql": "  SELECT x FROM nowhere_t;\n"}))
+    code, message, _ = up(database, write_migrations({"0001_pos.sql": "  SELECT x FROM nowhere_t;\n"}))
     assert code == 5
     assert "failed at line 1, column 17" in message, message
 
@@ -174,9 +174,9 @@ RULE = (
 
 @pytest.mark.parametrize("header", ["", NO_TX])
 def test_sql_standard_bodies_and_multi_action_rules_apply_as_written(
-    database: Database, migrations_dir: Files, header: str
+    database: Database, write_migrations: Files, header: str
 ) -> None:
-    directory = migrations_dir({"0001_atomic.sql": header + ATOMIC, "0002_rule.sql": header + RULE})
+    directory = write_migrations({"0001_atomic.sql": header + ATOMIC, "0002_rule.sql": header + RULE})
     code, message, _ = up(database, directory)
     assert code == 0, message
     assert database.psql("SELECT sign_of(-4) || sign_of(0) || sign_of(9)") == "minuszeroplus"
@@ -186,7 +186,7 @@ def test_sql_standard_bodies_and_multi_action_rules_apply_as_written(
 
 
 def test_a_commit_the_splitter_cannot_see_is_reported_as_possibly_committed(
-    database: Database, migrations_dir: Files
+    database: Database, write_migrations: Files
 ) -> None:
     # psql's scanner, and so ours, reads the word BEGIN after CREATE FUNCTION as the start of a
     # body: the COMMIT hides inside one "statement". The guard still stops the file, and the
@@ -195,7 +195,7 @@ def test_a_commit_the_splitter_cannot_see_is_reported_as_possibly_committed(
         "CREATE TABLE first_t(x int);\n"
         "CREATE FUNCTION begin() RETURNS int LANGUAGE sql AS 'SELECT 1'; COMMIT; CREATE TABLE b(x int);\n"
     )
-    code, message, _ = up(database, migrations_dir({"0001_hidden.sql": sql}))
+    code, message, _ = up(database, write_migrations({"0001_hidden.sql": sql}))
     assert code == 5, message
     assert "ended the migrator's transaction" in message
     assert "may have been committed" in message and "rolled back" not in message
@@ -209,10 +209,10 @@ HIDDEN_COMMIT = "SELECT 'a\\'';COMMIT;SELECT '';\n"
 
 
 def test_a_commit_hidden_by_turning_standard_conforming_strings_off_is_refused_before_anything_runs(
-    database: Database, migrations_dir: Files
+    database: Database, write_migrations: Files
 ) -> None:
     sql = f"CREATE TABLE keep_me(x int);\nSET standard_conforming_strings = off;\n{HIDDEN_COMMIT}"
-    code, message, names = up(database, migrations_dir({"0001_hidden.sql": sql}))
+    code, message, names = up(database, write_migrations({"0001_hidden.sql": sql}))
     assert code == 2, message
     assert "line 2, column 1" in message and "standard_conforming_strings" in message
     assert "migration_started" not in names
@@ -220,10 +220,10 @@ def test_a_commit_hidden_by_turning_standard_conforming_strings_off_is_refused_b
 
 
 def test_a_database_whose_default_turns_standard_conforming_strings_off_still_reads_files_as_split(
-    database: Database, migrations_dir: Files
+    database: Database, write_migrations: Files
 ) -> None:
     database.psql(f'ALTER DATABASE "{database.name}" SET standard_conforming_strings = off')
-    directory = migrations_dir({"0001_hidden.sql": f"CREATE TABLE keep_me(x int);\n{HIDDEN_COMMIT}"})
+    directory = write_migrations({"0001_hidden.sql": f"CREATE TABLE keep_me(x int);\n{HIDDEN_COMMIT}"})
     code, message, _ = up(database, directory)
     # Read as split, the last string runs on into the guard: PostgreSQL rejects the query before
     # running any of it, and the file rolls back.
@@ -232,7 +232,7 @@ def test_a_database_whose_default_turns_standard_conforming_strings_off_still_re
 
 
 def test_a_backslash_in_strings_quoted_names_dollar_quotes_and_comments_is_no_meta_command(
-    database: Database, migrations_dir: Files
+    database: Database, write_migrations: Files
 ) -> None:
     sql = (
         "CREATE TABLE \"we\\ird\" (v text DEFAULT E'a\\\\b\\'c' CHECK (v <> '\\'));\n"
@@ -240,12 +240,12 @@ def test_a_backslash_in_strings_quoted_names_dollar_quotes_and_comments_is_no_me
         "DO $body$ BEGIN PERFORM '\\'; END $body$;\n"
         "COMMENT ON TABLE \"we\\ird\" IS 'copy from stdin: \\copy';\n"
     )
-    code, message, _ = up(database, migrations_dir({"0001_backslashes.sql": sql}))
+    code, message, _ = up(database, write_migrations({"0001_backslashes.sql": sql}))
     assert code == 0, message
     assert database.psql("SELECT obj_description('\"we\\ird\"'::regclass)") == "copy from stdin: \\copy"
 
 
-def test_a_meta_command_is_located_at_its_backslash(database: Database, migrations_dir: Files) -> None:
+def test_a_meta_command_is_located_at_its_backslash(database: Database, write_migrations: Files) -> None:
     sql = "CREATE TABLE a(x int);\n  SELECT 'CREATE TABLE b(x int)' \\gexec\n"
-    code, message, _ = up(database, migrations_dir({"0001_gexec.sql": sql}))
+    code, message, _ = up(database, write_migrations({"0001_gexec.sql": sql}))
     assert code == 2 and "line 2, column 34: `\\gexec`" in message, message

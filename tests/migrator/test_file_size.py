@@ -46,12 +46,12 @@ def breaks(monkeypatch: pytest.MonkeyPatch) -> CountingBreaks:
 
 
 def test_a_run_reads_the_line_breaks_of_a_file_once_whatever_its_number_of_statements(
-    database: Database, migrations_dir: Files, breaks: CountingBreaks
+    database: Database, write_migrations: Files, breaks: CountingBreaks
 ) -> None:
     # Every statement's line is looked up (progress, the guard's messages); the last one fails, so
     # its position is looked up too.
     sql = "".join(f"CREATE TABLE t{i} (x int);\r\n" for i in range(STATEMENTS)) + "SELECT x FROM nowhere;\n"
-    directory = migrations_dir({"0001_many.sql": sql})
+    directory = write_migrations({"0001_many.sql": sql})
     outcome = run_inprocess(["up"], migrator_env(database.url, MIGRATIONS_DIR=str(directory)))
     assert outcome.code == 5 and f"line {STATEMENTS + 1}, column 15" in outcome.final_message, outcome.stderr
     assert ledger(database) == []

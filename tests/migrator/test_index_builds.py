@@ -30,9 +30,9 @@ SEEN = "CREATE TABLE seen AS SELECT current_setting('maintenance_work_mem') AS m
 
 
 def test_index_build_settings_apply_to_no_transaction_files_only(
-    database: Database, migrations_dir: Files
+    database: Database, write_migrations: Files
 ) -> None:
-    directory = migrations_dir(
+    directory = write_migrations(
         {"0001_tx.sql": SEEN.replace("seen", "seen_tx"), "0002_build.sql": NO_TX + SEEN}
     )
     env = migrator_env(
@@ -48,8 +48,8 @@ def test_index_build_settings_apply_to_no_transaction_files_only(
     assert database.psql("SELECT mem FROM seen_tx") == defaults
 
 
-def test_index_build_defaults_are_256mb_and_one_worker(database: Database, migrations_dir: Files) -> None:
-    directory = migrations_dir({"0001_build.sql": NO_TX + SEEN})
+def test_index_build_defaults_are_256mb_and_one_worker(database: Database, write_migrations: Files) -> None:
+    directory = write_migrations({"0001_build.sql": NO_TX + SEEN})
     assert run_inprocess(["up"], migrator_env(database.url, MIGRATIONS_DIR=str(directory))).code == 0
     assert database.psql("SELECT mem || ' ' || workers FROM seen") == "256MB 1"
 
@@ -74,7 +74,7 @@ def test_index_build_settings_out_of_range_are_usage_errors(name: str, value: st
 
 
 def test_pgvectors_no_longer_fits_notice_becomes_a_warning_event_naming_the_file(
-    database: Database, migrations_dir: Files
+    database: Database, write_migrations: Files
 ) -> None:
     # 1 MB of maintenance_work_mem holds about 140 graph elements of 1536 dimensions.
     database.psql(
@@ -82,7 +82,7 @@ def test_pgvectors_no_longer_fits_notice_becomes_a_warning_event_naming_the_file
         "INSERT INTO docs SELECT ARRAY(SELECT random() + 0 * t.i FROM generate_series(1, 1536))::vector "
         "FROM generate_series(1, 400) AS t(i)"
     )
-    directory = migrations_dir(
+    directory = write_migrations(
         {
             "0001_hnsw.sql": NO_TX + "CREATE INDEX CONCURRENTLY docs_hnsw ON docs USING hnsw "
             "(embedding vector_cosine_ops);\n",
@@ -139,14 +139,14 @@ class BackgroundUp:
         return [str(e["event"]) for e in self.events()]
 
 
-def test_a_long_statement_reports_progress_until_it_ends(database: Database, migrations_dir: Files) -> None:
+def test_a_long_statement_reports_progress_until_it_ends(database: Database, write_migrations: Files) -> None:
     database.psql("CREATE TABLE release_flag (x int)")
     # A real slow statement that ends when the test says so, not after a guessed time.
     slow = (
         "DO $$ BEGIN WHILE NOT EXISTS (SELECT FROM release_flag) LOOP PERFORM pg_sleep(0.05); END LOOP; "
         "END $$;"
     )
-    run = BackgroundUp(database, migrations_dir({"0001_slow.sql": f"SELECT 1;\n{slow}\n"}))
+    run = BackgroundUp(database, write_migrations({"0001_slow.sql": f"SELECT 1;\n{slow}\n"}))
     run.thread.start()
     wait_until(lambda: len(run.progress()) >= 2, what="two statement_progress events")
     database.psql("INSERT INTO release_flag VALUES (1)")
@@ -158,10 +158,10 @@ def test_a_long_statement_reports_progress_until_it_ends(database: Database, mig
     assert all(started < i < applied for i, name in enumerate(names) if name == "statement_progress")
 
 
-def test_an_index_build_reports_its_phase_and_percent(database: Database, migrations_dir: Files) -> None:
+def test_an_index_build_reports_its_phase_and_percent(database: Database, write_migrations: Files) -> None:
     database.psql("CREATE TABLE big (x int); INSERT INTO big SELECT generate_series(1, 20000)")
     build = NO_TX + "CREATE INDEX CONCURRENTLY big_x ON big (x);\n"
-    run = BackgroundUp(database, migrations_dir({"0001_index.sql": build}))
+    run = BackgroundUp(database, write_migrations({"0001_index.sql": build}))
     # An open writer makes the concurrent build wait in a phase of its own until it commits.
     writer = database.server.psql_session(database.name, application_name="open-writer")
     assert writer.stdin is not None
@@ -199,12 +199,12 @@ def waiting_long(run: BackgroundUp) -> list[dict[str, object]]:
 
 
 def test_a_concurrent_build_waits_past_the_ddl_lock_timeout_naming_the_session_it_waits_for(
-    database: Database, migrations_dir: Files
+    database: Database, write_migrations: Files
 ) -> None:
     database.psql("CREATE TABLE big (x int); INSERT INTO big SELECT generate_series(1, 1000)")
     build = NO_TX + "CREATE INDEX CONCURRENTLY big_x ON big (x);\n"
     options = RunOptions(ddl_lock_timeout=0.2, concurrent_wait_timeout=600, lock_retry_budget=0)
-    run = BackgroundUp(database, migrations_dir({"0001_index.sql": build}), options)
+    run = BackgroundUp(database, write_migrations({"0001_index.sql": build}), options)
     secret = "kata-secret-9c1d"
     writer = database.server.psql_session(database.name, application_name="open-writer")
     assert writer.stdin is not None

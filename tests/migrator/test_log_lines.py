@@ -46,9 +46,9 @@ def assert_clean_text(stderr: str) -> None:
 
 
 def test_a_server_notice_with_a_newline_and_escapes_is_one_escaped_text_line(
-    database: Database, migrations_dir: Files
+    database: Database, write_migrations: Files
 ) -> None:
-    directory = migrations_dir({"0001_notice.sql": notice_file(HOSTILE)})
+    directory = write_migrations({"0001_notice.sql": notice_file(HOSTILE)})
     outcome = run_inprocess(
         ["up", "--log-format", "text"], migrator_env(database.url, MIGRATIONS_DIR=str(directory))
     )
@@ -61,9 +61,9 @@ def test_a_server_notice_with_a_newline_and_escapes_is_one_escaped_text_line(
 
 
 def test_a_server_notice_in_json_is_one_line_that_reads_back_as_sent(
-    database: Database, migrations_dir: Files
+    database: Database, write_migrations: Files
 ) -> None:
-    directory = migrations_dir({"0001_notice.sql": notice_file(HOSTILE)})
+    directory = write_migrations({"0001_notice.sql": notice_file(HOSTILE)})
     outcome = run_inprocess(["up"], migrator_env(database.url, MIGRATIONS_DIR=str(directory)))
     assert outcome.code == 0, outcome.stderr
     lines = outcome.stderr.split("\n")[:-1]
@@ -122,10 +122,10 @@ def small_server() -> Iterator[PostgresServer]:
 
 
 def test_a_full_disk_exits_5_saying_to_free_space_not_to_fix_the_file(
-    small_server: PostgresServer, migrations_dir: Files
+    small_server: PostgresServer, write_migrations: Files
 ) -> None:
     name = small_server.create_database()
-    directory = migrations_dir({"0001_filler.sql": "CREATE TABLE filler (id int);\n"})
+    directory = write_migrations({"0001_filler.sql": "CREATE TABLE filler (id int);\n"})
     env = migrator_env(small_server.url(name), MIGRATIONS_DIR=str(directory))
     assert run_inprocess(["up"], env).code == 0
     # The table's file becomes /dev/full: the server's own write to it fails with ENOSPC, the

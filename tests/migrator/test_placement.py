@@ -55,10 +55,10 @@ def test_the_extension_the_preflight_creates_lands_in_public_too(database: Datab
 
 
 def test_a_files_own_search_path_does_not_move_the_next_file(
-    database: Database, migrations_dir: Files
+    database: Database, write_migrations: Files
 ) -> None:
     # A plain SET inside the file's transaction outlives its COMMIT: the session keeps it.
-    directory = migrations_dir(
+    directory = write_migrations(
         {
             "0001_side.sql": "CREATE SCHEMA side;\nSET search_path = side;\nCREATE TABLE side_t (id int);\n",
             "0002_main.sql": "CREATE TABLE main_table (id int);\n",
@@ -79,10 +79,10 @@ def install_pgvector_in_schema_extensions(database: Database) -> None:
 
 
 def test_pgvector_in_schema_extensions_resolves_for_the_files(
-    database: Database, migrations_dir: Files
+    database: Database, write_migrations: Files
 ) -> None:
     install_pgvector_in_schema_extensions(database)
-    directory = migrations_dir(
+    directory = write_migrations(
         {
             "0001_items.sql": "CREATE TABLE items (id bigint PRIMARY KEY, embedding vector(3));\n",
             "0002_items_hnsw.sql": "-- migrate: no-transaction\n"
@@ -133,9 +133,9 @@ ID = Column("id", "integer", False, None)
     ],
 )
 def test_up_exits_6_when_the_schema_it_applied_is_not_what_the_snapshot_promises(
-    database: Database, migrations_dir: Files, promised: Table | Index, named: str
+    database: Database, write_migrations: Files, promised: Table | Index, named: str
 ) -> None:
-    directory = migrations_dir({"0001_a.sql": "CREATE TABLE a (id int);\n"})
+    directory = write_migrations({"0001_a.sql": "CREATE TABLE a (id int);\n"})
     table = promised if isinstance(promised, Table) else Table("a", (ID,))
     promise(directory, Schema(tables=(table,), indexes=(promised,) if isinstance(promised, Index) else ()))
     outcome = run_inprocess(["up"], migrator_env(database.url, MIGRATIONS_DIR=str(directory)))

@@ -121,11 +121,11 @@ def test_read_verbs_work_as_the_probe_role(roles: Roles, verb: list[str]) -> Non
     assert outcome.code == 0, outcome.stderr
 
 
-def test_tables_added_by_later_migrations_are_granted_too(roles: Roles, migrations_dir: Files) -> None:
+def test_tables_added_by_later_migrations_are_granted_too(roles: Roles, write_migrations: Files) -> None:
     first = {"0001_first.sql": "CREATE TABLE first_t (id int PRIMARY KEY);\n"}
-    directory = migrations_dir(first)
+    directory = write_migrations(first)
     assert owner_up(roles, MIGRATIONS_DIR=str(directory)).code == 0
-    migrations_dir({"0002_second.sql": "CREATE TABLE second_t (id serial PRIMARY KEY, note text);\n"})
+    write_migrations({"0002_second.sql": "CREATE TABLE second_t (id serial PRIMARY KEY, note text);\n"})
     assert owner_up(roles, MIGRATIONS_DIR=str(directory)).code == 0
     assert held(roles.database, roles.app, "public.second_t") == set(DML)
     results = asyncio.run(
@@ -209,10 +209,10 @@ def test_up_as_the_app_role_on_a_new_database_exits_10_before_creating_anything(
 
 
 def test_a_migration_altering_a_table_it_does_not_own_exits_10_and_rolls_back(
-    roles: Roles, migrations_dir: Files
+    roles: Roles, write_migrations: Files
 ) -> None:
     roles.database.psql("CREATE TABLE admin_made (id int)")  # owned by the superuser
-    directory = migrations_dir(
+    directory = write_migrations(
         {
             "0001_ok.sql": "CREATE TABLE mine (id int);\n",
             "0002_alter.sql": (
@@ -230,9 +230,9 @@ def test_a_migration_altering_a_table_it_does_not_own_exits_10_and_rolls_back(
 
 
 def test_a_migration_touching_the_extension_as_non_owner_exits_10(
-    roles: Roles, migrations_dir: Files
+    roles: Roles, write_migrations: Files
 ) -> None:
-    directory = migrations_dir({"0001_ext.sql": "ALTER EXTENSION vector UPDATE;\n"})
+    directory = write_migrations({"0001_ext.sql": "ALTER EXTENSION vector UPDATE;\n"})
     outcome = run_inprocess(["up"], migrator_env(roles.url(roles.owner), MIGRATIONS_DIR=str(directory)))
     assert outcome.code == 10, outcome.stderr
     assert f"role {roles.owner} lacks ownership on extension vector" in outcome.final_message
@@ -254,11 +254,11 @@ def test_granting_on_a_table_the_owner_does_not_own_exits_10(roles: Roles) -> No
     assert f"ALTER TABLE public.admin_made OWNER TO {roles.owner};" in outcome.final_message
 
 
-def test_a_grant_revoked_while_wait_polls_still_exits_10(roles: Roles, migrations_dir: Files) -> None:
+def test_a_grant_revoked_while_wait_polls_still_exits_10(roles: Roles, write_migrations: Files) -> None:
     # Not foreseen by the check before the verb: the server's own "permission denied" is explained.
-    directory = migrations_dir({"0001_a.sql": "CREATE TABLE a (id int);\n"})
+    directory = write_migrations({"0001_a.sql": "CREATE TABLE a (id int);\n"})
     assert owner_up(roles, MIGRATIONS_DIR=str(directory)).code == 0
-    migrations_dir({"0002_b.sql": "CREATE TABLE b (id int);\n"})
+    write_migrations({"0002_b.sql": "CREATE TABLE b (id int);\n"})
     env = migrator_env(roles.url(roles.probe), MIGRATIONS_DIR=str(directory))
     waiter = start_process(["wait", "--timeout", "60"], env)
     try:

@@ -55,10 +55,10 @@ def test_eight_concurrent_migrators_all_succeed_and_apply_each_file_once(databas
     ("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGHUP, 129)]
 )
 def test_signal_cancels_the_statement_rolls_back_and_releases_the_lock(
-    database: Database, migrations_dir: Files, signum: signal.Signals, code: int
+    database: Database, write_migrations: Files, signum: signal.Signals, code: int
 ) -> None:
     database.psql(f"ALTER DATABASE \"{database.name}\" SET kata.test_sleep = '60'")
-    env = migrator_env(database.url, MIGRATIONS_DIR=str(migrations_dir({"0001_slow.sql": SLOW})))
+    env = migrator_env(database.url, MIGRATIONS_DIR=str(write_migrations({"0001_slow.sql": SLOW})))
     proc = start_process(["up"], env)
     try:
         wait_until(sleeping(database), what="the migration to be sleeping")
@@ -77,10 +77,10 @@ def test_signal_cancels_the_statement_rolls_back_and_releases_the_lock(
 
 
 def test_sigkill_mid_migration_leaves_nothing_applied_and_a_rerun_succeeds(
-    database: Database, migrations_dir: Files
+    database: Database, write_migrations: Files
 ) -> None:
     database.psql(f"ALTER DATABASE \"{database.name}\" SET kata.test_sleep = '60'")
-    env = migrator_env(database.url, MIGRATIONS_DIR=str(migrations_dir({"0001_slow.sql": SLOW})))
+    env = migrator_env(database.url, MIGRATIONS_DIR=str(write_migrations({"0001_slow.sql": SLOW})))
     proc = start_process(["up"], env)
     try:
         wait_until(sleeping(database), what="the migration to be sleeping")
@@ -146,7 +146,7 @@ def terminate_sleeping_migrator(database: Database) -> None:
 
 @pytest.mark.parametrize("transactional", [True, False], ids=["transaction", "no-transaction"])
 def test_a_backend_terminated_mid_migration_exits_3_and_records_nothing(
-    database: Database, migrations_dir: Files, transactional: bool
+    database: Database, write_migrations: Files, transactional: bool
 ) -> None:
     database.psql(f"ALTER DATABASE \"{database.name}\" SET kata.test_sleep = '60'")
     sql = (
@@ -154,7 +154,7 @@ def test_a_backend_terminated_mid_migration_exits_3_and_records_nothing(
         if transactional
         else "-- migrate: no-transaction\n" + SLOW.replace("TABLE", "TABLE IF NOT EXISTS")
     )
-    env = migrator_env(database.url, MIGRATIONS_DIR=str(migrations_dir({"0001_slow.sql": sql})))
+    env = migrator_env(database.url, MIGRATIONS_DIR=str(write_migrations({"0001_slow.sql": sql})))
     proc = start_process(["up"], env)
     try:
         terminate_sleeping_migrator(database)

@@ -288,9 +288,11 @@ def test_up_takes_back_every_privilege_the_roles_must_never_hold_and_reports_eac
     assert "grants_revoked" not in again.names() and "grants_applied" not in again.names()
 
 
-def test_sequence_privileges_beyond_usage_are_taken_back(cluster: Cluster, migrations_dir: Files) -> None:
+def test_sequence_privileges_beyond_usage_are_taken_back(cluster: Cluster, write_migrations: Files) -> None:
     roles = cluster.roles
-    env = {"MIGRATIONS_DIR": str(migrations_dir({"0001_t.sql": "CREATE TABLE t (id serial PRIMARY KEY);\n"}))}
+    env = {
+        "MIGRATIONS_DIR": str(write_migrations({"0001_t.sql": "CREATE TABLE t (id serial PRIMARY KEY);\n"}))
+    }
     assert owner_up(roles, **env).code == 0
     cluster.run(
         "GRANT SELECT, UPDATE ON SEQUENCE t_id_seq TO {app}; GRANT USAGE ON SEQUENCE t_id_seq TO {probe}"
@@ -303,16 +305,16 @@ def test_sequence_privileges_beyond_usage_are_taken_back(cluster: Cluster, migra
 
 
 def test_default_privileges_beyond_the_table_are_taken_back_before_new_tables_carry_them(
-    cluster: Cluster, migrations_dir: Files
+    cluster: Cluster, write_migrations: Files
 ) -> None:
     roles = cluster.roles
-    directory = migrations_dir({"0001_a.sql": "CREATE TABLE a (id int);\n"})
+    directory = write_migrations({"0001_a.sql": "CREATE TABLE a (id int);\n"})
     assert owner_up(roles, MIGRATIONS_DIR=str(directory)).code == 0
     cluster.run(
         "ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public GRANT TRUNCATE ON TABLES TO {app}; "
         "ALTER DEFAULT PRIVILEGES FOR ROLE {owner} GRANT SELECT ON TABLES TO {probe}"
     )
-    migrations_dir({"0002_b.sql": "CREATE TABLE b (id int);\n"})
+    write_migrations({"0002_b.sql": "CREATE TABLE b (id int);\n"})
     outcome = owner_up(roles, MIGRATIONS_DIR=str(directory))
     assert outcome.code == 0, outcome.stderr
     assert documented(roles)

@@ -44,10 +44,10 @@ def test_exit_4_without_pgvector_never_prints_the_password(
 
 @FORMATS
 def test_exit_6_on_drift_never_prints_the_password(
-    database: Database, migrations_dir: Files, log_format: str
+    database: Database, write_migrations: Files, log_format: str
 ) -> None:
     url = sentinel_url(database)
-    directory = migrations_dir({"0001_a.sql": "CREATE TABLE a (id int);"})
+    directory = write_migrations({"0001_a.sql": "CREATE TABLE a (id int);"})
     env = migrator_env(url, MIGRATIONS_DIR=str(directory), MIGRATOR_LOG_FORMAT=log_format)
     assert run_process(["up"], env).code == 0
     (directory / "0001_a.sql").write_text("CREATE TABLE a (id bigint);")

@@ -212,10 +212,10 @@ def test_a_statement_timeout_on_the_role_does_not_cut_short_a_read_verbs_own_que
 
 
 def test_after_a_no_transaction_file_the_migrators_limits_hold_not_the_roles(
-    database: Database, migrations_dir: Files
+    database: Database, write_migrations: Files
 ) -> None:
     database.psql(f"ALTER ROLE postgres IN DATABASE {database.name} SET statement_timeout = '{ROLE_TIMEOUT}'")
-    directory = migrations_dir(
+    directory = write_migrations(
         {
             "0001_a.sql": "CREATE TABLE a (id int);\n",
             "0002_wait.sql": "-- migrate: no-transaction\nSELECT pg_advisory_xact_lock(42);\n",
@@ -325,12 +325,12 @@ def test_a_role_without_connect_exits_10_at_once_naming_the_grant(roles: Roles) 
 
 
 def test_a_write_refused_as_read_only_in_the_middle_of_a_file_is_exit_2_not_fix_the_file(
-    database: Database, migrations_dir: Files
+    database: Database, write_migrations: Files
 ) -> None:
     """The server turning read-only while a file runs (ALTER SYSTEM and a reload, a failover to a
     standby) refuses the next write with 25006. Here the file's own SET stands in for it, since
     ALTER SYSTEM would change the test server every other test shares."""
-    directory = migrations_dir(
+    directory = write_migrations(
         {
             "0001_first.sql": "-- migrate: no-transaction\n"
             "CREATE TABLE before_it (id int);\n"

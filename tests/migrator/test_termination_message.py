@@ -42,11 +42,11 @@ def message(path: Path) -> dict[str, object]:
 
 
 def test_a_failed_migration_leaves_its_code_meaning_and_file_in_the_termination_message(
-    database: Database, migrations_dir: Files, termination_log: Path
+    database: Database, write_migrations: Files, termination_log: Path
 ) -> None:
     env = migrator_env(
         sentinel_url(database),
-        MIGRATIONS_DIR=str(migrations_dir(BAD_SECOND_FILE)),
+        MIGRATIONS_DIR=str(write_migrations(BAD_SECOND_FILE)),
         **{TERMINATION_LOG_ENV: str(termination_log)},
     )
     outcome = run_process(["up"], env)
@@ -124,7 +124,7 @@ def test_sigterm_while_waiting_for_the_lock_leaves_143_in_the_termination_messag
 
 @pytest.mark.parametrize("where", ["absent file", "absent directory", "a directory"])
 def test_an_absent_or_unwritable_termination_log_changes_nothing(
-    database: Database, migrations_dir: Files, tmp_path: Path, where: str
+    database: Database, write_migrations: Files, tmp_path: Path, where: str
 ) -> None:
     path = {
         "absent file": tmp_path / "termination-log",
@@ -133,7 +133,7 @@ def test_an_absent_or_unwritable_termination_log_changes_nothing(
     }[where]
     env = migrator_env(
         database.url,
-        MIGRATIONS_DIR=str(migrations_dir(BAD_SECOND_FILE)),
+        MIGRATIONS_DIR=str(write_migrations(BAD_SECOND_FILE)),
         **{TERMINATION_LOG_ENV: str(path)},
     )
     outcome = run_process(["up"], env)

@@ -64,9 +64,9 @@ def test_bad_input_exits_2_before_connecting(env: dict[str, str], args: list[str
     ],
 )
 def test_bad_migration_files_exit_2_naming_the_file(
-    migrations_dir: Callable[[dict[str, str | bytes]], Path], files: dict[str, str | bytes], problem: str
+    write_migrations: Callable[[dict[str, str | bytes]], Path], files: dict[str, str | bytes], problem: str
 ) -> None:
-    outcome = run_inprocess(["up", "--migrations", str(migrations_dir(files))], migrator_env(NOWHERE))
+    outcome = run_inprocess(["up", "--migrations", str(write_migrations(files))], migrator_env(NOWHERE))
     assert outcome.code == 2
     assert problem in outcome.final_message
     assert any(name in outcome.final_message for name in files)
