@@ -25,11 +25,12 @@ from migrator.errors import (
     from_database,
 )
 from migrator.events import EventLog
-from migrator.options import MigratorSettings, log_format
+from migrator.options import LOG_FORMAT, MigratorSettings
 from migrator.sqlstates import is_connection_loss
 from migrator.stopping import Stop
 from migrator.termination import FinalEvent, TerminationLog
-from pgconn.options import SettingsError
+from pgconn.config import SettingsError
+from pgconn.logs import early_format
 from schema.catalog import Catalog, CatalogError, read_catalog
 from schema.expected import ExpectedSchema
 from schema.snapshot import SnapshotError
@@ -109,7 +110,7 @@ def execute(
 
 def run(argv: Sequence[str], env: Mapping[str, str], stdout: TextIO, stderr: TextIO) -> int:
     """The whole program, with its streams and environment passed in; returns the exit status."""
-    log = EventLog(stderr, fmt=log_format(env, tty=stdout.isatty(), argv=argv))
+    log = EventLog(stderr, fmt=early_format(argv, env, LOG_FORMAT, tty=stdout.isatty()))
     final = TerminationLog.from_env(env)
     try:
         status = execute(argv, env, stdout, log, final)

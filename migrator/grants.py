@@ -24,7 +24,7 @@ from migrator.events import EventLog
 from migrator.guard import to_ms
 from migrator.privileges import Missing, denied
 from migrator.role_policy import Named
-from pgconn.options import Option, Sources
+from pgconn.config import Option, Sources
 from schema.ledger import TABLE
 from schema.live import NAMESPACE
 from schema.quoting import quote_ident

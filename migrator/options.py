@@ -12,11 +12,11 @@ from typing import Any, Final, NoReturn
 
 from migrator import grants
 from migrator.errors import EXIT_CODES, UsageError
-from migrator.events import FORMATS
 from migrator.runner import RunOptions
 from migrator.termination import TERMINATION_LOG_ENV
-from pgconn.options import Option, Sources, add_flags, integer_between, memory_between, parse_seconds
-from pgconn.settings import DATABASE_OPTIONS, MIGRATIONS_DIR, DatabaseSettings
+from pgconn.config import Option, Sources, add_flags, integer_between, memory_between, parse_seconds
+from pgconn.logs import chosen_format, log_format_option
+from pgconn.settings import DATABASE_OPTIONS, DATABASE_POOLED, MIGRATIONS_DIR, DatabaseSettings
 
 PROGRAM: Final = "kata-migrate"
 
@@ -111,9 +111,12 @@ WAIT_TIMEOUT: Final = Option(
     "seconds `wait` waits for pending migrations before exit 8",
     "SECONDS",
 )
+LOG_FORMAT: Final = log_format_option("MIGRATOR_LOG_FORMAT")
 # Every command takes these; `--timeout` belongs to `wait` alone.
 COMMON: Final = (
     MIGRATIONS_DIR,
+    DATABASE_POOLED,
+    LOG_FORMAT,
     LOCK_TIMEOUT,
     CONNECT_TIMEOUT,
     STATEMENT_TIMEOUT,
@@ -123,8 +126,12 @@ COMMON: Final = (
     MAINTENANCE_WORK_MEM,
     MAX_PARALLEL_MAINTENANCE_WORKERS,
 )
-OPTIONS: Final[tuple[Option[Any], ...]] = (*DATABASE_OPTIONS, *COMMON[1:], WAIT_TIMEOUT, *grants.ROLE_OPTIONS)
-LOG_FORMAT_ENV: Final = "MIGRATOR_LOG_FORMAT"
+OPTIONS: Final[tuple[Option[Any], ...]] = (
+    *DATABASE_OPTIONS,
+    *(o for o in COMMON if o not in DATABASE_OPTIONS),
+    WAIT_TIMEOUT,
+    *grants.ROLE_OPTIONS,
+)
 
 COMMAND_HELP: Final = (
     (
@@ -170,7 +177,7 @@ def epilog() -> str:
     for name, argument, summary, example in COMMAND_HELP:
         lines.append(f"  {f'{name} {argument}'.strip():<18} {summary}")
         lines.append(f"  {'':<18}   {PROGRAM} {example}")
-    settings = ", ".join([*(o.env for o in OPTIONS), LOG_FORMAT_ENV, TERMINATION_LOG_ENV, "POD_NAME"])
+    settings = ", ".join([*(o.env for o in OPTIONS), TERMINATION_LOG_ENV, "POD_NAME"])
     lines += ["", textwrap.fill(f"settings (environment): {settings}.", 100, subsequent_indent="  ")]
     lines.append("exit codes:")
     lines += [f"  {code:<9} {meaning}" for code, meaning in EXIT_CODES.items()]
@@ -187,7 +194,6 @@ class ArgumentParser(argparse.ArgumentParser):
 
 def build_parser() -> ArgumentParser:
     common = ArgumentParser(add_help=False)
-    common.add_argument("--log-format", choices=FORMATS, help="stderr events (default: json unless a TTY)")
     add_flags(common, COMMON)
     parser = ArgumentParser(
         prog=PROGRAM,
@@ -234,8 +240,8 @@ class MigratorSettings:
         sources = Sources(vars(args), env)
         return cls(
             command=args.command,
-            database=DatabaseSettings.from_env(env, program=PROGRAM, migrations_dir=args.migrations_dir),
-            log_format=args.log_format or log_format(env, tty=tty),
+            database=DatabaseSettings.from_sources(sources, program=PROGRAM),
+            log_format=chosen_format(sources, LOG_FORMAT, tty=tty),
             options=RunOptions(
                 lock_timeout=sources.value(LOCK_TIMEOUT),
                 statement_timeout=sources.value(STATEMENT_TIMEOUT),
@@ -267,30 +273,3 @@ def with_default_command(argv: Sequence[str]) -> list[str]:
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         return ["up", *argv]
     return list(argv)
-
-
-def log_format(env: Mapping[str, str], *, tty: bool, argv: Sequence[str] = ()) -> str:
-    """`--log-format`, else MIGRATOR_LOG_FORMAT, else text on a terminal and JSON otherwise. The
-    flag is read from `argv` before the parser runs, so that its own refusal of an argument is
-    written in the format asked for."""
-    flagged = requested_format(argv)
-    if flagged is not None:
-        return flagged
-    chosen = env.get(LOG_FORMAT_ENV, "").strip().lower()
-    if chosen in FORMATS:
-        return chosen
-    return "text" if tty else "json"
-
-
-def requested_format(argv: Sequence[str]) -> str | None:
-    """`--log-format X` or `--log-format=X` as the parser will read it (the last one wins); None
-    when absent or not a format, which the parser then refuses."""
-    found = None
-    for index, arg in enumerate(argv):
-        if arg == "--":
-            break
-        if arg == "--log-format" and index + 1 < len(argv):
-            found = argv[index + 1]
-        elif arg.startswith("--log-format="):
-            found = arg.partition("=")[2]
-    return found if found in FORMATS else None

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from migrator.errors import EXIT_CODES
 from migrator.events import EventLog
 from migrator.status import status_text
-from pgconn.options import SECONDS_MAX, SettingsError
+from pgconn.config import SECONDS_MAX, SettingsError
 from probe.settings import OPTIONS as PROBE_OPTIONS
 from probe.settings import ProbeSettings
 from schema.catalog import Catalog, parse_migration

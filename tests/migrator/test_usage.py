@@ -10,7 +10,8 @@ import pytest
 
 from migrator.cli import COMMANDS, error_for, run
 from migrator.options import MigratorSettings
-from pgconn.options import SettingsError
+from pgconn.config import SettingsError
+from pgconn.pooler import PoolerSetting
 from tests.migrator.conftest import migrator_env, run_inprocess
 
 # Nothing listens here and .invalid never resolves: reaching the network would give exit 3.
@@ -93,6 +94,45 @@ def test_pooled_url_without_direct_url_exits_9_before_any_network_call(
     assert reason in outcome.final_message
     assert "DATABASE_URL_UNPOOLED" in outcome.final_message
     assert outcome.names() == ["start", "pooler_refused"]  # refused before any connection attempt
+
+
+@pytest.mark.parametrize("command", ["up", "baseline"])
+def test_the_pooled_flag_marks_a_direct_host_pooled_like_the_variable_so_exit_9(command: str) -> None:
+    args = [command, "--pooled", "true", *(["1"] if command == "baseline" else [])]
+    outcome = run_inprocess(
+        args, migrator_env(NOWHERE, MIGRATOR_CONNECT_TIMEOUT="30", DATABASE_POOLED="false")
+    )
+    assert outcome.code == 9, outcome.stderr
+    assert outcome.names() == ["start", "pooler_refused"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "pooled", "directory"),
+    [
+        (
+            ["--pooled", "on", "--migrations", "/flag"],
+            {"DATABASE_POOLED": "no", "MIGRATIONS_DIR": "/env"},
+            "true",
+            "/flag",
+        ),
+        ([], {"DATABASE_POOLED": "no", "MIGRATIONS_DIR": "/env"}, "false", "/env"),
+        ([], {"DATABASE_POOLED": " ", "MIGRATIONS_DIR": ""}, "auto", None),
+        ([], {}, "auto", None),
+    ],
+)
+@pytest.mark.parametrize("command", ["up", "status"])
+def test_database_settings_take_flags_over_environment_over_default(
+    command: str, argv: list[str], env: dict[str, str], pooled: str, directory: str | None
+) -> None:
+    settings = MigratorSettings.load([command, *argv], {"DATABASE_URL": NOWHERE, **env}, tty=False).database
+    assert settings.pooled is PoolerSetting(pooled)
+    assert settings.migrations_dir == (Path(directory) if directory else None)
+
+
+def test_a_bad_pooled_flag_is_exit_2_naming_the_flag() -> None:
+    outcome = run_inprocess(["status", "--pooled", "perhaps"], migrator_env(NOWHERE))
+    assert outcome.code == 2, outcome.stderr
+    assert "--pooled='perhaps': use auto, true or false" in outcome.final_message
 
 
 def test_no_command_means_up() -> None:
