@@ -30,7 +30,7 @@ from pgconn.errors import classify_error
 from pgconn.settings import DatabaseSettings
 from probe.app import MONITOR, create_app
 from tests.conftest import SYSTEM_PG15, require_system_package
-from tests.probe.conftest import make_settings, until
+from tests.probe.conftest import make_settings, run_failing_start, until
 
 REPO = Path(__file__).resolve().parents[1]
 TLS_ERROR = "TLS error"
@@ -261,14 +261,7 @@ def test_a_missing_certificate_file_is_a_setting_error_in_both_programs(tmp_path
     assert done.returncode == 2, done.stderr
     message = json.loads(done.stderr.splitlines()[-1])["msg"]
     assert "file '/nonexistent/ca.pem' cannot be used: No such file or directory" in message
-    probe = subprocess.run(
-        [sys.executable, "-m", "probe", "--host", "127.0.0.1", "--port", "1"],
-        env={"PATH": os.environ["PATH"], "DATABASE_URL": url},
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=60,
-    )
+    probe = run_failing_start(["--host", "127.0.0.1", "--port", "1"], url)
     assert probe.returncode == 2, probe.stderr
     assert "'/nonexistent/ca.pem' cannot be used: No such file or directory" in probe.stderr
 

@@ -71,6 +71,19 @@ def make_settings(url: str, directory: Path, **extra: str) -> ProbeSettings:
     return ProbeSettings.from_values(probe_env(url, directory, **extra))
 
 
+def run_failing_start(args: list[str], database_url: str) -> subprocess.CompletedProcess[str]:
+    """`python -m probe ARGS` with only PATH and DATABASE_URL set, for a start that must fail
+    (a setting, an address): it ends by itself, its stderr collected."""
+    return subprocess.run(
+        [sys.executable, "-m", "probe", *args],
+        env={"PATH": os.environ["PATH"], "DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+
+
 def transactions(database: Database) -> int:
     """Transactions the server counted in `database`; exact only once the sessions measured closed."""
     sql = f"SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = '{database.name}'"

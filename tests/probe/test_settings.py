@@ -6,8 +6,6 @@ import json
 import os
 import re
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,7 @@ import pytest
 from pgconn.config import SettingsError
 from pgconn.pooler import PoolerSetting
 from probe.settings import ProbeSettings
-from tests.probe.conftest import REPO
+from tests.probe.conftest import run_failing_start
 
 URL = "postgresql://app:s3cret-pw@db.example:5432/kata"
 
@@ -118,14 +116,7 @@ def test_the_log_format_is_a_setting_like_the_others_json_unless_a_terminal(
 
 
 def test_the_probe_writes_text_lines_when_asked_even_for_a_flag_it_refuses() -> None:
-    probe = subprocess.run(
-        [sys.executable, "-m", "probe", "--log-format", "text", "--port", "nope"],
-        env={"PATH": os.environ["PATH"], "DATABASE_URL": URL},
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=60,
-    )
+    probe = run_failing_start(["--log-format", "text", "--port", "nope"], URL)
     assert probe.returncode == 2, probe.stderr
     assert re.fullmatch(r"\S+Z ERROR config_error --port='nope' is not a port number.+\n", probe.stderr), (
         probe.stderr
@@ -270,14 +261,7 @@ def test_an_address_the_probe_cannot_listen_on_is_exit_2_naming_it_and_the_os_er
             ("127.0.0.1", "Address already in use"),
             ("192.0.2.1", "Cannot assign requested"),
         ):
-            probe = subprocess.run(
-                [sys.executable, "-m", "probe", "--host", host, "--port", str(port)],
-                env={"PATH": os.environ["PATH"], "DATABASE_URL": "postgresql://u@127.0.0.1:1/db"},
-                capture_output=True,
-                text=True,
-                cwd=REPO,
-                timeout=60,
-            )
+            probe = run_failing_start(["--host", host, "--port", str(port)], "postgresql://u@127.0.0.1:1/db")
             assert probe.returncode == 2, probe.stderr
             message = json.loads(probe.stderr.splitlines()[-1])["msg"]
             assert f"cannot listen on {host}:{port}: " in message and error in message, message
