@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from migrator.options import OPTIONS as MIGRATOR_OPTIONS
+from migrator.parser import OPTIONS as MIGRATOR_OPTIONS
 from pgconn.config import Option
 from probe.settings import OPTIONS as PROBE_OPTIONS
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from migrator.cli import COMMANDS, error_for, run
-from migrator.options import MigratorSettings
+from migrator.cli import error_for, run
+from migrator.parser import load_settings
+from migrator.verbs import VERBS
 from pgconn.config import SettingsError
 from pgconn.pooler import PoolerSetting
 from tests.migrator.conftest import migrator_env, run_inprocess
@@ -124,7 +125,7 @@ def test_the_pooled_flag_marks_a_direct_host_pooled_like_the_variable_so_exit_9(
 def test_database_settings_take_flags_over_environment_over_default(
     command: str, argv: list[str], env: dict[str, str], pooled: str, directory: str | None
 ) -> None:
-    settings = MigratorSettings.load([command, *argv], {"DATABASE_URL": NOWHERE, **env}, tty=False).database
+    settings = load_settings([command, *argv], {"DATABASE_URL": NOWHERE, **env}, tty=False).database
     assert settings.pooled is PoolerSetting(pooled)
     assert settings.migrations_dir == (Path(directory) if directory else None)
 
@@ -144,8 +145,8 @@ def test_no_command_means_up() -> None:
 def test_help_shows_an_example_for_every_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["--help"], {}, io.StringIO(), io.StringIO()) == 0
     text = capsys.readouterr().out
-    for command in COMMANDS:
-        assert f"kata-migrate {command}" in text
+    for verb in VERBS:
+        assert f"kata-migrate {verb.name}" in text
     for code in range(10):
         assert f"{code} " in text
 
@@ -160,9 +161,9 @@ def test_every_error_is_one_line_in_text_format() -> None:
 def test_a_bad_wait_timeout_stops_only_wait() -> None:
     env = {"DATABASE_URL": NOWHERE, "MIGRATOR_WAIT_TIMEOUT": "soon"}
     for command in ("up", "status", "verify"):
-        assert MigratorSettings.load([command], env, tty=False).command == command
+        assert load_settings([command], env, tty=False).command == command
     with pytest.raises(SettingsError, match="MIGRATOR_WAIT_TIMEOUT"):
-        MigratorSettings.load(["wait"], env, tty=False)
+        load_settings(["wait"], env, tty=False)
 
 
 def test_a_password_that_is_not_utf8_is_exit_2_and_never_printed() -> None:
