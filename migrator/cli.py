@@ -26,10 +26,10 @@ from migrator.errors import (
 )
 from migrator.events import EventLog
 from migrator.options import LOG_FORMAT, MigratorSettings
-from migrator.sqlstates import is_connection_loss
 from migrator.stopping import Stop
 from migrator.termination import FinalEvent, TerminationLog
 from pgconn.config import SettingsError
+from pgconn.errors import is_connection_loss
 from pgconn.logs import early_format
 from schema.catalog import Catalog, CatalogError, read_catalog
 from schema.expected import ExpectedSchema

@@ -21,11 +21,10 @@ from migrator.events import EventLog
 from migrator.options import MigratorSettings
 from migrator.progress import ProgressWatcher
 from migrator.runner import RunResult, baseline, check_drift, migrate
-from migrator.sqlstates import is_connection_loss
 from migrator.status import status_document, status_text
 from migrator.termination import Outcome
 from pgconn.dsn import DatabaseUrl
-from pgconn.errors import classify_error
+from pgconn.errors import classify_error, is_connection_loss
 from schema.catalog import Catalog
 from schema.ledger import has_tables
 from schema.rules import check_migrations
