@@ -88,7 +88,8 @@ def overall_status(view: View, checks: Sequence[Check[Any]]) -> str:
     """healthy: everything passes; unhealthy: the probe itself cannot vouch; else degraded."""
     if view.draining or not view.alive:
         return "unhealthy"
-    return "healthy" if all(check_verdict(view, check.name).ok for check in checks) else "degraded"
+    ready = is_ready(view.fresh, view.draining, [check.name for check in checks])
+    return "healthy" if ready else "degraded"
 
 
 def health_body(view: View, version: str, checks: Sequence[Check[Any]]) -> dict[str, Any]:
