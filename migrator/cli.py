@@ -27,11 +27,11 @@ from migrator.errors import (
 from migrator.events import EventLog
 from migrator.parser import load_settings
 from migrator.settings import LOG_FORMAT, MigratorSettings
-from migrator.sqlstates import is_connection_loss
 from migrator.stopping import Stop
 from migrator.termination import FinalEvent, TerminationLog
 from migrator.verbs import BY_NAME
 from pgconn.config import SettingsError
+from pgconn.errors import is_connection_loss
 from pgconn.logs import early_format
 from schema.catalog import Catalog, CatalogError, read_catalog
 from schema.expected import ExpectedSchema

@@ -20,10 +20,9 @@ from migrator.drift_errors import BaselineRefused
 from migrator.errors import MigrationsPending
 from migrator.progress import ProgressWatcher
 from migrator.runner import RunResult, baseline, migrate, refuse_changed_files
-from migrator.sqlstates import is_connection_loss
 from migrator.status import status_document, status_text
 from migrator.termination import Outcome
-from pgconn.errors import classify_error
+from pgconn.errors import classify_error, is_connection_loss
 from schema.catalog import Catalog
 from schema.ledger import has_tables
 from schema.rules import check_migrations

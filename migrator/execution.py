@@ -17,8 +17,8 @@ from migrator.events import EventLog
 from migrator.guard import SESSION_CHANGED, TRANSACTION_ENDED, SessionGuard
 from migrator.limits import RunLimits, to_ms
 from migrator.progress import ProgressWatcher, SeenBlockers
-from migrator.sqlstates import LOCK_NOT_AVAILABLE, READ_ONLY_TRANSACTION, is_connection_loss
-from pgconn.errors import classify_error
+from migrator.sqlstates import LOCK_NOT_AVAILABLE, READ_ONLY_TRANSACTION
+from pgconn.errors import classify_error, is_connection_loss
 from schema.catalog import Migration
 from schema.ledger import insert_row_sql
 from schema.splitter import Statement

@@ -12,7 +12,7 @@ import asyncpg
 
 from migrator.errors import InsufficientPrivilege, UsageError, failure_outcome
 from schema.catalog import Migration
-from schema.ledger import TABLE
+from schema.ledger import SCHEMA, TABLE, TABLE_NAME
 from schema.quoting import quote_ident
 from schema.splitter import Statement
 
@@ -68,8 +68,8 @@ async def check_access(conn: asyncpg.Connection, verb: str, *, writes: bool) -> 
     """Before the verb runs: the ledger's schema and table privileges it needs (CREATE and INSERT
     when it `writes`), or exit 10 naming each missing one. One catalog query; catalogs are readable
     by every role."""
-    schema, table = TABLE.split(".")
-    row = await conn.fetchrow(ACCESS_QUERY, schema, table)
+    schema = SCHEMA
+    row = await conn.fetchrow(ACCESS_QUERY, schema, TABLE_NAME)
     if row is None:
         raise UsageError(
             f"schema {schema!r} does not exist in this database: the migrator keeps its ledger and "

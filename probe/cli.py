@@ -19,10 +19,10 @@ from pgconn.config import SettingsError
 from pgconn.logs import configure_logging, early_format
 from probe.app import STATE, create_app, probe_version, server_options
 from probe.check import Check
-from probe.checks import default_checks
+from probe.checks import settings_checks
 from probe.server import ProbeSite
 from probe.settings import LOG_FORMAT, ProbeSettings
-from schema.catalog import CatalogError, read_catalog
+from schema.catalog import CatalogError
 from schema.snapshot import SnapshotError
 
 EXIT_OK = 0
@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = ProbeSettings.load(args, os.environ, tty=tty)
         configure_logging(fmt=settings.log_format)  # the config file may name another
         # Built once, here: a missing or malformed snapshot stops the start, not a round.
-        checks = default_checks(read_catalog(settings.database.migrations_dir), settings.schema_rounds)
+        checks = settings_checks(settings)
     except (SettingsError, CatalogError, SnapshotError) as exc:
         log.error(str(exc), extra={"event": "config_error"})
         return EXIT_USAGE

@@ -28,8 +28,6 @@ MIGRATIONS = {
 # Fast rounds keep outage tests short; the timeout stays well above a loopback round (~1 ms).
 FAST = {"PROBE_INTERVAL": "0.5", "PROBE_TIMEOUT": "0.3", "PROBE_SHUTDOWN_DELAY": "0"}
 REPO = Path(__file__).resolve().parents[2]
-# One round's transactions: the backend pid, SELECT 1, pgvector, the ledger's existence, its rows.
-TRANSACTIONS_PER_ROUND = 5
 # A backend's start-up reads the catalogs in a transaction of its own: one per connection opened.
 TRANSACTIONS_PER_CONNECTION = 1
 
