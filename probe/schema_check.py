@@ -88,7 +88,9 @@ class SchemaCheck(Check[SchemaFinding]):
             compared=compared,
         )
         if found.changed:
-            raise CheckFailed(f"drift: migration {found.changed[0]} changed since it was applied", found)
+            raise CheckFailed(
+                f"changed file: migration {found.changed[0]} changed since it was applied", found
+            )
         breaking = found.of_class(BREAKING)
         if breaking:
             raise CheckFailed(f"breaking drift: {summary(breaking)}", found)
