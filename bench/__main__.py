@@ -21,6 +21,7 @@ BENCHMARKS = (
     "file_size",
     "kubelet_sim",
     "repair",
+    "fork_index",
 )
 
 

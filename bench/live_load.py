@@ -1,4 +1,4 @@
-"""Benchmark 6: `kata-migrate up` (0002-0005) on a filled database while the application writes.
+"""Benchmark 6: `kata-migrate up` (0002 onwards) on a filled database while the application writes.
 
 The first production run adopts a database the application filled: `baseline 1`, then `up`.
 This builds one filled database (contexts, messages, some 1536-dimension embeddings), clones it
@@ -56,7 +56,7 @@ UPDATE messages m SET embedding = pg_temp.random_embedding(e.n)
 @dataclass(frozen=True)
 class Variant:
     name: str
-    files: dict[str, str]  # file name -> SQL of 0002-0005
+    files: dict[str, str]  # file name -> SQL of 0002 onwards
     settings: tuple[str, ...] = ()  # ALTER DATABASE ... SET, seen by the migrator's session
 
 
@@ -279,7 +279,7 @@ def run() -> str:
             pg.drop_database(database)
     rows.sort(key=lambda r: (str(r[0]) != "no migration", str(r[0])))
     title = (
-        f"Live load: up 0002-0005 under {load.writers} writers ({load.writes_per_s:.0f} writes/s) "
+        f"Live load: up 0002 onwards under {load.writers} writers ({load.writes_per_s:.0f} writes/s) "
         f"and {load.readers} readers (load {servers.load_average()})"
     )
     return (

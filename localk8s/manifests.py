@@ -14,6 +14,7 @@ from typing import Any, Final
 import yaml
 
 from localk8s.kubelet import ProbeSpec
+from probe.settings import staleness
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 K8S: Final = ROOT / "deploy" / "k8s"
@@ -105,7 +106,7 @@ class Sidecar:
 
     @property
     def staleness(self) -> float:
-        return 3 * self.interval  # a round older than this counts as failing (README)
+        return staleness(self.interval)
 
     @property
     def liveness(self) -> ProbeSpec:

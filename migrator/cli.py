@@ -14,7 +14,7 @@ from typing import NoReturn, TextIO
 import asyncpg
 
 from migrator import privileges
-from migrator.commands import COMMANDS, Context
+from migrator.context import Context
 from migrator.errors import (
     ConnectionLost,
     InternalError,
@@ -25,16 +25,19 @@ from migrator.errors import (
     from_database,
 )
 from migrator.events import EventLog
-from migrator.options import MigratorSettings, log_format
-from migrator.sqlstates import is_connection_loss
+from migrator.parser import load_settings
+from migrator.settings import LOG_FORMAT, MigratorSettings
 from migrator.stopping import Stop
 from migrator.termination import FinalEvent, TerminationLog
-from pgconn.options import SettingsError
+from migrator.verbs import BY_NAME
+from pgconn.config import SettingsError
+from pgconn.errors import is_connection_loss
+from pgconn.logs import early_format
 from schema.catalog import Catalog, CatalogError, read_catalog
 from schema.expected import ExpectedSchema
 from schema.snapshot import SnapshotError
 
-__all__ = ["COMMANDS", "main", "run"]
+__all__ = ["main", "run"]
 
 
 def error_for(exc: BaseException) -> MigratorError:
@@ -58,7 +61,7 @@ async def run_command(ctx: Context) -> int:
     stop = Stop(task, ctx.log, ctx.close_connections_now)
     with stop.installed(asyncio.get_running_loop()):
         try:
-            return await COMMANDS[ctx.settings.command](ctx)
+            return await BY_NAME[ctx.settings.command].run(ctx)
         except asyncio.CancelledError:
             if stop.signum is None:
                 raise
@@ -90,7 +93,7 @@ def execute(
     argv: Sequence[str], env: Mapping[str, str], stdout: TextIO, log: EventLog, final: TerminationLog
 ) -> int:
     started = time.monotonic()
-    settings = MigratorSettings.load(argv, env, tty=stdout.isatty())
+    settings = load_settings(argv, env, tty=stdout.isatty())
     log.fmt = settings.log_format
     catalog = load_catalog(settings)
     log.info(
@@ -100,7 +103,7 @@ def execute(
         latest=catalog.latest_version,
         application_name=settings.database.application_name,
     )
-    ctx = Context(settings, catalog, log, stdout)
+    ctx = Context(settings, catalog, log, stdout, writes=BY_NAME[settings.command].writes)
     status = asyncio.run(run_command(ctx))
     log.info("done", command=settings.command, duration_ms=round((time.monotonic() - started) * 1000, 1))
     final.write(FinalEvent.of_success(settings.command, ctx.outcome))
@@ -109,7 +112,7 @@ def execute(
 
 def run(argv: Sequence[str], env: Mapping[str, str], stdout: TextIO, stderr: TextIO) -> int:
     """The whole program, with its streams and environment passed in; returns the exit status."""
-    log = EventLog(stderr, fmt=log_format(env, tty=stdout.isatty(), argv=argv))
+    log = EventLog(stderr, fmt=early_format(argv, env, LOG_FORMAT, tty=stdout.isatty()))
     final = TerminationLog.from_env(env)
     try:
         status = execute(argv, env, stdout, log, final)

@@ -1,31 +1,28 @@
-"""The verbs of `kata-migrate`: a table of thin functions over the library, each returning 0 or
-raising the MigratorError that names its exit code."""
+"""What each verb of `kata-migrate` does: thin functions over the library, each returning 0 or
+raising the MigratorError that names its exit code. Their names, help and settings are their records
+in migrator/verbs.py."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Final, TextIO, TypeVar
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Final, TypeVar
 
 import asyncpg
 
-from migrator import conformance, grants, privileges, repair, session
-from migrator.connection import connect_with_retry, direct_url, read_url
+from migrator import conformance, grants, repair, session
+from migrator.connection import direct_url, read_url
+from migrator.context import Context
 from migrator.drift_errors import BaselineRefused
 from migrator.errors import MigrationsPending
-from migrator.events import EventLog
-from migrator.options import MigratorSettings
 from migrator.progress import ProgressWatcher
-from migrator.runner import RunResult, baseline, check_drift, migrate
-from migrator.sqlstates import is_connection_loss
+from migrator.runner import RunResult, baseline, migrate, refuse_changed_files
 from migrator.status import status_document, status_text
 from migrator.termination import Outcome
-from pgconn.dsn import DatabaseUrl
-from pgconn.errors import classify_error
+from pgconn.errors import classify_error, is_connection_loss
 from schema.catalog import Catalog
 from schema.ledger import has_tables
 from schema.rules import check_migrations
@@ -34,96 +31,6 @@ from schema.verdicts import SchemaState, pending_files, read_state
 
 WAIT_INTERVAL: Final = 1.0
 T = TypeVar("T")
-
-
-@dataclass
-class Context:
-    settings: MigratorSettings
-    catalog: Catalog
-    log: EventLog
-    stdout: TextIO
-    # What the verb achieved, for the final event in the termination message (migrator/termination.py).
-    outcome: Outcome = field(default_factory=Outcome)
-    # Every connection the run opened, so that a stop signal can close them without waiting.
-    connections: list[asyncpg.Connection] = field(default_factory=list)
-
-    @property
-    def application_name(self) -> str:
-        return self.settings.database.application_name
-
-    async def connect(self, url: DatabaseUrl) -> asyncpg.Connection:
-        conn = await connect_with_retry(
-            url,
-            application_name=self.application_name,
-            timeout=self.settings.connect_timeout,
-            log=self.log,
-            prepare=self._prepare,
-        )
-        conn.add_log_listener(self._server_notice)
-        return conn
-
-    async def _prepare(self, conn: asyncpg.Connection) -> None:
-        """Before the verb runs, under the migrator's own limits: the privileges it needs, and for
-        `up`, `baseline` and `repair` a primary (a standby is waited for) that takes writes. The
-        connection is the run's from here on, so a stop signal can close it even while this waits."""
-        self.connections.append(conn)
-        verb, options = self.settings.command, self.settings.options
-        if verb not in privileges.OWNER_VERBS:
-            async with session.reading(conn, options):
-                await privileges.check_access(conn, verb)
-            return
-        await session.limit(conn, options)
-        found = await session.writability(conn)
-        found.require_primary()
-        # Before the read-only setting: the probe's role is read-only on purpose, and what is wrong
-        # then is the Job's Secret, which the privilege check says.
-        await privileges.check_access(conn, verb)
-        found.require_writable()
-
-    @contextlib.asynccontextmanager
-    async def reading(self) -> AsyncIterator[asyncpg.Connection]:
-        """A connection for a verb that only reads, in a read-only transaction under its limits."""
-        conn = await self.connect(read_url(self.settings.database))
-        try:
-            async with session.reading(conn, self.settings.options):
-                yield conn
-        finally:
-            await conn.close()
-
-    def close_connections_now(self) -> int:
-        """Close every open connection of the run without waiting for the server (a pending query,
-        a cancel request, a goodbye); how many were open."""
-        open_ones = [conn for conn in self.connections if not conn.is_closed()]
-        for conn in open_ones:
-            conn.terminate()
-        return len(open_ones)
-
-    def _server_notice(self, conn: object, message: asyncpg.PostgresLogMessage) -> None:
-        """Every NOTICE or WARNING the server sends (pgvector's "hnsw graph no longer fits into
-        maintenance_work_mem", a NOTICE of IF NOT EXISTS) is an event, naming the file being applied."""
-        severity = str(getattr(message, "severity_en", None) or getattr(message, "severity", "NOTICE"))
-        fields = {key: getattr(message, key, None) for key in ("detail", "hint")}
-        self.log.emit(
-            "server_notice",
-            str(getattr(message, "message", message)),
-            level="warning" if severity == "WARNING" else "info",
-            severity=severity,
-            sqlstate=getattr(message, "sqlstate", None),
-            **{key: value for key, value in fields.items() if value},
-        )
-
-    async def read_state(self) -> SchemaState:
-        async with self.reading() as conn:
-            return await read_state(conn, self.catalog)
-
-    async def read_state_and_live(self) -> tuple[SchemaState, conformance.LiveReport]:
-        """The ledger, and the live schema against the snapshot of the ledger's version."""
-        async with self.reading() as conn:
-            state = await read_state(conn, self.catalog)
-            return state, await conformance.inspect(conn, self.catalog, state)
-
-    def print_json(self, document: object) -> None:
-        self.stdout.write(json.dumps(document, default=str) + "\n")
 
 
 def result_document(result: RunResult) -> dict[str, object]:
@@ -137,8 +44,10 @@ async def cmd_up(ctx: Context) -> int:
     watcher = ProgressWatcher(lambda: ctx.connect(url), ctx.log)
     settings = ctx.settings
     try:
-        await grants.check_roles(conn, settings.options.roles, ctx.log)
-        result = await migrate(conn, ctx.catalog, settings.options, ctx.application_name, ctx.log, watcher)
+        await grants.check_roles(conn, settings.roles, ctx.log)
+        result = await migrate(
+            conn, ctx.catalog, settings.limits, ctx.application_name, ctx.log, watcher, roles=settings.roles
+        )
     finally:
         await watcher.close()
         await conn.close()
@@ -157,7 +66,7 @@ async def cmd_baseline(ctx: Context) -> int:
         # and `up` commits them with their ledger rows, which baseline then skips.
         if not await has_tables(conn):
             raise BaselineRefused(version)
-        await baseline(conn, ctx.catalog, version, ctx.settings.options, ctx.application_name, ctx.log)
+        await baseline(conn, ctx.catalog, version, ctx.settings.limits, ctx.application_name, ctx.log)
     finally:
         await conn.close()
     return 0
@@ -171,7 +80,7 @@ async def cmd_status(ctx: Context) -> int:
         ctx.stdout.write(status_text(ctx.catalog, state, live))
     conformance.note_ledger_ahead(ctx.catalog, state, ctx.log)
     if ctx.settings.exit_code:
-        check_drift(ctx.catalog, state)
+        refuse_changed_files(ctx.catalog, state)
         conformance.require_conformance(live, "status", ctx.log)
         raise_if_pending(ctx.catalog, state)
     return 0
@@ -182,7 +91,7 @@ async def cmd_repair(ctx: Context) -> int:
     conn = await ctx.connect(url)
     watcher = ProgressWatcher(lambda: ctx.connect(url), ctx.log)
     try:
-        await repair.repair(conn, ctx.catalog, ctx.settings.options, ctx.application_name, ctx.log, watcher)
+        await repair.repair(conn, ctx.catalog, ctx.settings.limits, ctx.application_name, ctx.log, watcher)
     finally:
         await watcher.close()
         await conn.close()
@@ -193,7 +102,7 @@ async def cmd_plan(ctx: Context) -> int:
     if ctx.settings.repair:
         return await plan_repair(ctx)
     state = await ctx.read_state()
-    check_drift(ctx.catalog, state)
+    refuse_changed_files(ctx.catalog, state)
     conformance.note_ledger_ahead(ctx.catalog, state, ctx.log)
     files = ctx.catalog.by_version()
     check_migrations(files[version] for version in state.pending)
@@ -221,7 +130,7 @@ async def plan_repair(ctx: Context) -> int:
 
 async def cmd_verify(ctx: Context) -> int:
     state, live = await ctx.read_state_and_live()
-    check_drift(ctx.catalog, state)
+    refuse_changed_files(ctx.catalog, state)
     conformance.note_ledger_ahead(ctx.catalog, state, ctx.log)
     conformance.require_conformance(live, "verify", ctx.log)
     raise_if_pending(ctx.catalog, state)
@@ -243,7 +152,7 @@ async def cmd_wait(ctx: Context) -> int:
         announced = False
         while True:
             state = await poller.read_state()
-            check_drift(ctx.catalog, state)
+            refuse_changed_files(ctx.catalog, state)
             if not state.pending:
                 break
             if time.monotonic() >= deadline:
@@ -283,7 +192,7 @@ class Poller:
             fresh = self.conn is None
             conn = self.conn = self.conn or await self.ctx.connect(read_url(self.ctx.settings.database))
             try:
-                async with session.reading(conn, self.ctx.settings.options):
+                async with session.reading(conn, self.ctx.settings.limits):
                     return await query(conn)
             except Exception as exc:
                 if fresh or not is_connection_loss(exc):
@@ -305,14 +214,3 @@ class Poller:
 def raise_if_pending(catalog: Catalog, state: SchemaState, *, waited: float | None = None) -> None:
     if state.pending:
         raise MigrationsPending(pending_files(catalog, state), waited=waited)
-
-
-COMMANDS: Final[dict[str, Callable[[Context], Awaitable[int]]]] = {
-    "up": cmd_up,
-    "status": cmd_status,
-    "plan": cmd_plan,
-    "verify": cmd_verify,
-    "wait": cmd_wait,
-    "baseline": cmd_baseline,
-    "repair": cmd_repair,
-}

@@ -1,6 +1,7 @@
-"""The exit-6 errors: the files, the ledger and the live schema disagree about what was applied
-(drift), or a verb refuses to record or restore what it cannot prove. Each builds the line an
-operator reads; their code is in migrator/errors.py's one table."""
+"""The exit-6 errors: an applied migration's file changed or is gone (changed files), the live
+schema differs from what the applied migrations create (drift), or a verb refuses to record or
+restore what it cannot prove. Each builds the line an operator reads; their code is in
+migrator/errors.py's one table."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from migrator.errors import MigratorError
 from schema.drift import DEGRADED, Drift
 
 
-class DriftDetected(MigratorError):
+class ChangedFiles(MigratorError):
+    """The ledger records a file that changed since it was applied, or that this image lacks."""
+
     exit_code = 6
-    event = "drift_detected"
+    event = "drift_detected"  # the event's name is a contract: kept from before the words were split
 
     def __init__(self, changed: Sequence[str], missing: Sequence[str]) -> None:
         self.changed = tuple(changed)
@@ -23,8 +26,8 @@ class DriftDetected(MigratorError):
         if missing:
             parts.append(f"applied but missing here: {', '.join(missing)}")
         super().__init__(
-            f"drift: {'; '.join(parts)}; nothing was run. Restore the applied files as they were "
-            "(add a new migration for new changes) or run this image's matching version"
+            f"changed migration files: {'; '.join(parts)}; nothing was run. Restore the applied files as "
+            "they were (add a new migration for new changes) or run this image's matching version"
         )
 
 

@@ -28,7 +28,7 @@ EXIT_CODES: Final[Mapping[str, str]] = {
     "3": "database unreachable, authentication failed, database missing, or connection lost",
     "4": "pgvector missing, not installable by this role, or too old",
     "5": "a migration failed and was rolled back",
-    "6": "drift: an applied migration changed or is missing locally, or the live schema differs from "
+    "6": "changed files or drift: an applied migration changed or is missing locally, or the live schema differs from "
     "what the applied migrations promise (also: `baseline` refused)",
     "7": "timed out waiting for another migrator's lock",
     "8": "migrations pending",

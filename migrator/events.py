@@ -9,9 +9,9 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TextIO
 
-from pgconn.logs import UNSAFE, escape_text, json_line, utc_timestamp
+from pgconn.logs import FORMATS, json_line, text_line
 
-FORMATS = ("json", "text")
+__all__ = ["FORMATS", "EventLog"]
 
 
 class EventLog:
@@ -57,12 +57,7 @@ class EventLog:
         if self.fmt == "json":
             line = json_line(now, level, {"event": event, **({"msg": message} if message else {}), **fields})
         else:
-            stamp = utc_timestamp(now)
-            extras = " ".join(f"{key}={_text_value(value)}" for key, value in fields.items())
-            # One event, one line, nothing for the terminal to act on: whatever a server notice, the
-            # ledger, a file or POD_NAME holds is shown escaped.
-            parts = (stamp, level.upper(), event, message, extras)
-            line = escape_text(" ".join(part for part in parts if part))
+            line = text_line(now, level, event, message, fields)
         on_terminal = self.fmt == "text" and self.stream.isatty()
         clear = "\r\x1b[K" if on_terminal and (transient or self._transient_shown) else ""
         end = "" if on_terminal and transient else "\n"
@@ -78,12 +73,3 @@ class EventLog:
 
     def error(self, event: str, message: str = "", **fields: object) -> None:
         self.emit(event, message, level="error", **fields)
-
-
-def _text_value(value: object) -> str:
-    """A value as `key=value`, quoted when it would otherwise read as more than one value."""
-    text = str(value)
-    if text and not any(c in text for c in ' "=\\') and not UNSAFE.search(text):
-        return text
-    # Control characters are left to the line's escaping, so each reads the same everywhere.
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

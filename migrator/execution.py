@@ -10,65 +10,20 @@ from typing import Final
 
 import asyncpg
 
-from migrator import blockers, grants, privileges, violations
+from migrator import blockers, privileges, violations
 from migrator.contention import Contention, waits_for_old_transactions
 from migrator.errors import ConnectionLost, MigrationFailed, ReadOnlyDatabase, from_database
 from migrator.events import EventLog
-from migrator.guard import SESSION_CHANGED, TRANSACTION_ENDED, SessionGuard, to_ms
+from migrator.guard import SESSION_CHANGED, TRANSACTION_ENDED, SessionGuard
+from migrator.limits import RunLimits, to_ms
 from migrator.progress import ProgressWatcher, SeenBlockers
-from migrator.sqlstates import LOCK_NOT_AVAILABLE, READ_ONLY_TRANSACTION, is_connection_loss
-from pgconn.errors import classify_error
+from migrator.sqlstates import LOCK_NOT_AVAILABLE, READ_ONLY_TRANSACTION
+from pgconn.errors import classify_error, is_connection_loss
 from schema.catalog import Migration
 from schema.ledger import insert_row_sql
 from schema.splitter import Statement
 
 CLOSED: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
-# The migrator's own: between two statements of a file its session is idle in a transaction for a
-# round trip, which a role's idle_in_transaction_session_timeout of 1 ms would end; a minute still
-# frees the locks of a migrator that hangs mid-file.
-IDLE_IN_TRANSACTION: Final = "60s"
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """The limits of one run, in seconds (0 disables a PostgreSQL timeout), and the index build
-    settings for no-transaction files."""
-
-    lock_timeout: float = 120.0
-    statement_timeout: float = 3600.0
-    ddl_lock_timeout: float = 10.0
-    # lock_timeout of the CONCURRENTLY statements, which wait for older transactions.
-    concurrent_wait_timeout: float = 300.0
-    # How long `up` keeps retrying files (and `repair` its script) blocked by other sessions' locks
-    # (contention.py).
-    lock_retry_budget: float = 300.0
-    maintenance_work_mem_kb: int = 256 * 1024
-    max_parallel_maintenance_workers: int = 1
-    # Who `up` grants to after (and, through default privileges, while) applying.
-    roles: grants.Roles = grants.NO_ROLES
-    # Where the files' objects land (migrator/placement.py); set by the run once connected.
-    search_path: str | None = None
-
-    def limits(self) -> tuple[str, ...]:
-        """The limits every query of the migrator runs under, its own and the files', whatever the
-        role or the database sets (a statement_timeout of 1 ms there would fail the ledger read)."""
-        return (
-            f"lock_timeout = '{to_ms(self.ddl_lock_timeout)}ms'",
-            f"statement_timeout = '{to_ms(self.statement_timeout)}ms'",
-            f"idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION}'",
-        )
-
-    def placement(self) -> tuple[str, ...]:
-        """The pinned search_path each file starts with, so a file's own `SET search_path` cannot
-        move the next file's objects (none before the run pinned it)."""
-        return (f"search_path = {self.search_path}",) if self.search_path else ()
-
-    def build_settings(self) -> tuple[str, ...]:
-        """For the index builds of no-transaction files only."""
-        return (
-            f"maintenance_work_mem = '{self.maintenance_work_mem_kb}kB'",
-            f"max_parallel_maintenance_workers = {self.max_parallel_maintenance_workers}",
-        )
 
 
 class StatementError(Exception):
@@ -99,7 +54,7 @@ class FileRunner:
     migration_started/migration_applied events, everything else as for a file."""
 
     conn: asyncpg.Connection
-    options: RunOptions
+    limits: RunLimits
     guard: SessionGuard
     applied_by: str
     log: EventLog
@@ -137,7 +92,7 @@ class FileRunner:
         """One round trip per statement and none more: BEGIN and the limits ride with the first
         statement, the ledger row and COMMIT with the last; each statement is followed by the guard
         in its query (simple protocol, literals quoted here)."""
-        settings = [f"SET LOCAL {s}" for s in (*self.options.limits(), *self.options.placement())]
+        settings = [f"SET LOCAL {s}" for s in (*self.limits.timeouts(), *self.limits.placement())]
         begin = "; ".join(["BEGIN", *settings]) + ";\n"
         row = f"{insert_row_sql(migration, None, self.applied_by)}; " if self.record else ""
         commit = f";\n{row}COMMIT"
@@ -161,7 +116,7 @@ class FileRunner:
     ) -> None:
         """Each statement commits on its own (CREATE INDEX CONCURRENTLY must be alone in its query),
         then the guard; the ledger row only after all of them succeeded."""
-        limits, build = (*self.options.limits(), *self.options.placement()), self.options.build_settings()
+        limits, build = (*self.limits.timeouts(), *self.limits.placement()), self.limits.build_settings()
         await self.conn.execute("; ".join(f"SET {s}" for s in (*limits, *build)))
         check = self.guard.check_sql(transactional=False)
         try:
@@ -185,7 +140,7 @@ class FileRunner:
         """A CONCURRENTLY statement waits for older transactions under SHARE UPDATE EXCLUSIVE,
         which stops no one's reads or writes: it gets its own lock_timeout, the guard after it
         expects that one, and the DDL lock timeout is set back before the next statement."""
-        wait_ms = to_ms(self.options.concurrent_wait_timeout)
+        wait_ms = to_ms(self.limits.concurrent_wait_timeout)
         guard = replace(self.guard, lock_timeout_ms=wait_ms)
         return (
             f"SET lock_timeout = '{wait_ms}ms'",

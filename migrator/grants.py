@@ -19,77 +19,16 @@ from typing import Final
 import asyncpg
 
 from migrator import role_policy
-from migrator.errors import RoleMissing, UsageError
+from migrator.errors import RoleMissing
 from migrator.events import EventLog
-from migrator.guard import to_ms
+from migrator.limits import to_ms
 from migrator.privileges import Missing, denied
-from migrator.role_policy import Named
-from pgconn.options import Option, Sources
+from migrator.settings import APP_SETTING, PROBE_SETTING, Roles
 from schema.ledger import TABLE
 from schema.live import NAMESPACE
 from schema.quoting import quote_ident
 
-APP_SETTING: Final = "MIGRATOR_APP_ROLE"
-PROBE_SETTING: Final = "MIGRATOR_PROBE_ROLE"
 TABLE_PRIVILEGES: Final = role_policy.DML
-
-
-@dataclass(frozen=True)
-class Roles:
-    """The roles `up` grants to; None leaves that side alone."""
-
-    app: str | None = None
-    probe: str | None = None
-
-    @property
-    def any(self) -> bool:
-        return self.app is not None or self.probe is not None
-
-    @property
-    def named(self) -> list[Named]:
-        """Each role that is set, with its setting and its column of docs/deploy.md's table."""
-        sides = ((APP_SETTING, self.app, "app"), (PROBE_SETTING, self.probe, "probe"))
-        return [Named(setting, role, side) for setting, role, side in sides if role is not None]
-
-
-NO_ROLES: Final = Roles()
-
-
-def parse_role(name: str, text: str) -> str | None:
-    """A role name as given (names are case-sensitive); blank means unset."""
-    return text.strip() or None
-
-
-APP_ROLE: Final = Option(
-    "app_role",
-    APP_SETTING,
-    "--app-role",
-    None,
-    parse_role,
-    "role `up` grants DML on the application's tables (unset: none)",
-    "ROLE",
-)
-PROBE_ROLE: Final = Option(
-    "probe_role",
-    PROBE_SETTING,
-    "--probe-role",
-    None,
-    parse_role,
-    "role `up` grants read access to the ledger (unset: none)",
-    "ROLE",
-)
-ROLE_OPTIONS: Final = (APP_ROLE, PROBE_ROLE)
-
-
-def roles_from(sources: Sources) -> Roles:
-    """Flag, then environment. One role for both would let the probe read the application's data."""
-    app, probe = (parse_role(*found) if (found := sources.text(o)) else None for o in ROLE_OPTIONS)
-    if app is not None and app == probe:
-        raise UsageError(
-            f"{APP_SETTING} and {PROBE_SETTING} both name {app!r}: the probe's role must not read the "
-            "application's data; give each its own role (docs/deploy.md)"
-        )
-    return Roles(app=app, probe=probe)
 
 
 ROLES_QUERY: Final = """

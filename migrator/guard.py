@@ -9,6 +9,7 @@ from typing import Final
 
 import asyncpg
 
+from migrator.limits import to_ms
 from migrator.lock import HELD_HERE
 from schema.ledger import quote_literal
 
@@ -96,8 +97,3 @@ async def read_guard(conn: asyncpg.Connection, lock_timeout: float, statement_ti
     row = await conn.fetchrow("SELECT session_user::text AS s, current_user::text AS c")
     assert row is not None
     return SessionGuard(row["s"], row["c"], to_ms(lock_timeout), to_ms(statement_timeout))
-
-
-def to_ms(seconds: float) -> int:
-    """Seconds as PostgreSQL stores a timeout setting: whole milliseconds."""
-    return round(seconds * 1000)

@@ -10,11 +10,10 @@ import asyncpg
 from migrator.errors import PgvectorUnavailable
 from schema.pgvector import (
     EXTENSION,
-    MINIMUM_VERSION,
     create_statement,
     install_advice,
-    minimum_text,
-    parse_version,
+    is_too_old,
+    needed_text,
     update_advice,
 )
 
@@ -45,21 +44,21 @@ async def ensure_pgvector(conn: asyncpg.Connection) -> PgvectorStatus:
         )
     installed = row["installed_version"]
     if installed is not None:
-        if parse_version(installed) < MINIMUM_VERSION:
+        if is_too_old(installed):
             raise PgvectorUnavailable(
-                f"pgvector {installed} is installed in database {database} but {minimum_text()} or newer is "
-                f"needed (HNSW indexes); {update_advice(database)} (the server offers "
+                f"pgvector {installed} is installed in database {database} but {needed_text()}; "
+                f"{update_advice(database)} (the server offers "
                 f"{row['default_version']}), then run again. Nothing was changed"
             )
         return PgvectorStatus(version=installed, created=False)
     available = row["default_version"]
-    if parse_version(available) < MINIMUM_VERSION:
+    if is_too_old(available):
         raise PgvectorUnavailable(
-            f"the server offers pgvector {available} but {minimum_text()} or newer is needed (HNSW indexes); "
+            f"the server offers pgvector {available} but {needed_text()}; "
             "upgrade the pgvector package on the server, then run again. Nothing was changed"
         )
     try:
-        await conn.execute(f"CREATE EXTENSION IF NOT EXISTS {EXTENSION}")
+        await conn.execute(CREATE_STATEMENT)
     except asyncpg.InsufficientPrivilegeError:
         role = await conn.fetchval("SELECT current_user")
         raise PgvectorUnavailable(

@@ -12,17 +12,16 @@ import asyncpg
 
 from migrator.errors import InsufficientPrivilege, UsageError, failure_outcome
 from schema.catalog import Migration
-from schema.ledger import TABLE
+from schema.ledger import SCHEMA, TABLE, TABLE_NAME
 from schema.quoting import quote_ident
 from schema.splitter import Statement
 
-# `up` and `baseline` create and write, `repair` alters the application's tables: these run as the
-# schema owner role, on a primary that takes writes. Every other verb only reads the ledger.
-OWNER_VERBS: Final = frozenset({"up", "baseline", "repair"})
+# The verbs that write (`Verb.writes` in migrator/verbs.py: they create, record or alter the
+# application's tables) run as the schema owner role; every other verb only reads the ledger.
 OWNER_ADVICE: Final = (
-    "`kata-migrate up`, `baseline` and `repair` are meant to run as the schema owner role: check that the "
-    "migration Job's Secret holds the owner's URL, not the application's or the probe's (docs/deploy.md); "
-    "if this role is that owner,"
+    "kata-migrate's verbs that write (`up`, `baseline`, `repair`: `kata-migrate --help`) are meant to run as "
+    "the schema owner role: check that the migration Job's Secret holds the owner's URL, not the "
+    "application's or the probe's (docs/deploy.md); if this role is that owner,"
 )
 READ_ADVICE: Final = (
     "`up` grants this to the role the migration Job names in MIGRATOR_PROBE_ROLE (docs/deploy.md); otherwise"
@@ -65,11 +64,12 @@ class Missing:
         return f"GRANT {self.privilege} ON {self.kind.upper()} {self.name} TO {grantee};"
 
 
-async def check_access(conn: asyncpg.Connection, verb: str) -> None:
-    """Before the verb runs: the ledger's schema and table privileges it needs, or exit 10 naming
-    each missing one. One catalog query; catalogs are readable by every role."""
-    schema, table = TABLE.split(".")
-    row = await conn.fetchrow(ACCESS_QUERY, schema, table)
+async def check_access(conn: asyncpg.Connection, verb: str, *, writes: bool) -> None:
+    """Before the verb runs: the ledger's schema and table privileges it needs (CREATE and INSERT
+    when it `writes`), or exit 10 naming each missing one. One catalog query; catalogs are readable
+    by every role."""
+    schema = SCHEMA
+    row = await conn.fetchrow(ACCESS_QUERY, schema, TABLE_NAME)
     if row is None:
         raise UsageError(
             f"schema {schema!r} does not exist in this database: the migrator keeps its ledger and "
@@ -77,9 +77,8 @@ async def check_access(conn: asyncpg.Connection, verb: str) -> None:
             "AUTHORIZATION <owner role>`) or point DATABASE_URL at the right database; nothing was changed"
         )
     role = str(row["role"])
-    # `repair` records nothing, but it is the owner's verb: asked of another role, the missing
+    # `repair` records nothing, but it is a verb that writes: asked of another role, the missing
     # privileges of an owner name the fix (the Job's Secret) before its read-only setting does.
-    writes = verb in OWNER_VERBS
     needed = [
         ("USAGE", "schema", schema, row["usage"]),
         ("CREATE", "schema", schema, row["create"] or not writes),
@@ -88,7 +87,7 @@ async def check_access(conn: asyncpg.Connection, verb: str) -> None:
     ]
     missing = [Missing(privilege, kind, name, role) for privilege, kind, name, held in needed if not held]
     if missing:
-        advice = OWNER_ADVICE if verb in OWNER_VERBS else READ_ADVICE
+        advice = OWNER_ADVICE if writes else READ_ADVICE
         raise denied(missing, where=f" (needed by `kata-migrate {verb}`; nothing was changed)", advice=advice)
 
 

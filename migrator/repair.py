@@ -16,9 +16,9 @@ from migrator import conformance, privileges
 from migrator.contention import ContentionRetry
 from migrator.drift_errors import RepairIncomplete, RepairRefused
 from migrator.events import EventLog
-from migrator.execution import RunOptions
+from migrator.limits import RunLimits
 from migrator.progress import ProgressWatcher
-from migrator.runner import check_drift, file_runner, holding_lock
+from migrator.runner import file_runner, holding_lock, refuse_changed_files
 from schema.catalog import Catalog, Migration, checksum
 from schema.expected import ExpectedSchema
 from schema.live import NAMESPACE, read_live_schema
@@ -67,12 +67,12 @@ async def read_plan(
     conn: asyncpg.Connection, catalog: Catalog, state: SchemaState, log: EventLog
 ) -> RepairPlan:
     """The ledger's promise against the live catalog; RepairRefused (exit 6) for a ledger ahead of
-    this image, breaking drift or a taken name; DriftDetected for a changed or missing file. With no
+    this image, breaking drift or a taken name; ChangedFiles for a changed or missing file. With no
     migration applied (or no snapshots) nothing is promised: `up`'s judgement of the schema is given
     instead (a ledgerless schema exits 6 with the `baseline` to run)."""
     if state.ahead:
         raise RepairRefused.ledger_ahead(ahead_files(state), catalog.latest_version)
-    check_drift(catalog, state)
+    refuse_changed_files(catalog, state)
     expected = ExpectedSchema.of(catalog)
     pending = tuple(pending_files(catalog, state))
     if expected is None or not state.applied:
@@ -90,14 +90,14 @@ async def read_plan(
 async def repair(
     conn: asyncpg.Connection,
     catalog: Catalog,
-    options: RunOptions,
+    limits: RunLimits,
     applied_by: str,
     log: EventLog,
     watcher: ProgressWatcher | None = None,
 ) -> RepairPlan:
     """Under the lock: plan, run the statements (each as a no-transaction file's), verify."""
     started = time.monotonic()
-    async with holding_lock(conn, options.lock_timeout, log):
+    async with holding_lock(conn, limits.lock_timeout, log):
         state = await read_state(conn, catalog)
         plan = await read_plan(conn, catalog, state, log)
         plan.announce(log)
@@ -112,9 +112,9 @@ async def repair(
         log.info("repair_started", version=plan.version, count=len(plan.steps), objects=plan.objects)
         # As `up`: a FOREIGN KEY's `REFERENCES contexts` and `vector_cosine_ops` resolve in public
         # and pgvector's schema, never in a role-named schema; text reads as it was split.
-        runner = await file_runner(conn, options, applied_by, log, watcher, record=False)
+        runner = await file_runner(conn, limits, applied_by, log, watcher, record=False)
         # Each step can be re-run from the top of the script, as a no-transaction file's can.
-        retry = ContentionRetry(options.lock_retry_budget, log)
+        retry = ContentionRetry(limits.lock_retry_budget, log)
         await retry.apply(functools.partial(runner.apply, plan.script()))
         await verify(conn, catalog, state)
     duration = round((time.monotonic() - started) * 1000, 1)

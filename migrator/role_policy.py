@@ -14,6 +14,7 @@ from typing import Final
 import asyncpg
 
 from migrator.errors import RoleRefused
+from migrator.settings import Named
 from schema.ledger import TABLE
 from schema.live import NAMESPACE
 from schema.quoting import quote_ident
@@ -48,19 +49,6 @@ MEMBERSHIP_ADVICE: Final = (
     "with SET it can become that role and with INHERIT it holds that role's privileges (either is "
     "enough; `up` refuses any membership)"
 )
-
-
-@dataclass(frozen=True)
-class Named:
-    """One role setting: its name, the role it names, and which column of the table applies."""
-
-    setting: str
-    role: str
-    side: str  # "app" or "probe"
-
-    @property
-    def shown(self) -> str:
-        return f"{self.setting}={self.role!r}"
 
 
 MEMBERSHIPS_QUERY: Final = """

@@ -12,7 +12,7 @@ import asyncpg
 
 from migrator.connection import NotReady
 from migrator.errors import ReadOnlyDatabase
-from migrator.execution import RunOptions
+from migrator.limits import RunLimits
 from pgconn.errors import Reason
 from schema.quoting import quote_ident
 
@@ -25,24 +25,24 @@ SELECT pg_is_in_recovery() AS standby,
 """
 
 
-async def limit(conn: asyncpg.Connection, options: RunOptions) -> None:
+async def limit(conn: asyncpg.Connection, limits: RunLimits) -> None:
     """The migrator's limits for the whole session, right after connecting: only on the direct
     connection of `up` and `baseline`, since through a transaction pooler a session SET stays on
     the server connection for its next client. idle_session_timeout off: a role's value meant for
     forgotten sessions must not end a migrator that polls for the lock."""
-    settings = list(options.limits())
+    settings = list(limits.timeouts())
     if conn.get_server_version().major >= 14:
         settings.append("idle_session_timeout = 0")
     await conn.execute("; ".join(f"SET {s}" for s in settings))
 
 
 @contextlib.asynccontextmanager
-async def reading(conn: asyncpg.Connection, options: RunOptions) -> AsyncIterator[None]:
+async def reading(conn: asyncpg.Connection, limits: RunLimits) -> AsyncIterator[None]:
     """A read-only transaction under the migrator's limits, for the verbs that only read and may go
     through a pooler: SET LOCAL ends with the transaction, so nothing leaks to another client.
     BEGIN and the limits in one query: between two, a role's idle_in_transaction_session_timeout
     of 1 ms would end the session."""
-    await conn.execute("; ".join(["BEGIN READ ONLY", *(f"SET LOCAL {s}" for s in options.limits())]))
+    await conn.execute("; ".join(["BEGIN READ ONLY", *(f"SET LOCAL {s}" for s in limits.timeouts())]))
     try:
         yield
     except BaseException:
@@ -68,15 +68,15 @@ class Writability:
         if self.standby:
             raise NotReady(Reason.HOT_STANDBY)
 
-    def require_writable(self) -> None:
+    def require_writable(self, verb: str) -> None:
         """ReadOnlyDatabase (exit 2) naming where default_transaction_read_only is set and the
         statement that resets it."""
         if not self.read_only:
             return
         where, fix = self.where_set()
         raise ReadOnlyDatabase(
-            f"the database takes no writes: {SETTING} is on, set {where}; `up` and `baseline` create "
-            "tables and record migrations, so nothing was done. Unless that is on purpose (the probe's "
+            f"the database takes no writes: {SETTING} is on, set {where}; `kata-migrate {verb}` writes "
+            "(tables, indexes, the ledger), so nothing was done. Unless that is on purpose (the probe's "
             f"role is read-only: give the Job the owner's URL), run {fix} as an administrator, then run again"
         )
 

@@ -1,14 +1,11 @@
 """What a PostgreSQL error says about the server rather than about a file or a bug: the SQLSTATEs
-the migrator decides on, a connection that broke, and what to do when the server is short of
-resources. Pure: no exit codes here (migrator/errors.py maps them)."""
+the migrator decides on and what to do when the server is short of resources (a connection that
+broke is pgconn.errors.is_connection_loss). Pure: no exit codes here (migrator/errors.py maps them)."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Mapping
 from typing import Final
-
-import asyncpg
 
 QUERY_CANCELED: Final = "57014"
 LOCK_NOT_AVAILABLE: Final = "55P03"
@@ -32,16 +29,3 @@ def resource_advice(sqlstate: str | None) -> str | None:
     return RESOURCE_ADVICE.get(
         sqlstate, "the server is short of resources (the message says which): fix that, then run again"
     )
-
-
-def is_connection_loss(exc: BaseException) -> bool:
-    """A broken connection or a server shutting down (57P01-57P03), not a bug in us."""
-    # Not any OSError: a local PermissionError is a bug or a setup fault, not a lost database.
-    # asyncpg's InternalClientError ("cannot switch to state ...") is what a backend terminated in
-    # the middle of an operation sometimes leaves instead of ConnectionDoesNotExistError.
-    if isinstance(exc, ConnectionError | TimeoutError | socket.gaierror):
-        return True
-    if isinstance(exc, asyncpg.InterfaceError | asyncpg.InternalClientError):
-        return True
-    sqlstate = getattr(exc, "sqlstate", None) or ""
-    return isinstance(exc, asyncpg.PostgresError) and (sqlstate.startswith(("08", "57P")))

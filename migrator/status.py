@@ -86,7 +86,7 @@ def status_text(catalog: Catalog, state: SchemaState, live: LiveReport | None = 
     ahead = f", ledger ahead of this image by {len(state.ahead)}" if state.ahead else ""
     lines = [
         f"schema version {state.version}, this image's latest {catalog.latest_version}, "
-        f"{len(state.pending)} pending" + (", DRIFT" if state.drifted else "") + ahead
+        f"{len(state.pending)} pending" + (", CHANGED FILES" if state.files_changed else "") + ahead
     ]
     for entry in status_entries(catalog, state):
         applied = f"  {entry['applied_at']}  by {entry['applied_by']}" if entry["applied_at"] else ""

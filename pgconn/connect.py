@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import ssl
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
 
+from pgconn.config import SettingsError
 from pgconn.dsn import DatabaseUrl
-from pgconn.options import SettingsError
 
 
-def ssl_option(url: DatabaseUrl) -> ssl.SSLContext | str | bool:
+def with_tls(url: DatabaseUrl) -> DatabaseUrl:
+    """The URL with its TLS context built once for every connection made with it: loading the CA
+    and client certificates is file I/O that each connection would otherwise repeat."""
+    return replace(url, tls=ssl_option(url))
+
+
+def ssl_option(url: DatabaseUrl) -> ssl.SSLContext | str:
     """asyncpg's `ssl=` for the URL's sslmode; verify-ca/verify-full honour `sslrootcert`.
 
     SettingsError when a certificate file cannot be used: that is configuration, which no retry
@@ -57,7 +64,7 @@ def connect_options(url: DatabaseUrl, *, application_name: str, timeout: float) 
         "user": url.user,
         "password": url.password,
         "database": url.database,
-        "ssl": ssl_option(url),
+        "ssl": url.tls if url.tls is not None else ssl_option(url),
         # The URL may shorten the caller's per-attempt bound, never lengthen it: the migrator's retry
         # loop and the probe's round rely on it.
         "timeout": min(url.connect_timeout, timeout) if url.connect_timeout else timeout,

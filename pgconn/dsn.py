@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import ssl
 from dataclasses import dataclass, field, replace
 from typing import Final
 from urllib.parse import parse_qsl, quote, unquote
 
-from pgconn.options import SettingsError, parse_port
+from pgconn.config import SettingsError, parse_port
 
 SCHEMES: Final = frozenset({"postgres", "postgresql"})
 SSLMODES: Final = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -37,9 +38,8 @@ KNOWN_PARAMS: Final = frozenset(
     }
 )
 REDACTED: Final = "***"
-# PostgreSQL keeps NAMEDATALEN - 1 bytes of a user, database or application name and cuts the
-# rest silently (or, for 10 kB and more, drops the connection): refuse instead of connecting as
-# someone else.
+# PostgreSQL keeps NAMEDATALEN - 1 bytes of a user, database or application name and cuts the rest
+# silently (or, for 10 kB and more, drops the connection): refuse instead of connecting as someone else.
 NAME_MAX_BYTES: Final = 63
 HOST_MAX: Final = 253  # DNS: 253 characters in all, 63 per label
 CONNECT_TIMEOUT_MAX: Final = 3600
@@ -61,7 +61,8 @@ class InvalidDatabaseUrl(ValueError):
 
 @dataclass(frozen=True)
 class DatabaseUrl:
-    """A parsed PostgreSQL URL. `repr`, `str` and `redacted()` never show the password."""
+    """A parsed PostgreSQL URL. `repr`, `str` and `redacted()` never show the password. `tls` is
+    asyncpg's `ssl=` for it, built once by `pgconn.connect.with_tls` (None until then)."""
 
     host: str
     port: int
@@ -69,6 +70,7 @@ class DatabaseUrl:
     database: str
     password: str | None = field(default=None, repr=False)
     params: tuple[tuple[str, str], ...] = ()
+    tls: ssl.SSLContext | str | None = field(default=None, repr=False, compare=False)
 
     @property
     def sslmode(self) -> str:
@@ -102,8 +104,7 @@ class DatabaseUrl:
             f"?{query}" if query else ""
         )
 
-    def __str__(self) -> str:
-        return self.redacted()
+    __str__ = redacted
 
 
 @dataclass(frozen=True)

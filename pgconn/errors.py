@@ -98,3 +98,18 @@ def _interface_text(exc: BaseException) -> str:
 def is_authentication_failure(exc: BaseException) -> bool:
     """Retrying a wrong password only locks accounts and fills logs: callers stop at once."""
     return classify_error(exc) == Reason.AUTHENTICATION
+
+
+def is_connection_loss(exc: BaseException) -> bool:
+    """A broken connection or a server shutting down (57P01-57P03), not a bug in us: what the
+    migrator retries or reports as exit 3. Broader than classify_error's CONNECTION_LOST, which
+    names one reason among many for a text; this answers yes or no for any exception."""
+    # Not any OSError: a local PermissionError is a bug or a setup fault, not a lost database.
+    # asyncpg's InternalClientError ("cannot switch to state ...") is what a backend terminated in
+    # the middle of an operation sometimes leaves instead of ConnectionDoesNotExistError.
+    if isinstance(exc, ConnectionError | TimeoutError | socket.gaierror):
+        return True
+    if isinstance(exc, asyncpg.InterfaceError | asyncpg.InternalClientError):
+        return True
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    return isinstance(exc, asyncpg.PostgresError) and (sqlstate.startswith(("08", "57P")))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from pgconn.config import SettingsError
 from pgconn.dsn import DatabaseUrl
 
 
@@ -16,13 +17,14 @@ class PoolerSetting(Enum):
     FALSE = "false"
 
     @classmethod
-    def parse(cls, text: str) -> PoolerSetting:
+    def parse(cls, name: str, text: str) -> PoolerSetting:
+        """The option's parser: auto, true or false (also 1/yes/on, 0/no/off), any case."""
         lowered = text.strip().lower()
         aliases = {"1": "true", "yes": "true", "on": "true", "0": "false", "no": "false", "off": "false"}
         try:
             return cls(aliases.get(lowered, lowered) or "auto")
         except ValueError:
-            raise ValueError(f"DATABASE_POOLED={text!r}: use auto, true or false") from None
+            raise SettingsError(f"{name}={text[:40]!r}: use auto, true or false") from None
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The database settings both programs read from the environment."""
+"""The database settings both programs read: their options, and the frozen object built from them."""
 
 from __future__ import annotations
 
@@ -8,30 +8,49 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from pgconn.connect import ssl_option
+from pgconn.config import Option, SettingsError, Sources
+from pgconn.connect import with_tls
 from pgconn.dsn import NAME_MAX_BYTES, DatabaseUrl, InvalidDatabaseUrl, parse_database_url
-from pgconn.options import Option, SettingsError, parse_text
 from pgconn.pooler import PoolerSetting
 
-# Read together by `DatabaseSettings.from_env`; in the table for flags, help and YAML keys.
+
+def parse_url(name: str, text: str) -> DatabaseUrl:
+    """A PostgreSQL URL with its TLS context built: a certificate file that cannot be used is a
+    setting error at start (exit 2), not a "network error" retried on every connection."""
+    try:
+        return with_tls(parse_database_url(text, name))
+    except InvalidDatabaseUrl as exc:
+        raise SettingsError(str(exc)) from None
+
+
+def parse_directory(name: str, text: str) -> Path:
+    return Path(text.strip())
+
+
 DATABASE_URL: Final = Option(
-    "database_url", "DATABASE_URL", None, None, parse_text, "the application's PostgreSQL URL (required)"
+    "database_url",
+    "DATABASE_URL",
+    None,
+    None,
+    parse_url,
+    "set it to postgresql://USER:PASSWORD@HOST:5432/DB (in Kubernetes, from the Secret's DATABASE_URL key)",
 )
 DATABASE_URL_UNPOOLED: Final = Option(
     "database_url_unpooled",
     "DATABASE_URL_UNPOOLED",
     None,
     None,
-    parse_text,
+    parse_url,
     "direct URL, preferred for locks",
 )
+# One option for both programs: whether DATABASE_URL goes through a pooler.
 DATABASE_POOLED: Final = Option(
     "pooled",
     "DATABASE_POOLED",
     "--pooled",
     "auto",
-    parse_text,
-    "auto, true or false: override pooler detection",
+    PoolerSetting.parse,
+    "auto, true or false: whether DATABASE_URL goes through a pooler (auto: a -pooler host)",
     "MODE",
 )
 MIGRATIONS_DIR: Final = Option(
@@ -39,7 +58,7 @@ MIGRATIONS_DIR: Final = Option(
     "MIGRATIONS_DIR",
     "--migrations",
     None,
-    parse_text,
+    parse_directory,
     "folder of NNNN_slug.sql files (default: packaged)",
     "DIR",
 )
@@ -62,37 +81,15 @@ class DatabaseSettings:
     application_name: str = field(default="kata")
 
     @classmethod
-    def from_env(
-        cls,
-        env: Mapping[str, str],
-        *,
-        program: str,
-        migrations_dir: str | None = None,
-    ) -> DatabaseSettings:
-        """Build from `DATABASE_URL`, `DATABASE_URL_UNPOOLED`, `DATABASE_POOLED`, `MIGRATIONS_DIR`."""
-        raw_url = env.get("DATABASE_URL", "")
-        if not raw_url.strip():
-            raise SettingsError(
-                "DATABASE_URL is not set: set it to postgresql://USER:PASSWORD@HOST:5432/DB "
-                "(in Kubernetes, from the Secret's DATABASE_URL key)"
-            )
-        try:
-            url = parse_database_url(raw_url, "DATABASE_URL")
-            raw_unpooled = env.get("DATABASE_URL_UNPOOLED", "").strip()
-            unpooled = parse_database_url(raw_unpooled, "DATABASE_URL_UNPOOLED") if raw_unpooled else None
-            pooled = PoolerSetting.parse(env.get("DATABASE_POOLED", "auto"))
-        except (InvalidDatabaseUrl, ValueError) as exc:
-            raise SettingsError(str(exc)) from None
-        for checked in (url, unpooled):
-            if checked is not None:
-                ssl_option(checked)  # a missing sslrootcert is exit 2 at start, not a retried "network error"
-        directory = migrations_dir or env.get("MIGRATIONS_DIR") or None
+    def from_sources(cls, sources: Sources, *, program: str) -> DatabaseSettings:
+        """Each of `DATABASE_OPTIONS` from the first source that sets it; the connection's name
+        from the environment alone (`POD_NAME`, set by Kubernetes, is no setting of ours)."""
         return cls(
-            url=url,
-            unpooled_url=unpooled,
-            pooled=pooled,
-            migrations_dir=Path(directory) if directory else None,
-            application_name=application_name(program, env),
+            url=sources.value(DATABASE_URL),
+            unpooled_url=sources.optional(DATABASE_URL_UNPOOLED),
+            pooled=sources.value(DATABASE_POOLED),
+            migrations_dir=sources.optional(MIGRATIONS_DIR),
+            application_name=application_name(program, sources.env),
         )
 
 

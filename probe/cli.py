@@ -15,14 +15,14 @@ from typing import Any, Final
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from pgconn.logs import configure_logging
-from pgconn.options import SettingsError
+from pgconn.config import SettingsError
+from pgconn.logs import configure_logging, early_format
 from probe.app import STATE, create_app, probe_version, server_options
 from probe.check import Check
-from probe.checks import default_checks
+from probe.checks import settings_checks
 from probe.server import ProbeSite
-from probe.settings import ProbeSettings
-from schema.catalog import CatalogError, read_catalog
+from probe.settings import LOG_FORMAT, ProbeSettings
+from schema.catalog import CatalogError
 from schema.snapshot import SnapshotError
 
 EXIT_OK = 0
@@ -48,11 +48,14 @@ def ignoring(sig: signal.Signals) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `kata-probe` and `python -m probe`; returns the exit code."""
-    configure_logging()
+    args = sys.argv[1:] if argv is None else argv
+    tty = sys.stderr.isatty()  # where the log goes
+    configure_logging(fmt=early_format(args, os.environ, LOG_FORMAT, tty=tty))
     try:
-        settings = ProbeSettings.load(sys.argv[1:] if argv is None else argv, os.environ)
+        settings = ProbeSettings.load(args, os.environ, tty=tty)
+        configure_logging(fmt=settings.log_format)  # the config file may name another
         # Built once, here: a missing or malformed snapshot stops the start, not a round.
-        checks = default_checks(read_catalog(settings.database.migrations_dir), settings.schema_rounds)
+        checks = settings_checks(settings)
     except (SettingsError, CatalogError, SnapshotError) as exc:
         log.error(str(exc), extra={"event": "config_error"})
         return EXIT_USAGE

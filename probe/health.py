@@ -23,9 +23,23 @@ class View:
     draining: bool
     now: datetime
 
+    @property
+    def fresh(self) -> Snapshot | None:
+        """The snapshot while it counts (the monitor judged it not stale), else None."""
+        return None if self.stale else self.snapshot
+
+
+def is_ready(fresh: Snapshot | None, draining: bool, names: Iterable[str] | None = None) -> bool:
+    """The readiness rule, written once: not shutting down, and a fresh round in which every named
+    check (default: every check of the round) passed. `/readyz`, its quick answer for kubelet and
+    `/readyz/<name>` all answer with it; the verdict lines below only explain it."""
+    if draining or fresh is None:
+        return False
+    return fresh.ok if names is None else all(fresh.results[name].ok for name in names)
+
 
 def check_verdict(view: View, name: str) -> Verdict:
-    """A check passes only when the latest round is fresh and its result passed."""
+    """A check passes only when the latest round is fresh and its result passed (is_ready's terms)."""
     if view.snapshot is None:
         return Verdict(name, False, "no check round finished yet")
     if view.stale:
@@ -42,13 +56,10 @@ def shutdown_verdict(view: View) -> Verdict:
 class Readiness:
     """The combined `/readyz` answer: which lines, which exclusions, passed or not."""
 
+    ok: bool
     verdicts: tuple[Verdict, ...]
     excluded: frozenset[str]
     unknown_exclusions: tuple[str, ...]
-
-    @property
-    def ok(self) -> bool:
-        return all(v.ok for v in self.verdicts if v.name not in self.excluded)
 
     def text(self, verbose: bool) -> str:
         """kube-apiserver style: "ok" when passing quietly, else every line and the outcome."""
@@ -69,14 +80,16 @@ def readiness(view: View, checks: Sequence[Check[Any]], exclude: Iterable[str] =
     excluded = frozenset(name for name in asked if name in names)
     unknown = tuple(dict.fromkeys(name for name in asked if name not in names))
     verdicts = (shutdown_verdict(view), *(check_verdict(view, name) for name in names))
-    return Readiness(verdicts, excluded, unknown)
+    included = [name for name in names if name not in excluded]
+    return Readiness(is_ready(view.fresh, view.draining, included), verdicts, excluded, unknown)
 
 
 def overall_status(view: View, checks: Sequence[Check[Any]]) -> str:
     """healthy: everything passes; unhealthy: the probe itself cannot vouch; else degraded."""
     if view.draining or not view.alive:
         return "unhealthy"
-    return "healthy" if all(check_verdict(view, check.name).ok for check in checks) else "degraded"
+    ready = is_ready(view.fresh, view.draining, [check.name for check in checks])
+    return "healthy" if ready else "degraded"
 
 
 def health_body(view: View, version: str, checks: Sequence[Check[Any]]) -> dict[str, Any]:
@@ -94,7 +107,7 @@ def health_body(view: View, version: str, checks: Sequence[Check[Any]]) -> dict[
 def check_body(view: View, check: Check[Any]) -> dict[str, Any]:
     """The check's own JSON from its fresh finding (None when stale), then the reason it failed."""
     verdict = check_verdict(view, check.name)
-    result = view.snapshot.results.get(check.name) if view.snapshot and not view.stale else None
+    result = view.fresh.results.get(check.name) if view.fresh else None
     body = check.body(verdict, result.found if result else None, view.snapshot)
     if not verdict.ok:
         body["error"] = verdict.reason

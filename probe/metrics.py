@@ -9,7 +9,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 from probe.check import Check, Recorder
-from probe.pool import STATES
+from probe.connection import STATES
 
 # From a loopback round trip (~0.1 ms) to the longest sensible PROBE_TIMEOUT.
 DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

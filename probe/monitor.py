@@ -15,8 +15,8 @@ import asyncpg
 
 from pgconn.errors import classify_error
 from probe.check import Check, CheckResult, Snapshot, run_check, skipped
+from probe.connection import HeldConnection
 from probe.metrics import ProbeMetrics
-from probe.pool import ConnectionPool
 from probe.pooled import PoolerObserver
 from probe.settings import staleness
 
@@ -33,7 +33,7 @@ class Monitor:
     def __init__(
         self,
         *,
-        pool: ConnectionPool,
+        connection: HeldConnection,
         checks: Sequence[Check[Any]],
         observer: PoolerObserver,
         interval: float,
@@ -41,7 +41,7 @@ class Monitor:
         metrics: ProbeMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._pool = pool
+        self._connection = connection
         self._checks = tuple(checks)
         self._observer = observer
         self.interval = interval
@@ -55,15 +55,20 @@ class Monitor:
         self._was_ok: bool | None = None
 
     @property
-    def staleness(self) -> float:
-        return staleness(self.interval)
+    def stuck_after(self) -> float:
+        """Without a finished round for longer than this the loop counts as stuck (liveness fails):
+        the staleness bound plus one round's timeout, as the round due may still be running."""
+        return staleness(self.interval) + self.timeout
+
+    def stale(self) -> bool:
+        """The one judgement of staleness: a round finished, longer ago than the bound the settings
+        define (probe.settings.staleness); its results then count as failing."""
+        snapshot = self.latest
+        return snapshot is not None and self._clock() - snapshot.finished > staleness(self.interval)
 
     def fresh(self) -> Snapshot | None:
-        """The latest snapshot if it is younger than the staleness bound, else None."""
-        snapshot = self.latest
-        if snapshot is None or self._clock() - snapshot.finished > self.staleness:
-            return None
-        return snapshot
+        """The latest snapshot unless it is stale; None before the first round too."""
+        return None if self.stale() else self.latest
 
     def age(self) -> float | None:
         return None if self.latest is None else self._clock() - self.latest.finished
@@ -72,7 +77,7 @@ class Monitor:
         """The loop runs and has finished a round (or started) recently: it is not stuck."""
         if self._task is None or self._task.done():
             return False
-        return self._clock() - self._last_tick <= self.staleness + self.timeout
+        return self._clock() - self._last_tick <= self.stuck_after
 
     def database_up(self) -> bool:
         """The latest round is fresh and the check that speaks for the connection passed."""
@@ -113,10 +118,10 @@ class Monitor:
         async with contextlib.AsyncExitStack() as stack:
             try:
                 async with asyncio.timeout_at(deadline):
-                    conn = await stack.enter_async_context(self._pool.connection())
+                    conn = await stack.enter_async_context(self._connection.use())
                     await self._observe(conn)
             except Exception as exc:  # no usable connection: the check covering it carries why
-                self._pool.discard()
+                self._connection.discard()
                 results = self._unconnected(classify_error(exc), time.perf_counter() - started)
             else:
                 results = await self._run_checks(conn, deadline, time.perf_counter() - started)
@@ -148,7 +153,7 @@ class Monitor:
             if check.covers_connection and not result.ok:
                 break
         if any(result.raised for result in results.values()):
-            self._pool.discard()  # an exception left the connection in an unknown state
+            self._connection.discard()  # an exception left the connection in an unknown state
         return results
 
     async def _observe(self, conn: asyncpg.Connection) -> None:

@@ -22,7 +22,7 @@ from probe.check import Check, CheckFailed, CheckResult, Recorder, Snapshot, Ver
 from schema.catalog import Catalog
 from schema.drift import BREAKING, DEGRADED, Drift
 from schema.expected import ExpectedSchema
-from schema.ledger import TABLE as LEDGER_TABLE
+from schema.ledger import TABLE_NAME as LEDGER_TABLE_NAME
 from schema.ledger import LedgerShapeError
 from schema.live import read_live_schema
 from schema.verdicts import read_state
@@ -88,7 +88,9 @@ class SchemaCheck(Check[SchemaFinding]):
             compared=compared,
         )
         if found.changed:
-            raise CheckFailed(f"drift: migration {found.changed[0]} changed since it was applied", found)
+            raise CheckFailed(
+                f"changed file: migration {found.changed[0]} changed since it was applied", found
+            )
         breaking = found.of_class(BREAKING)
         if breaking:
             raise CheckFailed(f"breaking drift: {summary(breaking)}", found)
@@ -100,7 +102,7 @@ class SchemaCheck(Check[SchemaFinding]):
         """A ledger that cannot be read is breaking drift of the ledger table itself: the schema
         metrics and the breaking-drift alert say so, where the last round's values would stay."""
         problem = f"has the wrong shape: {'; '.join(exc.problems)}"
-        drift = Drift(LEDGER_TABLE.split(".", 1)[1], "table", BREAKING, problem)
+        drift = Drift(LEDGER_TABLE_NAME, "table", BREAKING, problem)
         latest = self._catalog.latest_version
         return SchemaFinding(version=0, expected=latest, pending=0, changed=(), ahead=(), drift=(drift,))
 

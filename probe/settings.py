@@ -10,18 +10,18 @@ from typing import Any, Final
 
 import yaml
 
-from pgconn.dsn import host_problem
-from pgconn.files import read_regular_file
-from pgconn.options import (
+from pgconn.config import (
     Option,
     SettingsError,
     Sources,
     add_flags,
     parse_port,
     parse_seconds,
-    parse_text,
     seconds_at_least,
 )
+from pgconn.dsn import host_problem
+from pgconn.files import read_regular_file
+from pgconn.logs import chosen_format, log_format_option
 from pgconn.settings import DATABASE_OPTIONS, DatabaseSettings
 
 PROGRAM: Final = "kata-probe"
@@ -101,6 +101,7 @@ IDLE_TIMEOUT: Final = Option(
     "seconds an HTTP connection may wait for its next complete request",
     "SECONDS",
 )
+LOG_FORMAT: Final = log_format_option("PROBE_LOG_FORMAT")
 OPTIONS: Final[tuple[Option[Any], ...]] = (
     *DATABASE_OPTIONS,
     HOST,
@@ -110,9 +111,8 @@ OPTIONS: Final[tuple[Option[Any], ...]] = (
     SHUTDOWN_DELAY,
     SCHEMA_INTERVAL,
     IDLE_TIMEOUT,
+    LOG_FORMAT,
 )
-# Not settings of their own, but they name the connection (`application_name`).
-IDENTITY: Final = tuple(Option(n.lower(), n, None, None, parse_text, "") for n in ("POD_NAME", "HOSTNAME"))
 
 
 @dataclass(frozen=True)
@@ -127,6 +127,7 @@ class ProbeSettings:
     shutdown_delay: float = 5.0
     schema_interval: float = 25.0
     idle_timeout: float = 75.0
+    log_format: str = "json"
 
     @property
     def staleness(self) -> float:
@@ -138,11 +139,12 @@ class ProbeSettings:
         return max(1, int(self.schema_interval / self.interval + 1e-9))
 
     @classmethod
-    def load(cls, argv: Sequence[str], env: Mapping[str, str]) -> ProbeSettings:
-        """Parse flags, read the YAML file they name, merge with `env`; SettingsError when unusable."""
+    def load(cls, argv: Sequence[str], env: Mapping[str, str], *, tty: bool = False) -> ProbeSettings:
+        """Parse flags, read the YAML file they name, merge with `env`; SettingsError when unusable.
+        `tty`: whether the log goes to a terminal (the log format's default)."""
         args = build_parser().parse_args(list(argv))
         file = read_config_file(Path(args.config)) if args.config else None
-        return cls.from_sources(Sources(vars(args), env, file))
+        return cls.from_sources(Sources(vars(args), env, file), tty=tty)
 
     @classmethod
     def from_values(cls, values: Mapping[str, str]) -> ProbeSettings:
@@ -150,7 +152,7 @@ class ProbeSettings:
         return cls.from_sources(Sources({}, values))
 
     @classmethod
-    def from_sources(cls, sources: Sources) -> ProbeSettings:
+    def from_sources(cls, sources: Sources, *, tty: bool = False) -> ProbeSettings:
         interval, timeout = sources.value(INTERVAL), sources.value(TIMEOUT)
         if timeout > interval:
             raise SettingsError(
@@ -158,7 +160,7 @@ class ProbeSettings:
                 "a round must end before the next one is due"
             )
         return cls(
-            database=DatabaseSettings.from_env(sources.raw((*OPTIONS, *IDENTITY)), program=PROGRAM),
+            database=DatabaseSettings.from_sources(sources, program=PROGRAM),
             host=sources.value(HOST),
             port=sources.value(PORT),
             interval=interval,
@@ -166,6 +168,7 @@ class ProbeSettings:
             shutdown_delay=sources.value(SHUTDOWN_DELAY),
             schema_interval=sources.value(SCHEMA_INTERVAL),
             idle_timeout=sources.value(IDLE_TIMEOUT),
+            log_format=chosen_format(sources, LOG_FORMAT, tty=tty),
         )
 
 

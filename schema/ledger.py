@@ -11,7 +11,11 @@ import asyncpg
 
 from schema.catalog import Migration
 
-TABLE: Final = "public.kata_schema_migrations"
+# The schema the migrations create their objects in; the ledger lives there beside them. Every
+# reader takes the schema and the bare name from here, never by splitting TABLE.
+SCHEMA: Final = "public"
+TABLE_NAME: Final = "kata_schema_migrations"
+TABLE: Final = f"{SCHEMA}.{TABLE_NAME}"
 
 CREATE_TABLE: Final = f"""
 CREATE TABLE IF NOT EXISTS {TABLE} (

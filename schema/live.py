@@ -15,11 +15,11 @@ from typing import Final
 
 import asyncpg
 
-from schema.ledger import TABLE as LEDGER_TABLE
+from schema.ledger import SCHEMA
 from schema.model import ORDERINGS, Schema, schema_from_json
 
-# The ledger's schema is the one the migrations create their objects in.
-NAMESPACE: Final = LEDGER_TABLE.split(".", 1)[0]
+# The schema read: the ledger's, where the migrations create their objects.
+NAMESPACE: Final = SCHEMA
 
 # Extensions are database-wide; plpgsql is always there and nothing of ours depends on it.
 # Indexes that back a PRIMARY KEY, UNIQUE or EXCLUDE constraint are described by that

@@ -1,4 +1,5 @@
-"""The pgvector version the schema needs: the preflight enforces it, the snapshots promise it."""
+"""pgvector's name and the version the schema needs: the migrator's preflight refuses an older one,
+the probe's check fails on it, the snapshots promise it."""
 
 from __future__ import annotations
 
@@ -18,6 +19,16 @@ def parse_version(text: str) -> tuple[int, ...]:
 
 def minimum_text() -> str:
     return ".".join(map(str, MINIMUM_VERSION))
+
+
+def is_too_old(version: str) -> bool:
+    """The one rule for an installed or offered version: older than MINIMUM_VERSION is refused."""
+    return parse_version(version) < MINIMUM_VERSION
+
+
+def needed_text() -> str:
+    """What the schema needs, for the messages that refuse an older version."""
+    return f"{minimum_text()} or newer is needed (HNSW indexes)"
 
 
 def create_statement(extension: str = EXTENSION) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from schema.drift import DEGRADED, Drift
-from schema.ledger import quote_literal
+from schema.ledger import SCHEMA, quote_literal
 from schema.model import Constraint, Index, Schema
 from schema.quoting import is_column, quote_ident
 
@@ -69,7 +69,7 @@ class Restoration:
 
 
 def plan_restoration(
-    expected: Schema, live: Schema, drifts: Iterable[Drift], namespace: str = "public"
+    expected: Schema, live: Schema, drifts: Iterable[Drift], namespace: str = SCHEMA
 ) -> Restoration:
     """The steps that restore each degraded drift of `live` against `expected` (the snapshot the
     drift was found with); breaking drift and taken names refuse the whole plan."""

@@ -1,5 +1,6 @@
-"""The ledger compared with the catalog: which versions are applied, pending, changed, missing or
-ahead of this image."""
+"""The ledger against the catalog: which versions are applied, pending, changed, missing or ahead of
+this image. A changed or missing file is a *changed file*; "drift" is the live catalog's alone
+(schema/drift.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from schema.ledger import APPLIED, AppliedMigration, read_ledger
 class SchemaState:
     """The ledger compared with a catalog: what is applied, pending, changed or missing, and the
     applied versions above this image's latest (`ahead`: a newer image migrated this database, and
-    this one is a rollback or an old pod of a rolling update; not drift)."""
+    this one is a rollback or an old pod of a rolling update; not a changed file)."""
 
     applied: tuple[AppliedMigration, ...]
     pending: tuple[int, ...]
@@ -29,18 +30,19 @@ class SchemaState:
         return max((row.version for row in self.applied), default=0)
 
     @property
-    def drifted(self) -> bool:
+    def files_changed(self) -> bool:
+        """An applied migration's file changed since, or is gone: the history differs."""
         return bool(self.changed or self.missing)
 
 
-def compare(catalog: Catalog, applied: tuple[AppliedMigration, ...]) -> SchemaState:
-    """Pure comparison. A baseline row records the file's checksum too, but its SQL never ran
-    here (another tool made that schema), so a later edit of the file changes nothing in this
-    database: only rows of kind 'applied' can drift.
+def state_of(catalog: Catalog, applied: tuple[AppliedMigration, ...]) -> SchemaState:
+    """Each version's verdict, without I/O. A baseline row records the file's checksum too, but its
+    SQL never ran here (another tool made that schema), so a later edit of the file changes nothing
+    in this database: only rows of kind 'applied' can change.
 
     A version above this image's latest is ahead, whatever its kind: a newer image's file this one
     never shipped. A version at or below it without a file is missing: this image's history
-    differs from the database's (a file deleted or renumbered), which is drift."""
+    differs from the database's (a file deleted or renumbered), a changed file as well."""
     files = catalog.by_version()
     done = {row.version: row for row in applied}
     changed = tuple(
@@ -79,4 +81,4 @@ def pending_files(catalog: Catalog, state: SchemaState) -> list[str]:
 
 
 async def read_state(conn: asyncpg.Connection, catalog: Catalog) -> SchemaState:
-    return compare(catalog, await read_ledger(conn))
+    return state_of(catalog, await read_ledger(conn))

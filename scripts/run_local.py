@@ -22,8 +22,8 @@ from typing import Final
 from localpg.cluster import tail
 from localpg.local import LOOPBACK, LocalPostgres, SetupFailed, open_local_postgres, require_free_port
 from localpg.processes import stop_process
+from pgconn.config import SettingsError, parse_port
 from pgconn.dsn import InvalidDatabaseUrl, parse_database_url
-from pgconn.options import SettingsError, parse_port
 
 REPO: Final = Path(__file__).resolve().parent.parent
 STEPS: Final = 4

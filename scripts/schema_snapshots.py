@@ -24,7 +24,7 @@ import asyncpg
 
 from localpg.throwaway import running_server, wheel_bin_dir
 from schema.catalog import Catalog, read_catalog
-from schema.ledger import TABLE as LEDGER_TABLE
+from schema.ledger import TABLE_NAME as LEDGER_TABLE_NAME
 from schema.live import read_live_schema
 from schema.model import Extension, Schema
 from schema.pgvector import minimum_text
@@ -33,7 +33,7 @@ from schema.snapshot import dumps_snapshot, snapshot_dir, snapshot_path
 REPO: Final = Path(__file__).resolve().parent.parent
 MIGRATIONS: Final = REPO / "migrations"
 # The migrator's ledger lives beside the application's tables but is not the application's.
-LEDGER: Final = frozenset({LEDGER_TABLE.removeprefix("public.")})
+LEDGER: Final = frozenset({LEDGER_TABLE_NAME})
 
 
 def expected_extensions(live: Schema) -> tuple[Extension, ...]:

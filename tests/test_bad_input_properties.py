@@ -24,12 +24,12 @@ from hypothesis import strategies as st
 from migrator.errors import EXIT_CODES
 from migrator.events import EventLog
 from migrator.status import status_text
-from pgconn.options import SECONDS_MAX, SettingsError
+from pgconn.config import SECONDS_MAX, SettingsError
 from probe.settings import OPTIONS as PROBE_OPTIONS
 from probe.settings import ProbeSettings
 from schema.catalog import Catalog, parse_migration
 from schema.ledger import AppliedMigration
-from schema.verdicts import compare
+from schema.verdicts import state_of
 from tests.migrator.conftest import MIGRATIONS, run_inprocess
 
 DOCUMENTED = {int(code) for key in EXIT_CODES for code in key.split(" / ")} - {1}
@@ -199,6 +199,6 @@ def test_any_ledger_text_leaves_status_one_clean_line_per_version(
     catalog = Catalog((parse_migration("0001_a.sql", b"SELECT 1;"),))
     when = datetime(2026, 1, 1, tzinfo=UTC)
     rows = (AppliedMigration(7, name, "x", when, 1.0, applied_by, "applied", file or None),)
-    text = status_text(catalog, compare(catalog, rows))
+    text = status_text(catalog, state_of(catalog, rows))
     lines = [one_clean_line(line + "\n") for line in text.split("\n")[:-1]]
     assert len(lines) == 3, lines  # the header, version 1 (pending) and version 7 (missing here)

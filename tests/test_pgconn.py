@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pgconn.config import Option, SettingsError, Sources, parse_port, parse_seconds
 from pgconn.connect import connect_options
 from pgconn.dsn import InvalidDatabaseUrl, parse_database_url
 from pgconn.errors import classify_error, is_authentication_failure
-from pgconn.options import Option, SettingsError, Sources, parse_port, parse_seconds
 from pgconn.pooler import PoolerSetting, decide_pooled, is_pooler_host
 from pgconn.settings import DatabaseSettings, application_name
 
@@ -80,9 +80,9 @@ def test_explicit_pooled_setting_wins_over_the_host() -> None:
     direct = parse_database_url("postgresql://u@db.invalid/db")
     assert decide_pooled(pooler, PoolerSetting.AUTO).pooled
     assert not decide_pooled(pooler, PoolerSetting.FALSE).pooled
-    assert decide_pooled(direct, PoolerSetting.parse("yes")).pooled
-    with pytest.raises(ValueError, match="DATABASE_POOLED"):
-        PoolerSetting.parse("maybe")
+    assert decide_pooled(direct, PoolerSetting.parse("DATABASE_POOLED", "yes")).pooled
+    with pytest.raises(SettingsError, match="--pooled='maybe': use auto, true or false"):
+        PoolerSetting.parse("--pooled", "maybe")
 
 
 @pytest.mark.parametrize(
@@ -101,16 +101,40 @@ def test_errors_are_classified_into_fixed_texts(exc: BaseException, text: str) -
     assert is_authentication_failure(exc) is (text == "authentication failed")
 
 
-def test_settings_from_env_and_their_errors(tmp_path: Path) -> None:
+def test_database_settings_from_the_environment_and_their_errors(tmp_path: Path) -> None:
     env = {"DATABASE_URL": "postgresql://u:pw@h/db", "POD_NAME": "job-abc", "MIGRATIONS_DIR": str(tmp_path)}
-    settings = DatabaseSettings.from_env(env, program="kata-migrate")
+    settings = DatabaseSettings.from_sources(Sources({}, env), program="kata-migrate")
     assert settings.application_name == "kata-migrate@job-abc"
     assert settings.migrations_dir == tmp_path and settings.unpooled_url is None
+    assert settings.pooled is PoolerSetting.AUTO
     assert "pw" not in repr(settings)
     with pytest.raises(SettingsError, match="DATABASE_URL is not set"):
-        DatabaseSettings.from_env({}, program="kata-migrate")
-    with pytest.raises(SettingsError, match="DATABASE_URL_UNPOOLED"):
-        DatabaseSettings.from_env({**env, "DATABASE_URL_UNPOOLED": "nope"}, program="kata-migrate")
+        DatabaseSettings.from_sources(Sources({}, {"DATABASE_URL": " "}), program="kata-migrate")
+    with pytest.raises(SettingsError, match="DATABASE_URL_UNPOOLED is not a usable PostgreSQL URL"):
+        DatabaseSettings.from_sources(Sources({}, {**env, "DATABASE_URL_UNPOOLED": "nope"}), program="k")
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "file", "pooled", "directory"),
+    [
+        ({"pooled": "true", "migrations_dir": "/flag"}, {"DATABASE_POOLED": "off"}, {}, "true", "/flag"),
+        ({"pooled": None}, {"DATABASE_POOLED": "off", "MIGRATIONS_DIR": "/env"}, {}, "false", "/env"),
+        ({}, {"DATABASE_POOLED": " "}, {"DATABASE_POOLED": "1", "MIGRATIONS_DIR": "/file"}, "true", "/file"),
+        ({}, {}, {}, "auto", None),
+    ],
+)
+def test_database_settings_take_flags_over_environment_over_file_over_default(
+    flags: dict[str, str | None],
+    env: dict[str, str],
+    file: dict[str, str],
+    pooled: str,
+    directory: str | None,
+) -> None:
+    sources = Sources(flags, {"DATABASE_URL": "postgresql://u@env.invalid/db", **env}, file)
+    settings = DatabaseSettings.from_sources(sources, program="kata-probe")
+    assert settings.pooled is PoolerSetting(pooled)
+    assert settings.migrations_dir == (Path(directory) if directory else None)
+
     assert len(application_name("kata-migrate", {"POD_NAME": "x" * 100})) == 63
 
 

@@ -23,12 +23,14 @@ from prometheus_client import CollectorRegistry
 
 from localpg.install import service_user
 from localpg.throwaway import SUPERUSER_PASSWORD, PostgresServer, owned_tempdir
+from pgconn.config import Sources
 from pgconn.connect import connect
 from pgconn.dsn import parse_database_url
 from pgconn.errors import classify_error
+from pgconn.settings import DatabaseSettings
 from probe.app import MONITOR, create_app
 from tests.conftest import SYSTEM_PG15, require_system_package
-from tests.probe.conftest import make_settings, until
+from tests.probe.conftest import make_settings, run_failing_start, until
 
 REPO = Path(__file__).resolve().parents[1]
 TLS_ERROR = "TLS error"
@@ -145,6 +147,28 @@ def test_sslmode_require_connects_with_tls(tls_server: TlsServer) -> None:
     assert asyncio.run(connection_uses_tls(tls_server.url("require")))
 
 
+def test_the_tls_context_is_built_once_with_the_settings_and_serves_every_connection(
+    tls_server: TlsServer, tmp_path: Path
+) -> None:
+    ca = tmp_path / "ca.crt"
+    shutil.copy(tls_server.certs.ca, ca)
+    env = {"DATABASE_URL": tls_server.url("verify-full", ca=ca)}
+    url = DatabaseSettings.from_sources(Sources({}, env), program="kata-tls-test").url
+    ca.unlink()  # read when the settings were built: a connection that read it again would fail
+
+    async def connections_use_tls() -> list[object]:
+        used = []
+        for _ in range(2):
+            conn = await connect(url, application_name="kata-tls-test", timeout=10)
+            try:
+                used.append(await conn.fetchval("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"))
+            finally:
+                await conn.close()
+        return used
+
+    assert asyncio.run(connections_use_tls()) == [True, True]
+
+
 def test_sslmode_disable_on_the_same_server_is_plaintext(tls_server: TlsServer) -> None:
     # The control for the test above: pg_stat_ssl really tells the two apart.
     assert not asyncio.run(connection_uses_tls(tls_server.url("disable")))
@@ -237,14 +261,7 @@ def test_a_missing_certificate_file_is_a_setting_error_in_both_programs(tmp_path
     assert done.returncode == 2, done.stderr
     message = json.loads(done.stderr.splitlines()[-1])["msg"]
     assert "file '/nonexistent/ca.pem' cannot be used: No such file or directory" in message
-    probe = subprocess.run(
-        [sys.executable, "-m", "probe", "--host", "127.0.0.1", "--port", "1"],
-        env={"PATH": os.environ["PATH"], "DATABASE_URL": url},
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=60,
-    )
+    probe = run_failing_start(["--host", "127.0.0.1", "--port", "1"], url)
     assert probe.returncode == 2, probe.stderr
     assert "'/nonexistent/ca.pem' cannot be used: No such file or directory" in probe.stderr
 

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,8 +28,6 @@ from localk8s.database import PASSWORDS, DeployedDatabase, Secrets, one_url
 from localk8s.manifests import ROOT, container_spec
 from localpg.throwaway import PostgresServer
 from schema.snapshot import SNAPSHOT_DIR
-from tests.conftest import Database
-from tests.fixtures.expected_schema import EXPAND, newer_image
 
 pytestmark = pytest.mark.usefixtures("images")
 MIGRATIONS = sorted(int(p.name.split("_")[0]) for p in (ROOT / "migrations").glob("[0-9]*_*.sql"))
@@ -62,9 +61,14 @@ def run(
     )
 
 
+def log_events(log: str) -> list[dict[str, Any]]:
+    """The JSON log lines a migrator container wrote."""
+    return [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+
+
 def events(log: str) -> list[str]:
     """The event names of the JSON log lines a migrator container wrote."""
-    return [json.loads(line)["event"] for line in log.splitlines() if line.startswith("{")]
+    return [event["event"] for event in log_events(log)]
 
 
 def applied(database: DeployedDatabase) -> list[int]:
@@ -206,11 +210,10 @@ def test_the_bytecode_in_the_image_is_current_so_no_start_compiles_anything(name
 
 
 @pytest.fixture
-def newer_migrator(tmp_path: Path, scratch_database: Database) -> Iterator[str]:
-    """v2: the built migrator image plus a 0006 and its snapshot copied into the packaged
-    migrations, one layer on top (built offline, removed after the test)."""
-    filename, _ = EXPAND
-    v2 = newer_image(tmp_path, scratch_database, *EXPAND)
+def older_migrator(tmp_path: Path) -> Iterator[str]:
+    """The release before: the built migrator image less its latest migration and that one's
+    snapshot (0006 and 0006.json: an image that ships 0001-0005), one layer on top (built offline,
+    removed after the test)."""
     packaged = podman(
         "run",
         "--rm",
@@ -222,18 +225,20 @@ def newer_migrator(tmp_path: Path, scratch_database: Database) -> Iterator[str]:
         "import kata_migrations; print(kata_migrations.__path__[0])",
         check=True,
     ).stdout.strip()
-    context = tmp_path / "v2-image"
+    latest = max((ROOT / "migrations").glob("[0-9]*_*.sql"))
+    removed = [f"{packaged}/{latest.name}", f"{packaged}/{SNAPSHOT_DIR}/{latest.name[:4]}.json"]
+    context = tmp_path / "older-image"
     context.mkdir()
-    (context / filename).write_bytes((v2 / filename).read_bytes())
-    (context / "0006.json").write_bytes((v2 / SNAPSHOT_DIR / "0006.json").read_bytes())
+    # The files belong to root; the image's own user is put back after. Exec form: no shell needed.
     (context / "Containerfile").write_text(
-        f"FROM {MIGRATOR_IMAGE}\nCOPY {filename} {packaged}/\nCOPY 0006.json {packaged}/{SNAPSHOT_DIR}/\n"
+        f"FROM {MIGRATOR_IMAGE}\nUSER 0:0\nRUN {json.dumps(['rm', *removed])}\nUSER 10001:10001\n"
     )
-    tag = f"localhost/kata-context/db-migrator-v2-test:{uuid.uuid4().hex[:12]}"
+    tag = f"localhost/kata-context/db-migrator-older-test:{uuid.uuid4().hex[:12]}"
     podman(
         "build",
         "--quiet",
         "--pull=never",
+        *ulimits(),
         "-t",
         tag,
         "-f",
@@ -248,18 +253,37 @@ def newer_migrator(tmp_path: Path, scratch_database: Database) -> Iterator[str]:
         podman("rmi", "--force", tag)
 
 
-def test_the_older_image_waits_and_ups_on_a_database_the_newer_image_migrated(
-    deployed: DeployedDatabase, names: list[str], newer_migrator: str
+def test_the_latest_migration_upgrades_the_older_images_database_which_the_older_image_then_accepts(
+    deployed: DeployedDatabase, names: list[str], older_migrator: str
 ) -> None:
+    """The release lifecycle with both images: the older release's Job migrates to 5 and the
+    application writes; this release's Job applies 0006 alone; `kubectl rollout undo` brings back
+    the older pods' init container and the older release's Job, which run on the ledger at 6
+    (`ledger_ahead` naming 0006: an added index is no reason to refuse)."""
     secrets = deployed.secrets()
-    v2_job = job(secrets)
-    v2_job = replace(v2_job, spec={**v2_job.spec, "image": newer_migrator})
-    first = run(v2_job, names)
+    older_job = job(secrets)
+    older_job = replace(older_job, spec={**older_job.spec, "image": older_migrator})
+    first = run(older_job, names)
     assert first.returncode == 0, first.stderr
-    assert applied(deployed) == [*MIGRATIONS, 6]
-    # `kubectl rollout undo`: the older pods' init container, and the older release's Job.
-    for container in (wait_for_schema(secrets), job(secrets)):
+    assert applied(deployed) == MIGRATIONS[:-1]
+    deployed.server.psql(
+        "INSERT INTO contexts (id, name) VALUES ('00000000-0000-0000-0000-0000000000a0', 'parent'); "
+        "INSERT INTO contexts (name, parent_id, fork_version) "
+        "SELECT 'fork ' || g, '00000000-0000-0000-0000-0000000000a0', 1 FROM generate_series(1, 3) g",
+        deployed.name,
+    )
+
+    upgrade = run(job(secrets), names)
+    assert upgrade.returncode == 0, upgrade.stderr
+    newest = max((ROOT / "migrations").glob("[0-9]*_*.sql")).name
+    assert [e["file"] for e in log_events(upgrade.stderr) if e["event"] == "migration_applied"] == [newest]
+    assert applied(deployed) == MIGRATIONS
+
+    older_wait = wait_for_schema(secrets)
+    older_wait = replace(older_wait, spec={**older_wait.spec, "image": older_migrator})
+    for container in (older_wait, older_job):
         older = run(container, names)
         assert older.returncode == 0, older.stderr
-        assert "ledger_ahead" in events(older.stderr), older.stderr
-    assert applied(deployed) == [*MIGRATIONS, 6]
+        [ahead] = [e for e in log_events(older.stderr) if e["event"] == "ledger_ahead"]
+        assert (ahead["ahead"], ahead["latest"]) == ([newest], MIGRATIONS[-2]), older.stderr
+    assert applied(deployed) == MIGRATIONS

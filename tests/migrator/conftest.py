@@ -210,10 +210,12 @@ def lock_holder(database: Database) -> Iterator[None]:
         holder.wait(10)
 
 
-# The non-unique indexes every migration leaves, valid: what 0001, 0002 and 0005 build.
+# The non-unique indexes every migration leaves, valid: what 0001, 0002, 0005 and 0006 build.
 FINAL_INDEXES = [
     "contexts_deleted_at_idx:true:CREATE INDEX contexts_deleted_at_idx ON public.contexts "
     "USING btree (deleted_at)",
+    "contexts_parent_id_idx:true:CREATE INDEX contexts_parent_id_idx ON public.contexts "
+    "USING btree (parent_id) WHERE (parent_id IS NOT NULL)",
     "messages_deleted_at_idx:true:CREATE INDEX messages_deleted_at_idx ON public.messages "
     "USING btree (deleted_at)",
     "messages_embedding_idx:true:CREATE INDEX messages_embedding_idx ON public.messages "

@@ -127,11 +127,11 @@ def test_catalog_orders_numerically_and_ignores_other_files(
     assert [m.version for m in read_catalog(directory).migrations] == [9, 10]
 
 
-def test_packaged_migrations_are_five_in_order_and_only_the_initial_schema_is_transactional() -> None:
+def test_packaged_migrations_are_six_in_order_and_only_the_initial_schema_is_transactional() -> None:
     catalog = read_catalog(MIGRATIONS)
-    assert [m.version for m in catalog.migrations] == [1, 2, 3, 4, 5]
-    # 0002-0005 change filled tables: concurrent builds and NOT VALID + VALIDATE, each its own commit.
-    assert [m.transactional for m in catalog.migrations] == [True, False, False, False, False]
+    assert [m.version for m in catalog.migrations] == [1, 2, 3, 4, 5, 6]
+    # 0002-0006 change filled tables: concurrent builds and NOT VALID + VALIDATE, each its own commit.
+    assert [m.transactional for m in catalog.migrations] == [True, False, False, False, False, False]
 
 
 def test_split_statements_understands_quotes_comments_and_dollar_quotes() -> None:

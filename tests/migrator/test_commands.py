@@ -26,15 +26,16 @@ from tests.migrator.conftest import (
     table_exists,
 )
 from tests.polling import wait_until
+from tests.schema.conftest import LATEST
 
 Files = Callable[[dict[str, str | bytes]], Path]
-ALL = ["1|applied", "2|applied", "3|applied", "4|applied", "5|applied"]
+ALL = [f"{v}|applied" for v in range(1, LATEST + 1)]
 
 
 def test_up_builds_the_schema_and_a_second_up_does_nothing(database: Database) -> None:
     first = run_inprocess(["up"], migrator_env(database.url))
     assert first.code == 0, first.stderr
-    assert first.names().count("migration_applied") == 5
+    assert first.names().count("migration_applied") == LATEST
     assert all(
         isinstance(e["duration_ms"], float) for e in first.events() if e["event"] == "migration_applied"
     )
@@ -77,7 +78,7 @@ def test_up_works_on_postgresql_18(pg18_server: PostgresServer) -> None:
     try:
         outcome = run_inprocess(["up"], migrator_env(pg18_server.url(name)))
         assert outcome.code == 0, outcome.stderr
-        assert pg18_server.psql("SELECT count(*) FROM kata_schema_migrations", name) == "5"
+        assert pg18_server.psql("SELECT count(*) FROM kata_schema_migrations", name) == str(LATEST)
     finally:
         pg18_server.drop_database(name)
 
@@ -86,12 +87,12 @@ def test_status_lists_pending_then_applied(database: Database) -> None:
     env = migrator_env(database.url)
     text = run_inprocess(["status"], env)
     assert text.code == 0
-    assert "5 pending" in text.stdout and "0005_messages_embedding_hnsw.sql" in text.stdout
+    assert f"{LATEST} pending" in text.stdout and "0006_contexts_parent_id_idx.sql" in text.stdout
     assert run_inprocess(["status", "--exit-code"], env).code == 8
     run_inprocess(["up"], env)
     document = json.loads(run_inprocess(["status", "--json"], env).stdout)
-    assert document["version"] == 5 and document["pending"] == []
-    assert [m["state"] for m in document["migrations"]] == ["applied"] * 5
+    assert document["version"] == LATEST and document["pending"] == []
+    assert [m["state"] for m in document["migrations"]] == ["applied"] * LATEST
     assert document["migrations"][0]["applied_by"] == "kata-migrate@test-pod"
     assert run_inprocess(["status", "--exit-code"], env).code == 0
 
@@ -99,7 +100,7 @@ def test_status_lists_pending_then_applied(database: Database) -> None:
 def test_plan_prints_pending_sql_and_touches_nothing(database: Database) -> None:
     outcome = run_inprocess(["plan"], migrator_env(database.url))
     assert outcome.code == 0
-    assert outcome.stdout.count("-- 000") == 5
+    assert outcome.stdout.count("-- 000") == LATEST
     assert "CREATE TABLE contexts" in outcome.stdout and "outside a transaction" in outcome.stdout
     assert ledger(database) == [] and not table_exists(database, "contexts")
     assert database.psql("SELECT count(*) FROM pg_extension WHERE extname = 'vector'") == "0"
@@ -108,7 +109,7 @@ def test_plan_prints_pending_sql_and_touches_nothing(database: Database) -> None
 def test_verify_says_pending_then_ok(database: Database) -> None:
     env = migrator_env(database.url)
     pending = run_inprocess(["verify"], env)
-    assert pending.code == 8 and "5 migration(s) pending" in pending.final_message
+    assert pending.code == 8 and f"{LATEST} migration(s) pending" in pending.final_message
     run_inprocess(["up"], env)
     assert run_inprocess(["verify"], env).code == 0
 

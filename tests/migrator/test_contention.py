@@ -19,7 +19,7 @@ from migrator.blockers import Blocker
 from migrator.contention import Backoff, Contention, ContentionRetry, waits_for_old_transactions
 from migrator.errors import BlockedByLocks
 from migrator.events import EventLog
-from migrator.options import DDL_LOCK_TIMEOUT, LOCK_RETRY_BUDGET
+from migrator.settings import DDL_LOCK_TIMEOUT, LOCK_RETRY_BUDGET
 from schema.catalog import Migration
 from tests.conftest import Database, Roles
 from tests.migrator.conftest import Events, ledger, migrator_env, run_inprocess, start_process, table_exists

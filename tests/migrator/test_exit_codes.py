@@ -14,7 +14,7 @@ import pytest
 from migrator import errors
 from migrator.cli import error_for, run
 from migrator.errors import exit_status
-from migrator.sqlstates import is_connection_loss
+from pgconn.errors import is_connection_loss
 from tests.conftest import Database
 from tests.migrator.conftest import migrator_env, run_inprocess, start_process
 

@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 
 from migrator.events import EventLog
-from migrator.execution import RunOptions
+from migrator.limits import RunLimits
 from migrator.progress import ProgressWatcher
 from migrator.runner import migrate
 from schema.catalog import read_catalog
@@ -103,12 +103,12 @@ class BackgroundUp:
     """`migrate` with a short progress interval in its own thread and event loop, so the test can
     watch its events and steer the database from outside."""
 
-    def __init__(self, database: Database, directory: Path, options: RunOptions | None = None) -> None:
+    def __init__(self, database: Database, directory: Path, limits: RunLimits | None = None) -> None:
         self.stream = io.StringIO()
         self.log = EventLog(self.stream)
         self.database = database
         self.directory = directory
-        self.options = options or RunOptions()
+        self.limits = limits or RunLimits()
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run)
 
@@ -122,7 +122,7 @@ class BackgroundUp:
         conn = await asyncpg.connect(self.database.url)
         watcher = ProgressWatcher(lambda: asyncpg.connect(self.database.url), self.log, interval=0.1)
         try:
-            await migrate(conn, read_catalog(self.directory), self.options, "test", self.log, watcher)
+            await migrate(conn, read_catalog(self.directory), self.limits, "test", self.log, watcher)
         finally:
             await watcher.close()
             await conn.close()
@@ -203,8 +203,8 @@ def test_a_concurrent_build_waits_past_the_ddl_lock_timeout_naming_the_session_i
 ) -> None:
     database.psql("CREATE TABLE big (x int); INSERT INTO big SELECT generate_series(1, 1000)")
     build = NO_TX + "CREATE INDEX CONCURRENTLY big_x ON big (x);\n"
-    options = RunOptions(ddl_lock_timeout=0.2, concurrent_wait_timeout=600, lock_retry_budget=0)
-    run = BackgroundUp(database, write_migrations({"0001_index.sql": build}), options)
+    limits = RunLimits(ddl_lock_timeout=0.2, concurrent_wait_timeout=600, lock_retry_budget=0)
+    run = BackgroundUp(database, write_migrations({"0001_index.sql": build}), limits)
     secret = "kata-secret-9c1d"
     writer = database.server.psql_session(database.name, application_name="open-writer")
     assert writer.stdin is not None

@@ -1,4 +1,4 @@
-"""Migrations 0002-0005 on a database that already holds rows: the fork rule, and every
+"""Migrations 0002-0006 on a database that already holds rows: the fork rule, and every
 no-transaction file failing midway on purpose, then applied by a plain re-run once fixed."""
 
 from __future__ import annotations
@@ -24,11 +24,12 @@ from tests.migrator.conftest import (
     secondary_indexes,
     start_process,
 )
+from tests.schema.conftest import LATEST
 
 PARENT = "00000000-0000-0000-0000-00000000000a"
 CHILD = "00000000-0000-0000-0000-00000000000b"
 
-ALL_APPLIED = [f"{v}|applied" for v in range(1, 6)]
+ALL_APPLIED = [f"{v}|applied" for v in range(1, LATEST + 1)]
 
 
 def apply_up_to(db: Database, tmp_path: Path, version: int) -> None:
@@ -162,6 +163,7 @@ class IndexBuild:
 INDEX_BUILDS = {
     "0002 btree on contexts": IndexBuild(2, "contexts", "contexts_deleted_at_idx"),
     "0005 hnsw on messages": IndexBuild(5, "messages", "messages_embedding_idx"),
+    "0006 partial btree on contexts": IndexBuild(6, "contexts", "contexts_parent_id_idx"),
 }
 
 

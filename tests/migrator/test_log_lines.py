@@ -15,6 +15,7 @@ import pytest
 from localpg.throwaway import PostgresServer, wheel_bin_dir
 from tests.conftest import Database
 from tests.migrator.conftest import migrator_env, run_inprocess
+from tests.schema.conftest import LATEST
 
 Files = Callable[[dict[str, str | bytes]], Path]
 # Written by the test, not imported: what a reader must never get raw (C0, DEL, C1, the Unicode
@@ -90,7 +91,7 @@ def test_status_shows_the_ledgers_control_characters_escaped(database: Database)
     assert outcome.code == 0, outcome.stderr
     assert not UNSAFE.search(outcome.stdout.replace("\n", "")), repr(outcome.stdout)
     rows = outcome.stdout.splitlines()
-    assert len(rows) == 1 + 5 + 1, rows  # the header, one line per version, the live schema
+    assert len(rows) == 1 + LATEST + 1, rows  # the header, one line per version, the live schema
     assert "\\x1b]0;pwned\\x07\\nfake row\\u2028" in rows[1], rows[1]
 
 

@@ -20,6 +20,7 @@ from tests.migrator.conftest import (
     table_exists,
 )
 from tests.polling import wait_until
+from tests.schema.conftest import LATEST
 
 Files = Callable[[dict[str, str | bytes]], Path]
 # The sleep length comes from a database setting, so the file (and its checksum) stay the same
@@ -46,8 +47,8 @@ def test_eight_concurrent_migrators_all_succeed_and_apply_each_file_once(databas
     results = [(proc.wait(timeout=120), proc.communicate()) for proc in procs]
     assert [code for code, _ in results] == [0] * 8, [err[-500:] for _, (_, err) in results if err]
     applied = sum(err.count('"event": "migration_applied"') for _, (_, err) in results)
-    assert applied == 5
-    assert ledger(database) == ["1|applied", "2|applied", "3|applied", "4|applied", "5|applied"]
+    assert applied == LATEST
+    assert ledger(database) == [f"{v}|applied" for v in range(1, LATEST + 1)]
     assert database.psql("SELECT count(DISTINCT applied_by) FROM kata_schema_migrations") == "1"
 
 
@@ -124,7 +125,7 @@ def test_baseline_racing_up_on_an_empty_database_leaves_no_baseline_row_without_
     assert up.returncode == 0, up_err
     assert base.returncode == 6, base_err
     assert "baseline 1 refused: this database has no tables" in base_err
-    assert ledger(database) == [f"{v}|applied" for v in range(1, 6)]
+    assert ledger(database) == [f"{v}|applied" for v in range(1, LATEST + 1)]
     assert table_exists(database, "contexts")
 
 

@@ -13,7 +13,7 @@ import pytest
 from schema.catalog import Migration
 from tests.conftest import Database, Roles
 from tests.fixtures.drizzle_app import make_application_database
-from tests.fixtures.expected_schema import migrations_up_to
+from tests.fixtures.expected_schema import NEXT, migrations_up_to
 from tests.migrator.conftest import (
     FINAL_CHECKS,
     FINAL_INDEXES,
@@ -32,8 +32,9 @@ from tests.migrator.conftest import (
 )
 from tests.migrator.write_load import WriteLoad
 from tests.polling import wait_until
+from tests.schema.conftest import LATEST
 
-ALL_APPLIED: Final = [f"{v}|applied" for v in range(1, 6)]
+ALL_APPLIED: Final = [f"{v}|applied" for v in range(1, LATEST + 1)]
 CONTRACT_MS: Final = 100.0  # issue 18: no write waits over 100 ms while repair runs
 WRITERS: Final = 4
 # Enough 1536-dimension embeddings that the HNSW build takes a while (about a second here): the
@@ -324,11 +325,11 @@ def test_with_migrations_pending_only_the_applied_ones_are_restored_and_up_is_na
     older = migrations_up_to(tmp_path, 4)
     assert run_inprocess(["up"], migrator_env(database.url, MIGRATIONS_DIR=str(older))).code == 0
     database.psql("ALTER TABLE contexts DROP CONSTRAINT contexts_fork_pair")
-    outcome = run_inprocess(["repair"], migrator_env(database.url))  # 0005 is pending
+    outcome = run_inprocess(["repair"], migrator_env(database.url))  # 0005 onwards are pending
     assert outcome.code == 0, outcome.stderr
     assert event(outcome, "repair_done")["objects"] == ["add check constraint contexts_fork_pair"]
     needed = event(outcome, "up_needed")
-    assert needed["pending"] == ["0005_messages_embedding_hnsw.sql"]
+    assert needed["pending"] == [p.name for p in sorted(MIGRATIONS.glob("*.sql"))[4:]]
     assert "run `kata-migrate up`" in str(needed["msg"])
     assert ledger(database) == [f"{v}|applied" for v in range(1, 5)]
     assert database.psql("SELECT to_regclass('messages_embedding_idx') IS NULL") == "t"
@@ -381,13 +382,14 @@ def test_repair_as_a_role_that_does_not_own_the_tables_is_exit_10(roles: Roles) 
 
 def test_a_database_migrated_past_this_image_is_refused_naming_the_newer_file(migrated: Database) -> None:
     # As a newer image's contract migration leaves it: recorded, and the index it removed is gone.
-    migrated.record(Migration(6, "drop_hnsw", "0006_drop_hnsw.sql", "f00d", True, ""), "kata-migrate@newer")
+    newer = f"{NEXT:04d}_drop_hnsw.sql"
+    migrated.record(Migration(NEXT, "drop_hnsw", newer, "f00d", True, ""), "kata-migrate@newer")
     migrated.psql("DROP INDEX messages_embedding_idx")
     dump = migrated.server.schema_dump(migrated.name)
     for command in (["repair"], ["plan", "--repair"]):
         outcome = run_inprocess(command, migrator_env(migrated.url))
         assert outcome.code == 6, outcome.stderr
-        assert "from an image that ships 0006_drop_hnsw.sql" in outcome.final_message
+        assert f"from an image that ships {newer}" in outcome.final_message
         assert "migrated past this image" in outcome.final_message
     assert migrated.server.schema_dump(migrated.name) == dump
 

@@ -9,7 +9,14 @@ import json
 from pathlib import Path
 
 from tests.conftest import Database
-from tests.fixtures.expected_schema import CONTRACT, CONTRACT_INDEX, EXPAND, migrations_up_to, newer_image
+from tests.fixtures.expected_schema import (
+    CONTRACT,
+    CONTRACT_INDEX,
+    EXPAND,
+    NEXT,
+    migrations_up_to,
+    newer_image,
+)
 from tests.migrator.conftest import Outcome, ledger, migrator_env, run_inprocess
 from tests.schema.conftest import LATEST
 
@@ -24,31 +31,32 @@ def test_the_older_image_runs_on_a_ledger_ahead_while_its_schema_still_holds(
 ) -> None:
     v1 = migrations_up_to(tmp_path, LATEST)
     v2 = newer_image(tmp_path, scratch_database, *EXPAND)
+    newer, _ = EXPAND
     assert run_inprocess(["up"], migrator_env(database.url, MIGRATIONS_DIR=str(v2))).code == 0
     applied = ledger(database)
-    assert len(applied) == LATEST + 1
+    assert len(applied) == NEXT
     env = migrator_env(database.url, MIGRATIONS_DIR=str(v1), MIGRATOR_WAIT_TIMEOUT="5")
     for command in (["wait"], ["up"], ["verify"], ["status", "--json", "--exit-code"], ["plan"], ["status"]):
         outcome = run_inprocess(command, env)
         assert outcome.code == 0, (command, outcome.stderr)
         event = ahead_event(outcome)
-        assert (event["ahead"], event["latest"]) == (["0006_context_labels.sql"], LATEST), event
+        assert (event["ahead"], event["latest"]) == ([newer], LATEST), event
         assert "not drift" in str(event["msg"])
         if command == ["status", "--json", "--exit-code"]:
             document = json.loads(outcome.stdout)
-            assert (document["version"], document["latest"], document["ahead"]) == (LATEST + 1, LATEST, [6])
+            assert (document["version"], document["latest"], document["ahead"]) == (NEXT, LATEST, [NEXT])
             assert (document["missing"], document["pending"]) == ([], [])
-            [entry] = [e for e in document["migrations"] if e["version"] == LATEST + 1]
-            assert (entry["state"], entry["file"]) == ("ahead", "0006_context_labels.sql")
+            [entry] = [e for e in document["migrations"] if e["version"] == NEXT]
+            assert (entry["state"], entry["file"]) == ("ahead", newer)
             schema = document["schema"]
             assert (schema["compared"], schema["drift"], schema["ahead"]) == (
                 LATEST,
                 [],
-                ["0006_context_labels.sql"],
+                [newer],
             )
         if command == ["status"]:
             assert "ledger ahead of this image by 1" in outcome.stdout.splitlines()[0]
-            assert "ahead     0006_context_labels.sql" in outcome.stdout
+            assert f"ahead     {newer}" in outcome.stdout
         if command == ["plan"]:
             assert outcome.stdout == ""
     assert ledger(database) == applied  # the older image's `up` applied and recorded nothing
@@ -59,6 +67,7 @@ def test_the_older_image_refuses_a_schema_a_newer_contract_step_took_what_it_nee
 ) -> None:
     v1 = migrations_up_to(tmp_path, LATEST)
     v2 = newer_image(tmp_path, scratch_database, *CONTRACT)
+    newer, _ = CONTRACT
     assert run_inprocess(["up"], migrator_env(database.url, MIGRATIONS_DIR=str(v2))).code == 0
     applied = ledger(database)
     env = migrator_env(database.url, MIGRATIONS_DIR=str(v1), MIGRATOR_WAIT_TIMEOUT="5")
@@ -70,9 +79,9 @@ def test_the_older_image_refuses_a_schema_a_newer_contract_step_took_what_it_nee
         message = outcome.final_message
         assert "breaking: column messages.tool_name is missing (expected text)" in message, message
         assert "degraded: index messages_deleted_at_idx is missing" in message, message
-        assert "A newer migration (0006_drop_tool_name.sql) removed or changed them" in message
+        assert f"A newer migration ({newer}) removed or changed them" in message
         assert "this image cannot run on this schema" in message
-        assert "Roll forward to an image that ships 0006_drop_tool_name.sql" in message
+        assert f"Roll forward to an image that ships {newer}" in message
     assert ledger(database) == applied
 
 
@@ -81,6 +90,7 @@ def test_an_index_a_newer_migration_dropped_leaves_the_older_image_running_degra
 ) -> None:
     v1 = migrations_up_to(tmp_path, LATEST)
     v2 = newer_image(tmp_path, scratch_database, *CONTRACT_INDEX)
+    newer, _ = CONTRACT_INDEX
     assert run_inprocess(["up"], migrator_env(database.url, MIGRATIONS_DIR=str(v2))).code == 0
     env = migrator_env(database.url, MIGRATIONS_DIR=str(v1), MIGRATOR_WAIT_TIMEOUT="5")
     for command in ("wait", "up"):
@@ -90,7 +100,7 @@ def test_an_index_a_newer_migration_dropped_leaves_the_older_image_running_degra
         assert warning["objects"] == ["messages_deleted_at_idx"]
         message = str(warning["msg"])
         # Repair from the older image would put back what the newer migration removed on purpose.
-        assert "a newer migration (0006_drop_deleted_at_idx.sql) removed or changed them" in message
+        assert f"a newer migration ({newer}) removed or changed them" in message
         assert "roll forward rather than run `kata-migrate repair`" in message
     verify = run_inprocess(["verify"], env)
     assert verify.code == 6 and "messages_deleted_at_idx" in verify.final_message, verify.stderr

@@ -25,9 +25,10 @@ from tests.migrator.conftest import (
     table_exists,
 )
 from tests.polling import wait_until
+from tests.schema.conftest import LATEST
 
 Files = Callable[[dict[str, str | bytes]], Path]
-ALL = [f"{version}|applied" for version in range(1, 6)]
+ALL = [f"{version}|applied" for version in range(1, LATEST + 1)]
 SETTING = "default_transaction_read_only"
 
 
@@ -123,7 +124,7 @@ def test_a_hot_standby_is_waited_for_and_up_applies_once_it_is_promoted(
         finally:
             proc.kill()
     assert '"event": "migrations_applied"' in log.read_text()
-    assert server.psql("SELECT count(*) FROM kata_schema_migrations", name) == "5"
+    assert server.psql("SELECT count(*) FROM kata_schema_migrations", name) == str(LATEST)
 
 
 def test_a_standby_that_stays_one_exits_3_after_the_connect_timeout(

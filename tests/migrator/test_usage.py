@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from migrator.cli import COMMANDS, error_for, run
-from migrator.options import MigratorSettings
-from pgconn.options import SettingsError
+from migrator.cli import error_for, run
+from migrator.parser import load_settings
+from migrator.verbs import VERBS
+from pgconn.config import SettingsError
+from pgconn.pooler import PoolerSetting
 from tests.migrator.conftest import migrator_env, run_inprocess
 
 # Nothing listens here and .invalid never resolves: reaching the network would give exit 3.
@@ -95,6 +97,45 @@ def test_pooled_url_without_direct_url_exits_9_before_any_network_call(
     assert outcome.names() == ["start", "pooler_refused"]  # refused before any connection attempt
 
 
+@pytest.mark.parametrize("command", ["up", "baseline"])
+def test_the_pooled_flag_marks_a_direct_host_pooled_like_the_variable_so_exit_9(command: str) -> None:
+    args = [command, "--pooled", "true", *(["1"] if command == "baseline" else [])]
+    outcome = run_inprocess(
+        args, migrator_env(NOWHERE, MIGRATOR_CONNECT_TIMEOUT="30", DATABASE_POOLED="false")
+    )
+    assert outcome.code == 9, outcome.stderr
+    assert outcome.names() == ["start", "pooler_refused"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "pooled", "directory"),
+    [
+        (
+            ["--pooled", "on", "--migrations", "/flag"],
+            {"DATABASE_POOLED": "no", "MIGRATIONS_DIR": "/env"},
+            "true",
+            "/flag",
+        ),
+        ([], {"DATABASE_POOLED": "no", "MIGRATIONS_DIR": "/env"}, "false", "/env"),
+        ([], {"DATABASE_POOLED": " ", "MIGRATIONS_DIR": ""}, "auto", None),
+        ([], {}, "auto", None),
+    ],
+)
+@pytest.mark.parametrize("command", ["up", "status"])
+def test_database_settings_take_flags_over_environment_over_default(
+    command: str, argv: list[str], env: dict[str, str], pooled: str, directory: str | None
+) -> None:
+    settings = load_settings([command, *argv], {"DATABASE_URL": NOWHERE, **env}, tty=False).database
+    assert settings.pooled is PoolerSetting(pooled)
+    assert settings.migrations_dir == (Path(directory) if directory else None)
+
+
+def test_a_bad_pooled_flag_is_exit_2_naming_the_flag() -> None:
+    outcome = run_inprocess(["status", "--pooled", "perhaps"], migrator_env(NOWHERE))
+    assert outcome.code == 2, outcome.stderr
+    assert "--pooled='perhaps': use auto, true or false" in outcome.final_message
+
+
 def test_no_command_means_up() -> None:
     outcome = run_inprocess(["--lock-timeout", "1"], migrator_env("postgresql://a:b@x-pooler.invalid/db"))
     assert outcome.code == 9
@@ -104,8 +145,8 @@ def test_no_command_means_up() -> None:
 def test_help_shows_an_example_for_every_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["--help"], {}, io.StringIO(), io.StringIO()) == 0
     text = capsys.readouterr().out
-    for command in COMMANDS:
-        assert f"kata-migrate {command}" in text
+    for verb in VERBS:
+        assert f"kata-migrate {verb.name}" in text
     for code in range(10):
         assert f"{code} " in text
 
@@ -120,9 +161,9 @@ def test_every_error_is_one_line_in_text_format() -> None:
 def test_a_bad_wait_timeout_stops_only_wait() -> None:
     env = {"DATABASE_URL": NOWHERE, "MIGRATOR_WAIT_TIMEOUT": "soon"}
     for command in ("up", "status", "verify"):
-        assert MigratorSettings.load([command], env, tty=False).command == command
+        assert load_settings([command], env, tty=False).command == command
     with pytest.raises(SettingsError, match="MIGRATOR_WAIT_TIMEOUT"):
-        MigratorSettings.load(["wait"], env, tty=False)
+        load_settings(["wait"], env, tty=False)
 
 
 def test_a_password_that_is_not_utf8_is_exit_2_and_never_printed() -> None:

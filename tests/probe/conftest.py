@@ -28,8 +28,6 @@ MIGRATIONS = {
 # Fast rounds keep outage tests short; the timeout stays well above a loopback round (~1 ms).
 FAST = {"PROBE_INTERVAL": "0.5", "PROBE_TIMEOUT": "0.3", "PROBE_SHUTDOWN_DELAY": "0"}
 REPO = Path(__file__).resolve().parents[2]
-# One round's transactions: the backend pid, SELECT 1, pgvector, the ledger's existence, its rows.
-TRANSACTIONS_PER_ROUND = 5
 # A backend's start-up reads the catalogs in a transaction of its own: one per connection opened.
 TRANSACTIONS_PER_CONNECTION = 1
 
@@ -66,6 +64,19 @@ def probe_env(url: str, directory: Path, **extra: str) -> dict[str, str]:
 
 def make_settings(url: str, directory: Path, **extra: str) -> ProbeSettings:
     return ProbeSettings.from_values(probe_env(url, directory, **extra))
+
+
+def run_failing_start(args: list[str], database_url: str) -> subprocess.CompletedProcess[str]:
+    """`python -m probe ARGS` with only PATH and DATABASE_URL set, for a start that must fail
+    (a setting, an address): it ends by itself, its stderr collected."""
+    return subprocess.run(
+        [sys.executable, "-m", "probe", *args],
+        env={"PATH": os.environ["PATH"], "DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
 
 
 def transactions(database: Database) -> int:

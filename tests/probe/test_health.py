@@ -24,7 +24,7 @@ VECTOR_MISSING = CheckResult("pgvector", False, "extension vector is not install
 SCHEMA_OK = CheckResult("schema", True, found=SchemaFinding(2, 2, 0, changed=(), ahead=()))
 SCHEMA_PENDING = CheckResult("schema", False, "1 pending", found=SchemaFinding(1, 2, 1, changed=(), ahead=()))
 SCHEMA_CHANGED = CheckResult(
-    "schema", False, "drift: migration 1 changed", found=SchemaFinding(2, 2, 0, changed=(1,), ahead=())
+    "schema", False, "changed file: migration 1 changed", found=SchemaFinding(2, 2, 0, changed=(1,), ahead=())
 )
 HNSW_MISSING = Drift("messages_embedding_idx", "index", DEGRADED, "is missing: USING hnsw (embedding)")
 COLUMN_MISSING = Drift(
@@ -216,7 +216,7 @@ def test_json_body_keeps_the_original_keys_and_hides_latency_when_down() -> None
                 "expected": 2,
                 "pending": 0,
                 "drift": [],
-                "error": "drift: migration 1 changed",
+                "error": "changed file: migration 1 changed",
             },
         ),
         (

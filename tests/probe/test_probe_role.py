@@ -18,6 +18,7 @@ from probe.settings import ProbeSettings
 from tests.conftest import Roles
 from tests.migrator.conftest import MIGRATIONS, migrator_env, run_process
 from tests.probe.conftest import FAST, ProbeProcess, until, wait_listening
+from tests.schema.conftest import LATEST
 
 pytestmark = pytest.mark.asyncio
 StartProbe = Callable[..., ProbeProcess]
@@ -69,7 +70,7 @@ async def test_probe_role_cannot_read_contexts_or_messages(roles: Roles) -> None
         for table in ("contexts", "messages"):
             with pytest.raises(asyncpg.InsufficientPrivilegeError):
                 await conn.fetch(f"SELECT * FROM {table} LIMIT 1")
-        assert await conn.fetchval("SELECT count(*) FROM kata_schema_migrations") == 5
+        assert await conn.fetchval("SELECT count(*) FROM kata_schema_migrations") == LATEST
     finally:
         await conn.close()
 

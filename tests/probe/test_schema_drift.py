@@ -20,6 +20,7 @@ from tests.fixtures.expected_schema import HAND_MADE_DRIFT, UNDO_0003, migration
 from tests.migrator.conftest import MIGRATIONS, migrator_env, run_process
 from tests.polling import wait_until
 from tests.probe.conftest import make_settings, until
+from tests.schema.conftest import LATEST
 
 pytestmark = pytest.mark.asyncio
 Client = TestClient[Any, Any]
@@ -157,11 +158,11 @@ async def test_an_index_left_invalid_by_a_cancelled_concurrent_build_is_degraded
 async def test_an_old_image_ignores_newer_objects_and_reports_what_it_needs(
     aiohttp_client: ClientFactory, database: Database, tmp_path: Path
 ) -> None:
-    migrate(database)  # the ledger is ahead of the old image: version 5 against its 4
+    migrate(database)  # the ledger is ahead of the old image: version LATEST against its 4
     client = await probe_on(aiohttp_client, database, migrations_up_to(tmp_path, 4))
     await wait_for_a_round(client)
     entry = await schema_entry(client)
-    assert (entry["version"], entry["expected"], entry["drift"]) == (5, 4, [])
+    assert (entry["version"], entry["expected"], entry["drift"]) == (LATEST, 4, [])
     assert (await client.get("/readyz")).status == 200
     database.psql("DROP INDEX messages_embedding_idx")  # 0005's, not the old image's concern
     database.psql("ALTER TABLE messages DROP COLUMN tool_name")  # the old code needs it
@@ -174,12 +175,12 @@ async def test_an_out_of_order_pending_migration_is_pending_not_breaking_drift(
     aiohttp_client: ClientFactory, database: Database
 ) -> None:
     migrate(database)
-    for sql in UNDO_0003:  # 1, 2, 4, 5 applied: snapshot 5 holds 0003's constraints
+    for sql in UNDO_0003:  # 1, 2, 4.. applied: snapshot LATEST holds 0003's constraints
         database.psql(sql)
     client = await probe_on(aiohttp_client, database)
     await wait_for_a_round(client)
     entry = await schema_entry(client)
-    assert (entry["status"], entry["version"], entry["pending"], entry["drift"]) == ("pending", 5, 1, [])
+    assert (entry["status"], entry["version"], entry["pending"], entry["drift"]) == ("pending", LATEST, 1, [])
     assert drift_gauge(client, "breaking") == 0
 
 

@@ -6,16 +6,14 @@ import json
 import os
 import re
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from pgconn.options import SettingsError
+from pgconn.config import SettingsError
 from pgconn.pooler import PoolerSetting
 from probe.settings import ProbeSettings
-from tests.probe.conftest import REPO
+from tests.probe.conftest import run_failing_start
 
 URL = "postgresql://app:s3cret-pw@db.example:5432/kata"
 
@@ -51,6 +49,80 @@ def test_flags_win_over_environment_which_wins_over_the_file(tmp_path: Path) -> 
     assert settings.database.pooled is PoolerSetting.TRUE
 
 
+@pytest.mark.parametrize(
+    ("flags", "env", "file", "expected"),
+    [
+        (
+            ["--pooled", "true", "--migrations", "/flag"],
+            ("false", "/env"),
+            ("off", "/file"),
+            ("true", "/flag"),
+        ),
+        ([], ("false", "/env"), ("on", "/file"), ("false", "/env")),
+        ([], (" ", ""), ("on", "/file"), ("true", "/file")),
+        ([], None, None, ("auto", None)),
+    ],
+)
+def test_database_settings_take_flags_over_environment_over_the_file_over_default(
+    tmp_path: Path,
+    flags: list[str],
+    env: tuple[str, str] | None,
+    file: tuple[str, str] | None,
+    expected: tuple[str, str | None],
+) -> None:
+    config = tmp_path / "probe.yaml"
+    config.write_text(f"pooled: {file[0]}\nmigrations_dir: {file[1]}\n" if file else "")
+    environment = {
+        "DATABASE_URL": URL,
+        **({"DATABASE_POOLED": env[0], "MIGRATIONS_DIR": env[1]} if env else {}),
+    }
+    database = ProbeSettings.load([*flags, "--config", str(config)], environment).database
+    assert database.pooled is PoolerSetting(expected[0])
+    assert database.migrations_dir == (Path(expected[1]) if expected[1] else None)
+
+
+def test_the_database_url_from_the_environment_wins_over_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "probe.yaml"
+    config.write_text("database_url: postgresql://app@file.example/kata\n")
+    settings = ProbeSettings.load(["--config", str(config)], {"DATABASE_URL": URL})
+    assert settings.database.url.host == "db.example"
+
+
+def test_pod_name_names_the_connection_whatever_the_file_says(tmp_path: Path) -> None:
+    config = tmp_path / "probe.yaml"
+    config.write_text(f"database_url: {URL}\n")
+    settings = ProbeSettings.load(["--config", str(config)], {"POD_NAME": "api-7f9c", "HOSTNAME": "other"})
+    assert settings.database.application_name == "kata-probe@api-7f9c"
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "file", "tty", "expected"),
+    [
+        (["--log-format", "text"], {"PROBE_LOG_FORMAT": "json"}, "json", False, "text"),
+        ([], {"PROBE_LOG_FORMAT": "JSON"}, "text", True, "json"),
+        ([], {}, "text", False, "text"),
+        ([], {"PROBE_LOG_FORMAT": "xml"}, None, True, "text"),  # ignored, as the migrator's
+        ([], {}, None, True, "text"),
+        ([], {}, None, False, "json"),
+    ],
+)
+def test_the_log_format_is_a_setting_like_the_others_json_unless_a_terminal(
+    tmp_path: Path, argv: list[str], env: dict[str, str], file: str | None, tty: bool, expected: str
+) -> None:
+    config = tmp_path / "probe.yaml"
+    config.write_text(f"log_format: {file}\n" if file else "")
+    settings = ProbeSettings.load([*argv, "--config", str(config)], {"DATABASE_URL": URL, **env}, tty=tty)
+    assert settings.log_format == expected
+
+
+def test_the_probe_writes_text_lines_when_asked_even_for_a_flag_it_refuses() -> None:
+    probe = run_failing_start(["--log-format", "text", "--port", "nope"], URL)
+    assert probe.returncode == 2, probe.stderr
+    assert re.fullmatch(r"\S+Z ERROR config_error --port='nope' is not a port number.+\n", probe.stderr), (
+        probe.stderr
+    )
+
+
 def test_database_url_may_come_from_the_file(tmp_path: Path) -> None:
     config = tmp_path / "probe.yaml"
     config.write_text(f"database_url: {URL}\n")
@@ -71,7 +143,10 @@ def test_database_url_may_come_from_the_file(tmp_path: Path) -> None:
         ([], {"PROBE_PORT": "٨٠٨١"}, None, "PROBE_PORT='٨٠٨١' is not a port number"),
         ([], {"PROBE_PORT": "²"}, None, "PROBE_PORT='²' is not a port number"),
         ([], {"PROBE_INTERVAL": "1", "PROBE_TIMEOUT": "2"}, None, "longer than PROBE_INTERVAL"),
-        ([], {"DATABASE_POOLED": "maybe"}, None, "use auto, true or false"),
+        ([], {"DATABASE_POOLED": "maybe"}, None, "DATABASE_POOLED='maybe': use auto, true or false"),
+        (["--pooled", "maybe"], {}, None, "--pooled='maybe': use auto, true or false"),
+        ([], {}, "pooled: maybe\n", "DATABASE_POOLED='maybe': use auto, true or false"),
+        (["--log-format", "xml"], {}, None, "argument --log-format: invalid choice: 'xml'"),
         (["--bogus"], {}, None, "unrecognized arguments: --bogus"),
         ([], {}, "colour: blue\n", "unknown setting 'colour'"),
         ([], {}, "port: [1, 2]\n", "port must be a single value"),
@@ -186,14 +261,7 @@ def test_an_address_the_probe_cannot_listen_on_is_exit_2_naming_it_and_the_os_er
             ("127.0.0.1", "Address already in use"),
             ("192.0.2.1", "Cannot assign requested"),
         ):
-            probe = subprocess.run(
-                [sys.executable, "-m", "probe", "--host", host, "--port", str(port)],
-                env={"PATH": os.environ["PATH"], "DATABASE_URL": "postgresql://u@127.0.0.1:1/db"},
-                capture_output=True,
-                text=True,
-                cwd=REPO,
-                timeout=60,
-            )
+            probe = run_failing_start(["--host", host, "--port", str(port)], "postgresql://u@127.0.0.1:1/db")
             assert probe.returncode == 2, probe.stderr
             message = json.loads(probe.stderr.splitlines()[-1])["msg"]
             assert f"cannot listen on {host}:{port}: " in message and error in message, message

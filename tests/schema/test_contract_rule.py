@@ -66,7 +66,8 @@ STEPS = [
 
 
 def newer(tmp_path: Path, header: str, sql: str, shrink: Callable[[Schema], Schema]) -> Path:
-    """This repository's migrations plus a 0006 whose snapshot is snapshot 5 shrunk by `shrink`."""
+    """This repository's migrations plus the next version, whose snapshot is the latest one shrunk by
+    `shrink`."""
     directory = migrations_up_to(tmp_path, LATEST)
     version = LATEST + 1
     (directory / f"{version:04d}_shrink.sql").write_text(header + sql)
@@ -81,7 +82,7 @@ def test_a_migration_that_drops_what_the_previous_snapshot_holds_fails_the_rule_
 ) -> None:
     directory = newer(tmp_path, "", sql, shrink)
     assert unmarked_contract_steps(directory) == [
-        f"0006_shrink.sql removes or changes {named} without `-- migrate: contract`"
+        f"{LATEST + 1:04d}_shrink.sql removes or changes {named} without `-- migrate: contract`"
     ]
 
 

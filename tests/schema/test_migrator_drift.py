@@ -15,6 +15,8 @@ from tests.migrator.conftest import ledger, migrator_env, run_inprocess
 from tests.schema.conftest import LATEST
 
 REPAIR = "run `kata-migrate repair`"
+# An image before 0005, which builds messages_embedding_idx: the tests below watch that index.
+BEFORE_HNSW = 4
 
 
 @pytest.mark.parametrize(("sql", "name", "class_"), HAND_MADE_DRIFT)
@@ -55,7 +57,7 @@ def test_up_and_wait_stop_on_breaking_drift_and_warn_on_degraded(
 def test_up_refuses_before_applying_anything_when_the_ledgers_version_has_breaking_drift(
     database: Database, tmp_path: Path
 ) -> None:
-    older = migrations_up_to(tmp_path, LATEST - 1)
+    older = migrations_up_to(tmp_path, BEFORE_HNSW)
     assert run_inprocess(["up"], migrator_env(database.url, MIGRATIONS_DIR=str(older))).code == 0
     database.psql("ALTER TABLE messages DROP COLUMN tool_name")
     before = ledger(database)
@@ -70,7 +72,7 @@ def test_up_refuses_before_applying_anything_when_the_ledgers_version_has_breaki
 def test_up_goes_on_past_degraded_drift_and_applies_what_is_pending(
     database: Database, tmp_path: Path
 ) -> None:
-    older = migrations_up_to(tmp_path, LATEST - 1)
+    older = migrations_up_to(tmp_path, BEFORE_HNSW)
     assert run_inprocess(["up"], migrator_env(database.url, MIGRATIONS_DIR=str(older))).code == 0
     database.psql("ALTER TABLE contexts DROP CONSTRAINT contexts_total_tokens_non_negative")
     outcome = run_inprocess(["up"], migrator_env(database.url))
@@ -90,7 +92,7 @@ def test_objects_a_later_migration_left_behind_are_not_drift_for_the_ledgers_ver
 ) -> None:
     # A failed no-transaction file of version N+1 leaves what it did; the ledger stays at N and
     # snapshot N does not hold those objects, so `up` runs the file again instead of refusing.
-    older = migrations_up_to(tmp_path, LATEST - 1)
+    older = migrations_up_to(tmp_path, BEFORE_HNSW)
     assert run_inprocess(["up"], migrator_env(database.url, MIGRATIONS_DIR=str(older))).code == 0
     database.psql("CREATE INDEX messages_embedding_idx ON messages USING hnsw (embedding vector_cosine_ops)")
     assert run_inprocess(["verify"], migrator_env(database.url, MIGRATIONS_DIR=str(older))).code == 0

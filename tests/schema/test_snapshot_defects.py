@@ -132,7 +132,7 @@ def missing_snapshots(directory: Path) -> tuple[str, ...]:
 def empty_folder(directory: Path) -> tuple[str, ...]:
     for path in (directory / "snapshots").iterdir():
         path.unlink()
-    return "snapshots missing from", "0001.json, 0002.json, 0003.json, 0004.json, 0005.json"
+    return "snapshots missing from", ", ".join(f"{v:04d}.json" for v in range(1, LATEST + 1))
 
 
 def fifo(directory: Path) -> str:

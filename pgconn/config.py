@@ -1,5 +1,6 @@
-"""The settings mechanism both programs use: a table of options, each with its flag, environment
-variable, default, parser and help, and the parsers for the kinds of value they take."""
+"""The one configuration mechanism both programs use: a table of options, each with its flag,
+environment variable, YAML key, default, parser and help; the sources they are read from (flags,
+then environment, then a file, then the default); and the parsers for the kinds of value they take."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ class Option(Generic[T]):
     parse: Callable[[str, str], T]
     help: str
     metavar: str = "VALUE"
+    choices: tuple[str, ...] | None = None  # the flag's accepted values (argparse refuses others)
 
     def describe(self) -> str:
         """The help line: what it does, its default and its environment variable."""
@@ -58,21 +60,44 @@ class Sources:
         return None if option.default is None else (option.env, option.default)
 
     def value(self, option: Option[T]) -> T:
+        """The parsed value; SettingsError when no source sets it and it has no default."""
         found = self.text(option)
         if found is None:
             raise SettingsError(f"{option.env} is not set: {option.help}")
         return option.parse(*found)
 
-    def raw(self, options: Sequence[Option[Any]]) -> dict[str, str]:
-        """The options that are set, by environment variable name, as text."""
-        return {o.env: found[1] for o in options if (found := self.text(o)) is not None}
+    def optional(self, option: Option[T]) -> T | None:
+        """The parsed value, or None when no source sets it and it has no default."""
+        found = self.text(option)
+        return None if found is None else option.parse(*found)
+
+
+def scan_flag(argv: Sequence[str], option: Option[Any]) -> str | None:
+    """`--flag X` or `--flag=X` as argparse will read it (the last one wins), before argparse runs:
+    for what must be known to report argparse's own refusals (the log format). None when absent or
+    not one of the option's choices, which argparse then refuses."""
+    found = None
+    for index, arg in enumerate(argv):
+        if arg == "--":
+            break
+        if arg == option.flag and index + 1 < len(argv):
+            found = argv[index + 1]
+        elif option.flag and arg.startswith(f"{option.flag}="):
+            found = arg.partition("=")[2]
+    return found if option.choices is None or found in option.choices else None
 
 
 def add_flags(parser: argparse.ArgumentParser, options: Sequence[Option[Any]]) -> None:
     """One argparse flag per option that has one; the value stays text until `Sources` parses it."""
     for option in options:
         if option.flag:
-            parser.add_argument(option.flag, dest=option.key, metavar=option.metavar, help=option.describe())
+            parser.add_argument(
+                option.flag,
+                dest=option.key,
+                metavar=option.metavar,
+                choices=option.choices,
+                help=option.describe(),
+            )
 
 
 def parse_text(name: str, text: str) -> str:

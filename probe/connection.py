@@ -1,4 +1,5 @@
-"""The probe's connection: one, held between rounds, reopened after a failure.
+"""The probe's connection: one, held between rounds, reopened after a failure. Not a pool: the
+monitor runs one round at a time and nothing else queries.
 
 asyncpg's own pool runs a reset query (`pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
 RESET ALL`) on every release: one more transaction per round for nothing. Holding the
@@ -20,7 +21,7 @@ from pgconn.dsn import DatabaseUrl
 STATES: Final = ("idle", "busy")
 
 
-class ConnectionPool:
+class HeldConnection:
     """At most one long-lived connection; a failed use throws it away and the next reconnects."""
 
     def __init__(self, url: DatabaseUrl, *, application_name: str, timeout: float) -> None:
@@ -38,7 +39,7 @@ class ConnectionPool:
         return int(self._busy if state == "busy" else not self._busy)
 
     @contextlib.asynccontextmanager
-    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+    async def use(self) -> AsyncIterator[asyncpg.Connection]:
         """The held connection, opened first if needed; discarded if the body raises."""
         async with self._lock:
             if self._conn is None or self._conn.is_closed():
