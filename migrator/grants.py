@@ -19,10 +19,10 @@ from typing import Final
 import asyncpg
 
 from migrator import role_policy
-from migrator.errors import RoleMissing
 from migrator.events import EventLog
 from migrator.limits import to_ms
 from migrator.privileges import Missing, denied
+from migrator.role_errors import RoleMissing
 from migrator.settings import APP_SETTING, PROBE_SETTING, Roles
 from schema.ledger import TABLE
 from schema.live import NAMESPACE

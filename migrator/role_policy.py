@@ -13,7 +13,7 @@ from typing import Final
 
 import asyncpg
 
-from migrator.errors import RoleRefused
+from migrator.role_errors import RoleRefused
 from migrator.settings import Named
 from schema.ledger import TABLE
 from schema.live import NAMESPACE
