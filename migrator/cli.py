@@ -15,15 +15,8 @@ import asyncpg
 
 from migrator import privileges
 from migrator.context import Context
-from migrator.errors import (
-    ConnectionLost,
-    InternalError,
-    Interrupted,
-    MigratorError,
-    UsageError,
-    exit_status,
-    from_database,
-)
+from migrator.database_errors import ConnectionLost, from_database
+from migrator.errors import InternalError, Interrupted, MigratorError, UsageError, exit_status
 from migrator.events import EventLog
 from migrator.parser import load_settings
 from migrator.settings import LOG_FORMAT, MigratorSettings

@@ -17,7 +17,7 @@ from migrator import conformance, grants, repair, session
 from migrator.connection import direct_url, read_url
 from migrator.context import Context
 from migrator.drift_errors import BaselineRefused
-from migrator.errors import MigrationsPending
+from migrator.migration_errors import MigrationsPending
 from migrator.progress import ProgressWatcher
 from migrator.runner import RunResult, baseline, migrate, refuse_changed_files
 from migrator.status import status_document, status_text

@@ -11,7 +11,7 @@ from typing import Final
 import asyncpg
 
 from migrator import privileges
-from migrator.errors import DatabaseUnreachable, PoolerRefused
+from migrator.database_errors import DatabaseUnreachable, PoolerRefused
 from migrator.events import EventLog
 from pgconn.connect import connect
 from pgconn.dsn import DatabaseUrl

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Final
 
 from migrator import blockers
-from migrator.errors import BlockedByLocks
 from migrator.events import EventLog
+from migrator.migration_errors import BlockedByLocks
 from schema.catalog import Migration
 from schema.splitter import leading_words
 

@@ -1,6 +1,7 @@
 """The exit-6 errors: an applied migration's file changed or is gone (changed files), the live
-schema differs from what the applied migrations create (drift), or a verb refuses to record or
-restore what it cannot prove. Each builds the line an operator reads; their code is in
+schema differs from what the applied migrations create (drift), the ledger table is not of the
+shape this program reads (ledger drift), or a verb refuses to record or restore what it cannot
+prove. Each builds the line an operator reads; their code is in
 migrator/errors.py's one table."""
 
 from __future__ import annotations
@@ -9,6 +10,25 @@ from collections.abc import Sequence
 
 from migrator.errors import MigratorError
 from schema.drift import DEGRADED, Drift
+from schema.ledger import TABLE as LEDGER
+
+
+class LedgerDrift(MigratorError):
+    """The ledger table is there but not of the shape this program reads and writes: drift of the
+    record itself, which a person must look at (it says what ran), not a setting to change."""
+
+    exit_code = 6
+    event = "ledger_drift"
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
+        super().__init__(
+            f"the ledger table {LEDGER} is not one kata-migrate can read: {'; '.join(problems)}; nothing "
+            "was run. It is the record of which migrations ran here: do not drop it. If another tool made "
+            f"it, rename it aside (`ALTER TABLE {LEDGER} RENAME TO kata_schema_migrations_other;`), then "
+            "`kata-migrate status` names the version the schema satisfies for `kata-migrate baseline`; "
+            "if it is kata-migrate's and was altered, restore the columns as docs/migrator.md describes"
+        )
 
 
 class ChangedFiles(MigratorError):

@@ -12,10 +12,11 @@ import asyncpg
 
 from migrator import blockers, privileges, violations
 from migrator.contention import Contention, waits_for_old_transactions
-from migrator.errors import ConnectionLost, MigrationFailed, ReadOnlyDatabase, from_database
+from migrator.database_errors import ConnectionLost, ReadOnlyDatabase, from_database
 from migrator.events import EventLog
 from migrator.guard import SESSION_CHANGED, TRANSACTION_ENDED, SessionGuard
 from migrator.limits import RunLimits, to_ms
+from migrator.migration_errors import MigrationFailed
 from migrator.progress import ProgressWatcher, SeenBlockers
 from migrator.sqlstates import LOCK_NOT_AVAILABLE, READ_ONLY_TRANSACTION
 from pgconn.errors import classify_error, is_connection_loss

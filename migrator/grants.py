@@ -1,6 +1,7 @@
 """What `up` grants: the application role DML on the application's tables and use of its types
 and sequences, the probe role read access to the ledger; and nothing else to either (what it takes
-back, and the roles it refuses, are in migrator/role_policy.py).
+back is in migrator/extra_privileges.py, the roles it refuses in migrator/role_memberships.py,
+both read against migrator/role_policy.py's table).
 
 Two mechanisms, on purpose. ALTER DEFAULT PRIVILEGES makes every table, sequence and type the
 migrator's role creates in the schema carry the application's grants from the moment it exists,
@@ -18,17 +19,19 @@ from typing import Final
 
 import asyncpg
 
-from migrator import role_policy
-from migrator.errors import RoleMissing
 from migrator.events import EventLog
+from migrator.extra_privileges import default_revocations, extras, refuse_unfixable, revocations
 from migrator.limits import to_ms
 from migrator.privileges import Missing, denied
+from migrator.role_errors import RoleMissing
+from migrator.role_memberships import refuse_unsafe_roles
+from migrator.role_policy import DML
 from migrator.settings import APP_SETTING, PROBE_SETTING, Roles
 from schema.ledger import TABLE
 from schema.live import NAMESPACE
 from schema.quoting import quote_ident
 
-TABLE_PRIVILEGES: Final = role_policy.DML
+TABLE_PRIVILEGES: Final = DML
 
 
 ROLES_QUERY: Final = """
@@ -63,8 +66,8 @@ async def check_roles(conn: asyncpg.Connection, roles: Roles, log: EventLog) -> 
                 f"{setting}={role!r} is the role the migrator connects as: the owner would grant to itself "
                 "and the application would keep DDL rights; give it a role of its own. Nothing was changed"
             )
-    await role_policy.refuse_unsafe_roles(conn, roles.named)
-    role_policy.refuse_unfixable(await role_policy.extras(conn, roles.named), changed=False)
+    await refuse_unsafe_roles(conn, roles.named)
+    refuse_unfixable(await extras(conn, roles.named), changed=False)
 
 
 # One row: the schema, and every privilege to add, from the catalogs. has_*_privilege counts
@@ -164,10 +167,10 @@ async def apply(
             list({m.name: m for m in missing}.values()),
             where=f" (to grant {roles.app} its privileges; owned by {foreign[0].owner})",
         )
-    extra = await role_policy.extras(conn, roles.named)
-    role_policy.refuse_unfixable(extra, changed=after_files)
+    extra = await extras(conn, roles.named)
+    refuse_unfixable(extra, changed=after_files)
     granted = statements(changes)
-    revoked = role_policy.revocations(extra) + await role_policy.default_revocations(conn, roles.named)
+    revoked = revocations(extra) + await default_revocations(conn, roles.named)
     defaults = default_privileges(row["schema"], roles.app) if roles.app and row["schema"] else []
     if defaults or granted or revoked:
         async with conn.transaction():
@@ -175,7 +178,7 @@ async def apply(
             await conn.execute("; ".join(defaults + granted + revoked))
             # A REVOKE the server could not apply (another grantor's grant) leaves the privilege:
             # refused, and the whole transaction rolled back.
-            role_policy.refuse_unfixable(await role_policy.extras(conn, roles.named), changed=after_files)
+            refuse_unfixable(await extras(conn, roles.named), changed=after_files)
     if granted:
         log.info("grants_applied", app_role=roles.app, probe_role=roles.probe, statements=granted)
     if revoked:

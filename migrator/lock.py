@@ -11,7 +11,7 @@ from typing import Final
 
 import asyncpg
 
-from migrator.errors import LockTimeout
+from migrator.migration_errors import LockTimeout
 
 # pg_advisory_lock(int4, int4): shows in pg_locks as classid/objid with objsubid = 2.
 # 0x4B415441 is "KATA"; 1 is the schema migrations lock (per database, as advisory locks are).

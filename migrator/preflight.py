@@ -7,7 +7,7 @@ from typing import Final
 
 import asyncpg
 
-from migrator.errors import PgvectorUnavailable
+from migrator.database_errors import PgvectorUnavailable
 from schema.pgvector import (
     EXTENSION,
     create_statement,

@@ -10,7 +10,9 @@ from typing import Final
 
 import asyncpg
 
-from migrator.errors import InsufficientPrivilege, UsageError, failure_outcome
+from migrator.errors import UsageError
+from migrator.migration_errors import failure_outcome
+from migrator.role_errors import InsufficientPrivilege
 from schema.catalog import Migration
 from schema.ledger import SCHEMA, TABLE, TABLE_NAME
 from schema.quoting import quote_ident

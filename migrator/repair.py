@@ -1,6 +1,6 @@
 """`kata-migrate repair`: under the migration lock, restore the degraded drift of the ledger's version
-(missing or INVALID indexes, missing or NOT VALID constraints) with the lock-safe statements of
-schema/restore.py, run as a no-transaction file's statements are run but with no ledger row, then
+(missing or INVALID indexes, missing or NOT VALID constraints) with the lock-safe statements that
+schema/restore.py plans, run as a no-transaction file's statements are run but with no ledger row, then
 read the catalog again. `plan --repair` prints the same statements."""
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from migrator.runner import file_runner, holding_lock, refuse_changed_files
 from schema.catalog import Catalog, Migration, checksum
 from schema.expected import ExpectedSchema
 from schema.live import NAMESPACE, read_live_schema
-from schema.restore import Restoration, Step, plan_restoration
+from schema.restore import Restoration, plan_restoration
+from schema.restore_step import Step
 from schema.verdicts import SchemaState, ahead_files, pending_files, read_state
 
 # What the script's statements are reported under (progress, notices, a failure's line number:

@@ -11,7 +11,7 @@ from typing import Final
 import asyncpg
 
 from migrator.connection import NotReady
-from migrator.errors import ReadOnlyDatabase
+from migrator.database_errors import ReadOnlyDatabase
 from migrator.limits import RunLimits
 from pgconn.errors import Reason
 from schema.quoting import quote_ident

@@ -1,6 +1,7 @@
 """What a PostgreSQL error says about the server rather than about a file or a bug: the SQLSTATEs
 the migrator decides on and what to do when the server is short of resources (a connection that
-broke is pgconn.errors.is_connection_loss). Pure: no exit codes here (migrator/errors.py maps them)."""
+broke is pgconn.errors.is_connection_loss). Pure: no exit codes here (migrator/database_errors.py
+maps them)."""
 
 from __future__ import annotations
 

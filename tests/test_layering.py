@@ -130,3 +130,19 @@ def test_localk8s_reads_nothing_of_the_probe_but_its_settings() -> None:
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 modules.add(node.module)
     assert {name for name in modules if name.split(".")[0] == "probe"} <= {"probe.settings"}
+
+
+# Issue 20: one concept per module keeps each one short; a module past this holds two concepts.
+MAX_MODULE_LINES = 300
+SIZED_PACKAGES = ("pgconn", "schema", "migrator", "probe", "localpg", "localk8s")
+
+
+def test_no_module_of_the_packages_is_over_300_lines() -> None:
+    sizes = {
+        str(path.relative_to(REPO)): len(path.read_text(encoding="utf-8").splitlines())
+        for package in SIZED_PACKAGES
+        for path in sorted((REPO / package).rglob("*.py"))
+    }
+    assert {module.split("/")[0] for module in sizes} == set(SIZED_PACKAGES)
+    over = {module: lines for module, lines in sizes.items() if lines > MAX_MODULE_LINES}
+    assert not over, f"split these along their concepts (at most {MAX_MODULE_LINES} lines each): {over}"

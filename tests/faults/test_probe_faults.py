@@ -163,7 +163,13 @@ def test_max_connections_exhausted(
             except asyncpg.TooManyConnectionsError:
                 return
 
-    probe_backends = "FROM pg_stat_activity WHERE usename = 'app' AND application_name LIKE 'kata-probe%'"
+    # Every client backend but the fillers and this query's own: the probe's, including one still
+    # authenticating (no user name yet), which a filter on the probe's name would miss, letting
+    # the probe finish connecting after the slots look taken.
+    probe_backends = (
+        "FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() "
+        "AND application_name IS DISTINCT FROM 'filler'"
+    )
 
     def exhaust() -> None:
         # An established connection survives a full server: cut the probe's, as a restart or a

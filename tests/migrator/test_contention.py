@@ -17,8 +17,8 @@ import pytest
 from migrator import contention
 from migrator.blockers import Blocker
 from migrator.contention import Backoff, Contention, ContentionRetry, waits_for_old_transactions
-from migrator.errors import BlockedByLocks
 from migrator.events import EventLog
+from migrator.migration_errors import BlockedByLocks
 from migrator.settings import DDL_LOCK_TIMEOUT, LOCK_RETRY_BUDGET
 from schema.catalog import Migration
 from tests.conftest import Database, Roles

@@ -15,7 +15,8 @@ from localpg.throwaway import PostgresServer
 from schema.drift import BREAKING, DEGRADED, Drift, compare
 from schema.model import Constraint, Index, Schema, Table
 from schema.quoting import KEYWORDS, is_column, quote_ident
-from schema.restore import MAX_NAME_BYTES, Restoration, aside_name, do_block, plan_restoration
+from schema.restore import Restoration, plan_restoration
+from schema.restore_step import MAX_NAME_BYTES, aside_name, do_block
 from schema.splitter import split_statements
 from tests.conftest import Database
 from tests.migrator.conftest import psql_script
