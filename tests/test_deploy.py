@@ -529,12 +529,12 @@ def test_an_overlay_that_sets_the_migrator_tag_alone_misnames_the_job_and_the_do
     """kustomize builds the base, replacements included, before the overlay's `images`: the Job
     keeps the base's tag in its name while running the overlay's, and the cleanup by
     `app.kubernetes.io/version!=$TAG` would delete it. The docs say so and give a check."""
-    directory = overlay(tmp_path, images=[{"name": MIGRATOR_IMAGE, "newTag": "0.2.0"}])
+    directory = overlay(tmp_path, images=[{"name": MIGRATOR_IMAGE, "newTag": "0.3.0"}])
     job = migration_job(build(directory))
-    assert container(job, "migrate")["image"] == f"{MIGRATOR_IMAGE}:0.2.0"
-    assert job["metadata"]["name"] == f"kata-db-migrate-{migrator_tag()}" != "kata-db-migrate-0.2.0"
+    assert container(job, "migrate")["image"] == f"{MIGRATOR_IMAGE}:0.3.0"
+    assert job["metadata"]["name"] == f"kata-db-migrate-{migrator_tag()}" != "kata-db-migrate-0.3.0"
     assert job["metadata"]["labels"]["app.kubernetes.io/version"] == migrator_tag()
-    check = documented_name_check(directory, "0.2.0")
+    check = documented_name_check(directory, "0.3.0")
     assert check.returncode == 1 and check.stdout == "", check.stdout + check.stderr
     for document in NAME_CHECK_DOCS:
         assert NAME_CHECK in document.read_text(), document
