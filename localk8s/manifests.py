@@ -14,7 +14,7 @@ from typing import Any, Final
 import yaml
 
 from localk8s.kubelet import ProbeSpec
-from probe.settings import staleness
+from probe.settings import staleness, stuck_after
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 K8S: Final = ROOT / "deploy" / "k8s"
@@ -137,8 +137,8 @@ class Sidecar:
     @property
     def livez_fails_within(self) -> float:
         """Seconds from a monitor getting stuck to /livez failing: no round finished for
-        staleness + timeout (the last one finished up to one interval before)."""
-        return self.staleness + self.timeout
+        probe.settings.stuck_after (the last one finished up to one interval before)."""
+        return stuck_after(self.interval, self.timeout)
 
     @property
     def restart_within(self) -> float:

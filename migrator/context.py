@@ -28,7 +28,8 @@ class Context:
     log: EventLog
     stdout: TextIO
     # The verb creates, records or alters (`Verb.writes`): it runs as the owner, on a primary.
-    writes: bool = False
+    # No default: a context built without it must not run `up` without the owner's checks.
+    writes: bool
     # What the verb achieved, for the final event in the termination message (migrator/termination.py).
     outcome: Outcome = field(default_factory=Outcome)
     # Every connection the run opened, so that a stop signal can close them without waiting.

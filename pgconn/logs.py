@@ -90,7 +90,7 @@ def log_format_option(env: str) -> Option[str | None]:
         None,
         parse_log_format,
         "stderr events: json or text (default: json unless a terminal)",
-        "FORMAT",
+        "{" + ",".join(FORMATS) + "}",
         choices=FORMATS,
     )
 

@@ -23,8 +23,10 @@ def parse_url(name: str, text: str) -> DatabaseUrl:
         raise SettingsError(str(exc)) from None
 
 
-def parse_directory(name: str, text: str) -> Path:
-    return Path(text.strip())
+def parse_directory(name: str, text: str) -> Path | None:
+    """A folder; blank (`--migrations ""` as well as an empty variable) is the packaged one, never
+    the current directory that `Path("")` would be."""
+    return Path(text.strip()) if text.strip() else None
 
 
 DATABASE_URL: Final = Option(
@@ -95,7 +97,7 @@ class DatabaseSettings:
 
 def application_name(program: str, env: Mapping[str, str]) -> str:
     """`kata-migrate@<pod>`: who holds a lock or applied a migration, as pg_stat_activity shows."""
-    who = env.get("POD_NAME") or env.get("HOSTNAME") or socket.gethostname()
+    who = (env.get("POD_NAME") or "").strip() or (env.get("HOSTNAME") or "").strip() or socket.gethostname()
     # PostgreSQL's limit is in bytes: cut the UTF-8 form, never inside a character. A byte of the
     # environment that is not UTF-8 (a lone surrogate here) becomes "?", not an exception.
     return f"{program}@{who}".encode(errors="replace")[:NAME_MAX_BYTES].decode("utf-8", errors="ignore")

@@ -18,7 +18,7 @@ from probe.check import Check, CheckResult, Snapshot, run_check, skipped
 from probe.connection import HeldConnection
 from probe.metrics import ProbeMetrics
 from probe.pooled import PoolerObserver
-from probe.settings import staleness
+from probe.settings import staleness, stuck_after
 
 log = logging.getLogger("probe.monitor")
 
@@ -56,9 +56,8 @@ class Monitor:
 
     @property
     def stuck_after(self) -> float:
-        """Without a finished round for longer than this the loop counts as stuck (liveness fails):
-        the staleness bound plus one round's timeout, as the round due may still be running."""
-        return staleness(self.interval) + self.timeout
+        """Liveness fails without a finished round for this long (probe.settings.stuck_after)."""
+        return stuck_after(self.interval, self.timeout)
 
     def stale(self) -> bool:
         """The one judgement of staleness: a round finished, longer ago than the bound the settings

@@ -39,6 +39,12 @@ def staleness(interval: float) -> float:
     return STALE_ROUNDS * interval
 
 
+def stuck_after(interval: float, timeout: float) -> float:
+    """Without a finished round for longer than this the monitor counts as stuck (liveness fails):
+    the staleness bound plus one round's timeout, as the round due may still be running."""
+    return staleness(interval) + timeout
+
+
 def parse_host(name: str, text: str) -> str:
     host = text.strip()
     if not host:

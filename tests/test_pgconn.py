@@ -108,8 +108,9 @@ def test_database_settings_from_the_environment_and_their_errors(tmp_path: Path)
     assert settings.migrations_dir == tmp_path and settings.unpooled_url is None
     assert settings.pooled is PoolerSetting.AUTO
     assert "pw" not in repr(settings)
-    with pytest.raises(SettingsError, match="DATABASE_URL is not set"):
-        DatabaseSettings.from_sources(Sources({}, {"DATABASE_URL": " "}), program="kata-migrate")
+    for unset in ({}, {"DATABASE_URL": " "}):
+        with pytest.raises(SettingsError, match="DATABASE_URL is not set"):
+            DatabaseSettings.from_sources(Sources({}, unset), program="kata-migrate")
     with pytest.raises(SettingsError, match="DATABASE_URL_UNPOOLED is not a usable PostgreSQL URL"):
         DatabaseSettings.from_sources(Sources({}, {**env, "DATABASE_URL_UNPOOLED": "nope"}), program="k")
 
@@ -135,6 +136,10 @@ def test_database_settings_take_flags_over_environment_over_file_over_default(
     assert settings.pooled is PoolerSetting(pooled)
     assert settings.migrations_dir == (Path(directory) if directory else None)
 
+
+def test_application_name_is_the_pod_then_the_host_and_fits_postgresql() -> None:
+    assert application_name("kata-probe", {"POD_NAME": "api-7f9c", "HOSTNAME": "h"}) == "kata-probe@api-7f9c"
+    assert application_name("kata-probe", {"POD_NAME": " ", "HOSTNAME": "h"}) == "kata-probe@h"
     assert len(application_name("kata-migrate", {"POD_NAME": "x" * 100})) == 63
 
 

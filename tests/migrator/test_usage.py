@@ -118,6 +118,7 @@ def test_the_pooled_flag_marks_a_direct_host_pooled_like_the_variable_so_exit_9(
         ),
         ([], {"DATABASE_POOLED": "no", "MIGRATIONS_DIR": "/env"}, "false", "/env"),
         ([], {"DATABASE_POOLED": " ", "MIGRATIONS_DIR": ""}, "auto", None),
+        (["--migrations", ""], {}, "auto", None),  # the packaged files, not the current directory
         ([], {}, "auto", None),
     ],
 )
