@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from localpg.throwaway import PostgresServer, running_server, wheel_bin_dir
-from tests.conftest import Database
 from tests.faults.probe_process import REPO, ProbeProcess
 
 
@@ -32,13 +31,6 @@ def run_migrator(url: str, *args: str, timeout: float = 120) -> subprocess.Compl
 def migrate(url: str, *args: str) -> None:
     result = run_migrator(url, "up", *args)
     assert result.returncode == 0, result.stderr
-
-
-@pytest.fixture
-def migrated_database(database: Database) -> Database:
-    """A fresh database at this image's schema, applied by the real migrator."""
-    migrate(database.url)
-    return database
 
 
 @pytest.fixture(scope="module")

@@ -111,9 +111,9 @@ class Harness:
 
 
 @pytest.fixture
-def harness(migrated_database: Database) -> Iterator[Harness]:
+def harness(migrated: Database) -> Iterator[Harness]:
     settings = ProbeSettings.from_values(
-        {"DATABASE_URL": migrated_database.url, "PROBE_INTERVAL": "0.5", "PROBE_TIMEOUT": "0.3"}
+        {"DATABASE_URL": migrated.url, "PROBE_INTERVAL": "0.5", "PROBE_TIMEOUT": "0.3"}
     )
     loop = asyncio.new_event_loop()
     options = server_options(settings)

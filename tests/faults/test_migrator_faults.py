@@ -128,7 +128,7 @@ def test_lock_held_by_a_stuck_session_ends_with_exit_7_naming_it(database: Datab
 
 
 def test_a_table_locked_past_the_retry_budget_exits_11_naming_the_blocker_and_a_later_run_succeeds(
-    migrated_database: Database, tmp_path: Path
+    migrated: Database, tmp_path: Path
 ) -> None:
     migrations = tmp_path / "migrations"
     # Without snapshots/: a snapshots folder must hold one for every file, 9001 included.
@@ -138,14 +138,14 @@ def test_a_table_locked_past_the_retry_budget_exits_11_naming_the_blocker_and_a_
         ignore=shutil.ignore_patterns("*.py", "__pycache__", "snapshots"),
     )
     (migrations / "9001_contexts_note.sql").write_text("ALTER TABLE contexts ADD COLUMN note text;\n")
-    reader = Session(migrated_database.url, "long-report")
+    reader = Session(migrated.url, "long-report")
     try:
         reader.execute("BEGIN")
         # ACCESS SHARE until the transaction ends; the query's text must never reach the output.
         reader.execute('SELECT count(*) AS "kata-secret-report" FROM contexts')
         pid = reader.fetchval("SELECT pg_backend_pid()")
         failed = run_migrator(
-            migrated_database.url,
+            migrated.url,
             "up",
             *("--migrations", str(migrations), "--ddl-lock-timeout", "0.5", "--lock-retry-budget", "2"),
         )
@@ -155,14 +155,14 @@ def test_a_table_locked_past_the_retry_budget_exits_11_naming_the_blocker_and_a_
         assert f"long-report (pid {pid}" in final and "nothing recorded; safe to retry" in final
         assert "lock_blocked" in failed.stderr and "lock_retry" in failed.stderr
         assert "kata-secret-report" not in failed.stderr and "Traceback" not in failed.stderr
-        assert 9001 not in ledger_versions(migrated_database)
+        assert 9001 not in ledger_versions(migrated)
         column = (
             "SELECT count(*) FROM information_schema.columns "
             "WHERE table_name = 'contexts' AND column_name = 'note'"
         )
-        assert migrated_database.psql(column) == "0"
+        assert migrated.psql(column) == "0"
         assert (
-            migrated_database.psql(
+            migrated.psql(
                 "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
                 "WHERE l.locktype = 'advisory' AND a.application_name LIKE 'kata-migrate%'"
             )
@@ -171,9 +171,9 @@ def test_a_table_locked_past_the_retry_budget_exits_11_naming_the_blocker_and_a_
     finally:
         reader.execute("ROLLBACK")
         reader.close()
-    retried = run_migrator(migrated_database.url, "up", "--migrations", str(migrations))
+    retried = run_migrator(migrated.url, "up", "--migrations", str(migrations))
     assert retried.returncode == 0, retried.stderr
-    assert 9001 in ledger_versions(migrated_database)
+    assert 9001 in ledger_versions(migrated)
 
 
 @pytest.mark.parametrize("signal_name", ["SIGTERM"])

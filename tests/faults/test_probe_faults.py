@@ -91,9 +91,9 @@ def through(url: str, port: int) -> str:
 
 
 def test_listening_but_never_answering(
-    migrated_database: Database, relay: Relay, start_probe: Callable[..., ProbeProcess]
+    migrated: Database, relay: Relay, start_probe: Callable[..., ProbeProcess]
 ) -> None:
-    probe = start_probe(through(migrated_database.url, relay.port))
+    probe = start_probe(through(migrated.url, relay.port))
     exercise(probe, lambda: relay.set_mode("silent"), lambda: relay.set_mode("forward"), "timeout")
 
 
@@ -107,21 +107,17 @@ def test_silent_from_the_start(start_probe: Callable[..., ProbeProcess]) -> None
         silent.stop()
 
 
-def test_tls_required_but_unavailable(
-    migrated_database: Database, start_probe: Callable[..., ProbeProcess]
-) -> None:
+def test_tls_required_but_unavailable(migrated: Database, start_probe: Callable[..., ProbeProcess]) -> None:
     """The wheel's PostgreSQL is built without OpenSSL: sslmode=require can never connect."""
-    probe = start_probe(migrated_database.url.replace("sslmode=disable", "sslmode=require"))
+    probe = start_probe(migrated.url.replace("sslmode=disable", "sslmode=require"))
     never_ready(probe, "TLS error")
 
 
-def test_wrong_password_then_fixed(
-    migrated_database: Database, start_probe: Callable[..., ProbeProcess]
-) -> None:
-    server, name = migrated_database.server, migrated_database.name
+def test_wrong_password_then_fixed(migrated: Database, start_probe: Callable[..., ProbeProcess]) -> None:
+    server, name = migrated.server, migrated.name
     role = f"probe_{name[-8:]}"
     server.create_role(role, "right-password-1")
-    migrated_database.psql(f'GRANT SELECT ON kata_schema_migrations TO "{role}"')
+    migrated.psql(f'GRANT SELECT ON kata_schema_migrations TO "{role}"')
     probe = start_probe(server.url(name, user=role, password="wrong-password-2"))
     never_ready(probe, "authentication failed")
     server.psql(f"ALTER ROLE \"{role}\" PASSWORD 'wrong-password-2'")
@@ -130,15 +126,13 @@ def test_wrong_password_then_fixed(
     assert probe.unhandled() == []
 
 
-def test_database_dropped_while_running(
-    migrated_database: Database, start_probe: Callable[..., ProbeProcess]
-) -> None:
-    server, name = migrated_database.server, migrated_database.name
-    probe = start_probe(migrated_database.url)
+def test_database_dropped_while_running(migrated: Database, start_probe: Callable[..., ProbeProcess]) -> None:
+    server, name = migrated.server, migrated.name
+    probe = start_probe(migrated.url)
 
     def recreate() -> None:
         server.psql(f'CREATE DATABASE "{name}"')
-        migrate(migrated_database.url)
+        migrate(migrated.url)
 
     exercise(probe, lambda: server.drop_database(name), recreate, "database does not exist")
 
@@ -196,12 +190,12 @@ def test_max_connections_exhausted(
 
 
 def test_pgbouncer_stopped_and_restarted(
-    migrated_database: Database, start_probe: Callable[..., ProbeProcess]
+    migrated: Database, start_probe: Callable[..., ProbeProcess]
 ) -> None:
     require_system_package(PGBOUNCER, "pgbouncer")
     users = {SUPERUSER: SUPERUSER_PASSWORD}
-    with running_pgbouncer(migrated_database.server, users) as bouncer:
-        probe = start_probe(bouncer.url(migrated_database.name, SUPERUSER, SUPERUSER_PASSWORD))
+    with running_pgbouncer(migrated.server, users) as bouncer:
+        probe = start_probe(bouncer.url(migrated.name, SUPERUSER, SUPERUSER_PASSWORD))
 
         def stop() -> None:
             bouncer.process.terminate()
