@@ -97,7 +97,9 @@ class DatabaseSettings:
 
 def application_name(program: str, env: Mapping[str, str]) -> str:
     """`kata-migrate@<pod>`: who holds a lock or applied a migration, as pg_stat_activity shows."""
-    who = (env.get("POD_NAME") or "").strip() or (env.get("HOSTNAME") or "").strip() or socket.gethostname()
+    # A blank one is unset; any other is kept as it is (its control characters are escaped in logs).
+    named = (env.get("POD_NAME"), env.get("HOSTNAME"))
+    who = next((name for name in named if name and name.strip()), socket.gethostname())
     # PostgreSQL's limit is in bytes: cut the UTF-8 form, never inside a character. A byte of the
     # environment that is not UTF-8 (a lone surrogate here) becomes "?", not an exception.
     return f"{program}@{who}".encode(errors="replace")[:NAME_MAX_BYTES].decode("utf-8", errors="ignore")
