@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -64,10 +63,6 @@ class Explained:
     def cells(self) -> list[object]:
         trigger = f" (SET NULL trigger {self.trigger_ms:,.2f})" if self.trigger_ms else ""
         return [self.node, f"{self.ms:,.2f}{trigger}", f"{self.hit:,} hit, {self.read:,} read"]
-
-
-def env_int(name: str, default: int) -> int:
-    return int(os.environ.get(name, str(default)))
 
 
 def scan_node(plan: dict[str, object]) -> str:
@@ -178,9 +173,12 @@ def fill(pg: PostgresServer, database: str, contexts: int, parents: int) -> None
 
 
 def run() -> str:
-    contexts, parents = env_int("BENCH_FORK_CONTEXTS", 1_000_000), env_int("BENCH_FORK_PARENTS", 10_000)
-    repeats = env_int("BENCH_FORK_REPEATS", 5)
-    load = workload.Load(writes_per_s=float(env_int("BENCH_LIVE_WRITES_PER_S", 500)))
+    contexts, parents = (
+        live_load.env_int("BENCH_FORK_CONTEXTS", 1_000_000),
+        live_load.env_int("BENCH_FORK_PARENTS", 10_000),
+    )
+    repeats = live_load.env_int("BENCH_FORK_REPEATS", 5)
+    load = workload.Load(writes_per_s=float(live_load.env_int("BENCH_LIVE_WRITES_PER_S", 500)))
     latest = len(list((servers.REPO / "migrations").glob("[0-9]*_*.sql")))
     with running_server(wheel_bin_dir(16)) as pg:
         database = pg.create_database("forks")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import time
@@ -42,14 +41,13 @@ class Phase:
     end: float
 
 
-def env_int(name: str, default: int) -> int:
-    return int(os.environ.get(name, str(default)))
-
-
 def fill(pg: PostgresServer) -> str:
     """A database at version 5 with rows, then without its HNSW index."""
-    contexts, per_context = env_int("BENCH_REPAIR_CONTEXTS", 2000), env_int("BENCH_REPAIR_MESSAGES", 50)
-    embeddings = env_int("BENCH_REPAIR_EMBEDDINGS", 5000)
+    contexts, per_context = (
+        live_load.env_int("BENCH_REPAIR_CONTEXTS", 2000),
+        live_load.env_int("BENCH_REPAIR_MESSAGES", 50),
+    )
+    embeddings = live_load.env_int("BENCH_REPAIR_EMBEDDINGS", 5000)
     database = pg.create_database("repair")
     schema = next((servers.REPO / "migrations").glob("0001_*.sql")).read_text()
     started = time.monotonic()
@@ -119,7 +117,7 @@ async def measure(url: str, load: workload.Load) -> tuple[list[Phase], workload.
         await asyncio.sleep(QUIET_SECONDS)  # the same load with nothing else running: the baseline
         phases.append(Phase("no repair (baseline)", quiet_start, time.monotonic()))
         phases.append(await run_repair(url))
-        if env_int("BENCH_REPAIR_BY_HAND", 1):
+        if live_load.env_int("BENCH_REPAIR_BY_HAND", 1):
             await asyncio.sleep(1.0)  # let the load settle between phases
             phases.append(await by_hand(url))
     return phases, rec
@@ -155,7 +153,7 @@ HEADER = [
 
 
 def run() -> str:
-    load = workload.Load(writes_per_s=float(env_int("BENCH_REPAIR_WRITES_PER_S", 300)))
+    load = workload.Load(writes_per_s=float(live_load.env_int("BENCH_REPAIR_WRITES_PER_S", 300)))
     with running_server(wheel_bin_dir(16)) as pg:
         database = fill(pg)
         print("bench: repair under load", file=sys.stderr)

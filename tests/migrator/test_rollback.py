@@ -26,16 +26,24 @@ def ahead_event(outcome: Outcome) -> dict[str, object]:
     return event
 
 
+def rolled_back(
+    database: Database, scratch_database: Database, tmp_path: Path, migration: tuple[str, str]
+) -> tuple[str, dict[str, str]]:
+    """`database` migrated by a newer image that adds `migration` (file name, SQL); returns the
+    newer file's name and the environment that runs this image's migrations on it."""
+    older = migrations_up_to(tmp_path, LATEST)
+    newer = newer_image(tmp_path, scratch_database, *migration)
+    assert run_inprocess(["up"], migrator_env(database.url, MIGRATIONS_DIR=str(newer))).code == 0
+    env = migrator_env(database.url, MIGRATIONS_DIR=str(older), MIGRATOR_WAIT_TIMEOUT="5")
+    return migration[0], env
+
+
 def test_the_older_image_runs_on_a_ledger_ahead_while_its_schema_still_holds(
     database: Database, scratch_database: Database, tmp_path: Path
 ) -> None:
-    v1 = migrations_up_to(tmp_path, LATEST)
-    v2 = newer_image(tmp_path, scratch_database, *EXPAND)
-    newer, _ = EXPAND
-    assert run_inprocess(["up"], migrator_env(database.url, MIGRATIONS_DIR=str(v2))).code == 0
+    newer, env = rolled_back(database, scratch_database, tmp_path, EXPAND)
     applied = ledger(database)
     assert len(applied) == NEXT
-    env = migrator_env(database.url, MIGRATIONS_DIR=str(v1), MIGRATOR_WAIT_TIMEOUT="5")
     for command in (["wait"], ["up"], ["verify"], ["status", "--json", "--exit-code"], ["plan"], ["status"]):
         outcome = run_inprocess(command, env)
         assert outcome.code == 0, (command, outcome.stderr)
@@ -65,12 +73,8 @@ def test_the_older_image_runs_on_a_ledger_ahead_while_its_schema_still_holds(
 def test_the_older_image_refuses_a_schema_a_newer_contract_step_took_what_it_needs_from(
     database: Database, scratch_database: Database, tmp_path: Path
 ) -> None:
-    v1 = migrations_up_to(tmp_path, LATEST)
-    v2 = newer_image(tmp_path, scratch_database, *CONTRACT)
-    newer, _ = CONTRACT
-    assert run_inprocess(["up"], migrator_env(database.url, MIGRATIONS_DIR=str(v2))).code == 0
+    newer, env = rolled_back(database, scratch_database, tmp_path, CONTRACT)
     applied = ledger(database)
-    env = migrator_env(database.url, MIGRATIONS_DIR=str(v1), MIGRATOR_WAIT_TIMEOUT="5")
     for command in (["up"], ["wait"], ["verify"], ["status", "--exit-code"]):
         outcome = run_inprocess(command, env)
         assert outcome.code == 6, (command, outcome.stderr)
@@ -88,11 +92,7 @@ def test_the_older_image_refuses_a_schema_a_newer_contract_step_took_what_it_nee
 def test_an_index_a_newer_migration_dropped_leaves_the_older_image_running_degraded(
     database: Database, scratch_database: Database, tmp_path: Path
 ) -> None:
-    v1 = migrations_up_to(tmp_path, LATEST)
-    v2 = newer_image(tmp_path, scratch_database, *CONTRACT_INDEX)
-    newer, _ = CONTRACT_INDEX
-    assert run_inprocess(["up"], migrator_env(database.url, MIGRATIONS_DIR=str(v2))).code == 0
-    env = migrator_env(database.url, MIGRATIONS_DIR=str(v1), MIGRATOR_WAIT_TIMEOUT="5")
+    newer, env = rolled_back(database, scratch_database, tmp_path, CONTRACT_INDEX)
     for command in ("wait", "up"):
         outcome = run_inprocess([command], env)
         assert outcome.code == 0, (command, outcome.stderr)

@@ -24,6 +24,17 @@ StartProbe = Callable[..., ProbeProcess]
 CLOSE_MARGIN = 30.0
 
 
+async def listening_probe(
+    probe_process: StartProbe, database: Database, migrations_dir: Path, **extra: str
+) -> ProbeProcess:
+    """A `python -m probe` process on a ready database, once it has bound its port."""
+    ready_database(database, migrations_dir)
+    probe = probe_process(probe_env(database.url, migrations_dir, **extra))
+    async with aiohttp.ClientSession() as session:
+        await wait_listening(probe, session)
+    return probe
+
+
 async def raw_status_line(host: str, port: int, request: bytes) -> bytes:
     reader, writer = await asyncio.open_connection(host, port)
     try:
@@ -94,10 +105,7 @@ def closed_by_server(port: int, first_bytes: bytes) -> bool:
 async def test_the_probe_closes_connections_that_send_no_complete_request_within_the_idle_timeout(
     probe_process: StartProbe, database: Database, migrations_dir: Path, first_bytes: bytes
 ) -> None:
-    ready_database(database, migrations_dir)
-    probe = probe_process(probe_env(database.url, migrations_dir, PROBE_IDLE_TIMEOUT="1"))
-    async with aiohttp.ClientSession() as session:
-        await wait_listening(probe, session)
+    probe = await listening_probe(probe_process, database, migrations_dir, PROBE_IDLE_TIMEOUT="1")
     assert await asyncio.to_thread(closed_by_server, probe.port, first_bytes)
 
 
@@ -105,10 +113,7 @@ async def test_the_probe_closes_connections_that_send_no_complete_request_within
 async def test_sighup_drains_and_exits_0_like_sigterm(
     probe_process: StartProbe, database: Database, migrations_dir: Path, signum: signal.Signals
 ) -> None:
-    ready_database(database, migrations_dir)
-    probe = probe_process(probe_env(database.url, migrations_dir, PROBE_SHUTDOWN_DELAY="0.5"))
-    async with aiohttp.ClientSession() as session:
-        await wait_listening(probe, session)
+    probe = await listening_probe(probe_process, database, migrations_dir, PROBE_SHUTDOWN_DELAY="0.5")
     probe.signal(signum)
     assert await asyncio.to_thread(probe.wait, 20) == 0
     events = [json.loads(line) for line in probe.log_lines()]
@@ -121,10 +126,8 @@ async def test_sighup_drains_and_exits_0_like_sigterm(
 async def test_sigusr1_and_sigusr2_are_logged_and_ignored(
     probe_process: StartProbe, database: Database, migrations_dir: Path
 ) -> None:
-    ready_database(database, migrations_dir)
-    probe = probe_process(probe_env(database.url, migrations_dir, PROBE_SHUTDOWN_DELAY="0.1"))
+    probe = await listening_probe(probe_process, database, migrations_dir, PROBE_SHUTDOWN_DELAY="0.1")
     async with aiohttp.ClientSession() as session:
-        await wait_listening(probe, session)
         for signum in (signal.SIGUSR1, signal.SIGUSR2):
             probe.signal(signum)
 
@@ -161,10 +164,7 @@ METHOD_TOKENS = ["FOO", "BREW", "M-SEARCH", "PROPFIND", "X!#$%&'*+-.^_`|~9", "PA
 async def test_any_method_token_the_probe_does_not_serve_answers_405_with_allow(
     probe_process: StartProbe, database: Database, migrations_dir: Path
 ) -> None:
-    ready_database(database, migrations_dir)
-    probe = probe_process(probe_env(database.url, migrations_dir))
-    async with aiohttp.ClientSession() as session:
-        await wait_listening(probe, session)
+    probe = await listening_probe(probe_process, database, migrations_dir)
     for method in METHOD_TOKENS:
         for target in ("/livez", "/readyz/database", "/metrics"):
             request = f"{method} {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
@@ -178,10 +178,7 @@ async def test_any_method_token_the_probe_does_not_serve_answers_405_with_allow(
 async def test_options_asterisk_answers_405_with_allow(
     probe_process: StartProbe, database: Database, migrations_dir: Path
 ) -> None:
-    ready_database(database, migrations_dir)
-    probe = probe_process(probe_env(database.url, migrations_dir))
-    async with aiohttp.ClientSession() as session:
-        await wait_listening(probe, session)
+    probe = await listening_probe(probe_process, database, migrations_dir)
     status, headers = await raw_head(probe.port, b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n")
     assert status == b"HTTP/1.1 405 Method Not Allowed"
     assert headers["allow"] == "GET,HEAD"
@@ -208,10 +205,7 @@ async def test_a_malformed_request_answers_400_and_logs_nothing_at_error_level(
     probe_process: StartProbe, database: Database, migrations_dir: Path, request_bytes: bytes
 ) -> None:
     """docs/probe.md: requests are not logged. A client's garbage is no error of the probe's."""
-    ready_database(database, migrations_dir)
-    probe = probe_process(probe_env(database.url, migrations_dir))
-    async with aiohttp.ClientSession() as session:
-        await wait_listening(probe, session)
+    probe = await listening_probe(probe_process, database, migrations_dir)
     reader, writer = await asyncio.open_connection("127.0.0.1", probe.port)
     try:
         writer.write(request_bytes)
