@@ -316,7 +316,9 @@ def test_a_ledger_of_the_wrong_shape_exits_6_naming_the_table_and_what_is_wrong(
 def test_a_role_without_connect_exits_10_at_once_naming_the_grant(roles: Roles) -> None:
     db = roles.database
     db.psql(f"REVOKE CONNECT ON DATABASE {db.name} FROM {roles.owner}")
-    outcome = run_inprocess(["up", "--connect-timeout", "30"], migrator_env(roles.url(roles.owner)))
+    # A process of its own, timed from outside: the bound is --connect-timeout, which it would
+    # have spent retrying.
+    outcome = run_process(["up", "--connect-timeout", "30"], migrator_env(roles.url(roles.owner)))
     assert outcome.code == 10, outcome.stderr
     assert "connect_retry" not in outcome.names()  # no amount of waiting grants it
     message = outcome.final_message
